@@ -1,0 +1,55 @@
+"""Evaluating zoo entries (the baselines by default) into a run's leaderboard."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from search.artifacts import save_fitted
+from search.leaderboard import merge_rows
+from search.protocol import evaluate_model
+from search.runs import Run
+from zoo.registry import create_model, list_models, model_entry
+
+
+def default_baselines() -> list[str]:
+    """The scikit-learn entries of the zoo."""
+    return list_models(kind="sklearn")
+
+
+def run_baselines(
+    run: Run,
+    models: list[str] | None = None,
+    progress: Callable[[str], None] = print,
+) -> list[dict[str, Any]]:
+    """Evaluates zoo entries under the run's protocol and merges them into its leaderboard.
+
+    Each model's row is merged as soon as it is measured, so an interrupted
+    run keeps what it finished.
+
+    Args:
+        run: the opened run (data, folds, seed).
+        models: zoo names; the scikit-learn baselines when ``None``.
+        progress: receives one line per model.
+
+    Returns:
+        The whole leaderboard after the merge, best first.
+
+    Raises:
+        ZooError: an unknown model name (before anything is trained).
+    """
+    names = models or default_baselines()
+    entries = [model_entry(name) for name in names]
+    board: list[dict[str, Any]] = []
+    for number, entry in enumerate(entries, start=1):
+        estimator = create_model(entry.name, seed=run.seed)
+        result = evaluate_model(entry.name, entry.kind, estimator, run.dataset, run.folds)
+        row = result.row()
+        row["source"] = "baselines"
+        row["model_path"] = save_fitted(result.fitted, run.path, entry.name)
+        board = merge_rows(run.path, [row])
+        progress(
+            f"[{number}/{len(entries)}] {entry.name:<20} cv {row['cv_accuracy_mean']:.4f} "
+            f"± {row['cv_accuracy_std']:.4f}  test {row['test_accuracy']:.4f}  "
+            f"fit {row['fit_seconds']:.2f}s"
+        )
+    return board

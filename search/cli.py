@@ -1,0 +1,60 @@
+"""The ``digits-zoo`` command line: one entry point, one subcommand per job.
+
+Each subcommand parses its flags, calls one library function and prints.
+Expected errors print ``digits-zoo: error: ...`` on stderr and exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from zoo.errors import ZooError
+
+# Modules that add subcommands: each has ``register(subparsers)``, which adds
+# parsers whose defaults hold ``handler(args) -> int``.
+COMMAND_MODULES = ("search.commands",)
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors are one line in the house format."""
+
+    def error(self, message: str):
+        self.exit(2, f"digits-zoo: error: {message}; see '{self.prog} --help'\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Returns the full parser with every subcommand."""
+    parser = _Parser(
+        prog="digits-zoo",
+        description="Which model reads these digits best, and how do I ship it?",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    subparsers.required = True
+    for module_name in COMMAND_MODULES:
+        importlib.import_module(module_name).register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Runs the command line; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except ZooError as error:
+        print(f"digits-zoo: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("digits-zoo: interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+
+
+def entry_point() -> None:
+    """The console script."""
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry_point()

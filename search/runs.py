@@ -1,0 +1,180 @@
+"""The run directory: one folder holds everything a run wrote.
+
+Layout::
+
+    RUN_DIR/
+      run.json          dataset, split and fold seed, folds, versions, device
+      leaderboard.csv   one row per evaluated model, best first
+      models/           fitted leaderboard models (.keras, .skops)
+      tuner/            keras-tuner's own state (oracle.json, trial_*/trial.json)
+      trials.csv        every search trial's CV score, rebuilt from tuner/
+      logs/             TensorBoard logs, one folder per trial
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from search.leaderboard import atomic_write_text
+from search.protocol import Folds, make_folds
+from zoo.data import DEFAULT_TEST_SIZE, Dataset, load_dataset
+from zoo.errors import ZooError
+
+RUN_FILE = "run.json"
+DEFAULT_RUN_DIR = "runs/digits"
+
+
+@dataclass
+class Run:
+    """An opened run: its folder, data, folds and recorded settings."""
+
+    path: Path
+    dataset: Dataset
+    folds: Folds
+    seed: int
+    n_folds: int
+    meta: dict[str, Any]
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of the libraries that shape results."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    versions = {"python": platform.python_version()}
+    for package in (
+        "keras",
+        "keras-tuner",
+        "scikit-learn",
+        "numpy",
+        "jax",
+        "tensorflow-cpu",
+        "tensorflow",
+    ):
+        try:
+            versions[package] = version(package)
+        except PackageNotFoundError:
+            pass
+    return versions
+
+
+def device_description() -> str:
+    """The Keras backend and the device it computes on, such as ``jax:cpu``."""
+    import keras
+
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        return f"jax:{jax.devices()[0].platform}"
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return "tensorflow:gpu" if tf.config.list_physical_devices("GPU") else "tensorflow:cpu"
+    return backend
+
+
+def _data_argument(data: str | None) -> str | None:
+    if data is None or data == "digits":
+        return None
+    return str(Path(data).resolve())
+
+
+def open_run(
+    run_dir: str | Path,
+    data: str | None = None,
+    *,
+    seed: int = 0,
+    n_folds: int = 5,
+    test_size: float = DEFAULT_TEST_SIZE,
+    overwrite: bool = False,
+) -> Run:
+    """Opens (or creates) a run directory for this data, seed and fold count.
+
+    A run directory holds one dataset under one protocol, so that every row of
+    its leaderboard is comparable. Reopening it with other settings is an error
+    unless ``overwrite`` is given, which deletes the old run first.
+
+    Raises:
+        ZooError: bad settings, or a run directory made for something else.
+    """
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ZooError(f"--seed must be a non-negative integer (got {seed!r})")
+    path = Path(run_dir)
+    if path.exists() and not path.is_dir():
+        raise ZooError(f"--run-dir is a file (got {str(path)!r}); pass a directory")
+    dataset = load_dataset(data, test_size=test_size, seed=seed)
+    folds = make_folds(dataset.y_train, n_folds, seed)
+    settings = {
+        "data": _data_argument(data),
+        "dataset": dataset.describe(),
+        "seed": seed,
+        "folds": n_folds,
+        "test_size": test_size,
+    }
+    run_file = path / RUN_FILE
+    if run_file.is_file():
+        recorded = json.loads(run_file.read_text(encoding="utf-8"))
+        clash = _first_clash(recorded, settings)
+        if clash and not overwrite:
+            raise ZooError(
+                f"run directory {str(path)!r} holds a run with another {clash}; "
+                "pass a new --run-dir, the same settings, or --overwrite to start it afresh"
+            )
+        if clash:
+            shutil.rmtree(path)
+    elif path.is_dir() and any(path.iterdir()) and not overwrite:
+        raise ZooError(
+            f"run directory {str(path)!r} is not empty and holds no {RUN_FILE}; "
+            "pass a new or empty --run-dir"
+        )
+    path.mkdir(parents=True, exist_ok=True)
+    if run_file.is_file():
+        meta = json.loads(run_file.read_text(encoding="utf-8"))
+    else:
+        meta = {
+            **settings,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "versions": library_versions(),
+            "device": device_description(),
+        }
+        atomic_write_text(run_file, json.dumps(meta, indent=2) + "\n")
+    return Run(path, dataset, folds, seed, n_folds, meta)
+
+
+def _first_clash(recorded: dict[str, Any], settings: dict[str, Any]) -> str | None:
+    if recorded.get("dataset", {}).get("fingerprint") != settings["dataset"]["fingerprint"]:
+        return f"dataset ({recorded.get('dataset', {}).get('name')})"
+    for key, label in (("seed", "seed"), ("folds", "fold count"), ("test_size", "test size")):
+        if recorded.get(key) != settings[key]:
+            return f"{label} ({recorded.get(key)})"
+    return None
+
+
+def load_run(run_dir: str | Path) -> Run:
+    """Reopens an existing run with exactly its recorded data, seed and folds.
+
+    Raises:
+        ZooError: no run there, or its data file changed since.
+    """
+    path = Path(run_dir)
+    run_file = path / RUN_FILE
+    if not run_file.is_file():
+        raise ZooError(
+            f"{str(path)!r} is not a run directory (no {RUN_FILE}); pass the --run-dir of a "
+            "digits-zoo baselines or search run"
+        )
+    meta = json.loads(run_file.read_text(encoding="utf-8"))
+    dataset = load_dataset(meta["data"], test_size=meta["test_size"], seed=meta["seed"])
+    if dataset.fingerprint() != meta["dataset"]["fingerprint"]:
+        raise ZooError(
+            f"the data of run {str(path)!r} changed since it ran ({meta['data'] or 'digits'}); "
+            "restore the file or start a new run"
+        )
+    folds = make_folds(dataset.y_train, meta["folds"], meta["seed"])
+    return Run(path, dataset, folds, meta["seed"], meta["folds"], meta)

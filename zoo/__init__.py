@@ -1,0 +1,31 @@
+"""digits-zoo's model zoo: datasets, the dense-net search space and the models.
+
+Keras trains on the JAX backend unless ``KERAS_BACKEND`` says otherwise: on
+these small nets it measured 2-2.5x faster per epoch than TensorFlow on the
+CPU. TensorFlow is imported only to write a SavedModel.
+"""
+
+import os
+
+os.environ.setdefault("KERAS_BACKEND", "jax")
+# TensorFlow's start-up chatter goes away only with both of these.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+
+from zoo.data import Dataset, load_dataset  # noqa: E402
+from zoo.errors import DataError, ZooError  # noqa: E402
+from zoo.registry import create_model, list_models, model_entry, register_model  # noqa: E402
+from zoo.space import DenseConfig, space_names  # noqa: E402
+
+__all__ = [
+    "Dataset",
+    "DataError",
+    "DenseConfig",
+    "ZooError",
+    "create_model",
+    "list_models",
+    "load_dataset",
+    "model_entry",
+    "register_model",
+    "space_names",
+]

@@ -1,0 +1,250 @@
+"""The dense-network search space, declared once.
+
+Every hyperparameter of the zoo's dense networks is one field of
+:class:`DenseConfig`. Its declaration (type, range, default) lives in the
+field's metadata, and that single declaration serves all of these:
+
+* the keras-tuner space (:meth:`DenseConfig.from_hp` calls ``hp.Int``,
+  ``hp.Float`` or ``hp.Choice`` with the same name, range and default),
+* validation of a plain config (:meth:`DenseConfig.__post_init__`),
+* the parameters of :class:`zoo.dense.DenseNetClassifier`,
+* the leaderboard's ``config`` column and the ``--fix NAME=VALUE`` flag.
+
+The zoo never imports keras-tuner: ``from_hp`` only calls methods of the
+``hp`` object it is given.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from zoo.errors import ZooError
+
+
+@dataclass(frozen=True)
+class IntSpec:
+    """An integer hyperparameter in ``[low, high]``."""
+
+    low: int
+    high: int
+
+    def declare(self, hp: Any, name: str, default: int) -> int:
+        return hp.Int(name, self.low, self.high, default=default)
+
+    def coerce(self, name: str, value: Any) -> int:
+        if isinstance(value, bool) or not _is_integral(value):
+            raise ZooError(
+                f"{name} must be an integer in [{self.low}, {self.high}] (got {value!r})"
+            )
+        value = int(value)
+        if not self.low <= value <= self.high:
+            raise ZooError(f"{name} must be an integer in [{self.low}, {self.high}] (got {value})")
+        return value
+
+    def describe(self) -> str:
+        return f"int in [{self.low}, {self.high}]"
+
+
+@dataclass(frozen=True)
+class FloatSpec:
+    """A float hyperparameter in ``[low, high]``, sampled linearly or on a log scale."""
+
+    low: float
+    high: float
+    sampling: str = "linear"
+    step: float | None = None
+
+    def declare(self, hp: Any, name: str, default: float) -> float:
+        return hp.Float(
+            name, self.low, self.high, step=self.step, sampling=self.sampling, default=default
+        )
+
+    def coerce(self, name: str, value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) and not _is_number(value):
+            raise ZooError(f"{name} must be a number in [{self.low}, {self.high}] (got {value!r})")
+        value = float(value)
+        # A tiny tolerance lets values that went through a float32 round trip pass.
+        tolerance = 1e-9 * max(1.0, abs(self.high))
+        if not (math.isfinite(value) and self.low - tolerance <= value <= self.high + tolerance):
+            raise ZooError(f"{name} must be a number in [{self.low}, {self.high}] (got {value})")
+        return min(max(value, self.low), self.high)
+
+    def describe(self) -> str:
+        scale = ", log scale" if self.sampling == "log" else ""
+        return f"float in [{self.low}, {self.high}{scale}]"
+
+
+@dataclass(frozen=True)
+class ChoiceSpec:
+    """A hyperparameter with a fixed list of allowed values."""
+
+    values: tuple
+
+    def declare(self, hp: Any, name: str, default: Any) -> Any:
+        return hp.Choice(name, list(self.values), default=default)
+
+    def coerce(self, name: str, value: Any) -> Any:
+        for allowed in self.values:
+            if isinstance(allowed, str):
+                if value == allowed:
+                    return allowed
+            elif not isinstance(value, (str, bool)) and _is_number(value) and value == allowed:
+                return type(allowed)(value)
+        listed = ", ".join(repr(v) for v in self.values)
+        raise ZooError(f"{name} must be one of {listed} (got {value!r})")
+
+    def describe(self) -> str:
+        return "one of " + ", ".join(str(v) for v in self.values)
+
+
+def _is_number(value: Any) -> bool:
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return not isinstance(value, str)
+
+
+def _is_integral(value: Any) -> bool:
+    return _is_number(value) and float(value) == int(float(value))
+
+
+def _param(spec, default, help_text: str):
+    """Declares one hyperparameter: its spec, default and one-line help."""
+    return field(default=default, metadata={"spec": spec, "help": help_text})
+
+
+@dataclass(frozen=True)
+class DenseConfig:
+    """The hyperparameters of one dense network: a plain, validated, serialisable value.
+
+    Values are converted to plain ``int``/``float``/``str`` (Keras ``Dense``
+    rejects ``np.int64`` units) and checked against the declared ranges.
+
+    Raises:
+        ZooError: a value is outside its declared range, naming the parameter.
+    """
+
+    n_layers: int = _param(IntSpec(1, 4), 2, "number of hidden layers")
+    units: int = _param(
+        ChoiceSpec((32, 64, 128, 256, 512, 1024)), 256, "units in each hidden layer"
+    )
+    activation: str = _param(
+        ChoiceSpec(("relu", "elu", "gelu", "selu", "tanh", "sigmoid")),
+        "relu",
+        "activation of the hidden layers",
+    )
+    dropout_rate: float = _param(
+        FloatSpec(0.0, 0.5, step=0.1), 0.2, "dropout after each hidden layer"
+    )
+    normalization: str = _param(
+        ChoiceSpec(("none", "batch", "layer")), "none", "normalization before each activation"
+    )
+    l2: float = _param(
+        ChoiceSpec((0.0, 1e-5, 1e-4, 1e-3)), 0.0, "L2 penalty on the hidden layers' kernels"
+    )
+    optimizer: str = _param(ChoiceSpec(("adam", "adamw", "rmsprop", "sgd")), "adam", "optimizer")
+    learning_rate: float = _param(
+        FloatSpec(1e-4, 3e-2, sampling="log"), 1e-3, "initial learning rate"
+    )
+    batch_size: int = _param(ChoiceSpec((32, 64, 128, 256)), 128, "examples per training step")
+    label_smoothing: float = _param(
+        ChoiceSpec((0.0, 0.05, 0.1)), 0.0, "label smoothing of the cross-entropy"
+    )
+
+    def __post_init__(self) -> None:
+        for spec_field in dataclasses.fields(self):
+            spec = spec_field.metadata["spec"]
+            value = spec.coerce(spec_field.name, getattr(self, spec_field.name))
+            object.__setattr__(self, spec_field.name, value)
+
+    @classmethod
+    def from_hp(cls, hp: Any, fixed: dict[str, Any] | None = None) -> DenseConfig:
+        """Declares the space on a keras-tuner ``HyperParameters`` and reads a config.
+
+        Args:
+            hp: a ``keras_tuner.HyperParameters`` (only its methods are used).
+            fixed: names pinned to one value (``hp.Fixed``), already validated.
+
+        Returns:
+            The config holding the values ``hp`` chose (its defaults on a fresh ``hp``).
+        """
+        fixed = fixed or {}
+        values = {}
+        for spec_field in dataclasses.fields(cls):
+            name = spec_field.name
+            if name in fixed:
+                values[name] = hp.Fixed(name, fixed[name])
+            else:
+                values[name] = spec_field.metadata["spec"].declare(hp, name, spec_field.default)
+        return cls(**values)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> DenseConfig:
+        """Builds a config from a mapping, ignoring keys that are not hyperparameters."""
+        names = set(space_names())
+        return cls(**{k: v for k, v in values.items() if k in names})
+
+    def to_dict(self) -> dict[str, Any]:
+        """Returns the config as a plain dict of ``int``/``float``/``str``."""
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        """Returns the config as sorted, compact JSON (the leaderboard's ``config``)."""
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    def short(self) -> str:
+        """Returns a short human-readable summary, for progress lines."""
+        text = f"{self.n_layers}x{self.units} {self.activation}"
+        if self.dropout_rate:
+            text += f" drop{self.dropout_rate:g}"
+        if self.normalization != "none":
+            text += f" {self.normalization}norm"
+        if self.l2:
+            text += f" l2={self.l2:g}"
+        if self.label_smoothing:
+            text += f" ls{self.label_smoothing:g}"
+        return text + f" {self.optimizer} lr={self.learning_rate:.2g} bs{self.batch_size}"
+
+
+def space_names() -> list[str]:
+    """Returns the hyperparameter names, in declaration order."""
+    return [f.name for f in dataclasses.fields(DenseConfig)]
+
+
+def describe_space() -> list[tuple[str, str, Any, str]]:
+    """Returns ``(name, range, default, help)`` for every hyperparameter."""
+    return [
+        (f.name, f.metadata["spec"].describe(), f.default, f.metadata["help"])
+        for f in dataclasses.fields(DenseConfig)
+    ]
+
+
+def parse_fixed(assignments: list[str]) -> dict[str, Any]:
+    """Parses ``NAME=VALUE`` strings into validated hyperparameter values.
+
+    Raises:
+        ZooError: an unknown name, a missing ``=`` or a value out of range.
+    """
+    specs = {f.name: f.metadata["spec"] for f in dataclasses.fields(DenseConfig)}
+    fixed = {}
+    for text in assignments:
+        name, sep, raw = text.partition("=")
+        name = name.strip().replace("-", "_")
+        if not sep:
+            raise ZooError(f"--fix takes NAME=VALUE (got {text!r}); for example --fix n_layers=2")
+        if name not in specs:
+            raise ZooError(
+                f"unknown hyperparameter {name!r} in --fix; valid names: {', '.join(specs)}"
+            )
+        value: Any = raw.strip()
+        try:
+            value = json.loads(value)
+        except ValueError:
+            pass
+        fixed[name] = specs[name].coerce(name, value)
+    return fixed
