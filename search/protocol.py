@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 from sklearn.base import clone
@@ -71,7 +72,7 @@ def cross_validate(
     else:
         fitted = (clone(estimator).fit(X[train], y[train]) for train, _ in folds)
     scores = []
-    for index, ((_, val), model) in enumerate(zip(folds, fitted)):
+    for index, ((_, val), model) in enumerate(zip(folds, fitted, strict=True)):
         accuracy = float(accuracy_score(y[val], model.predict(X[val])))
         scores.append(accuracy)
         if on_fold is not None:
