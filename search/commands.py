@@ -6,6 +6,7 @@ import argparse
 
 from search.leaderboard import read_leaderboard, render
 from search.runs import DEFAULT_RUN_DIR
+from zoo.errors import ZooError
 
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
@@ -44,6 +45,31 @@ def register(subparsers) -> None:
         "--models", default=None, help="comma-separated zoo names (default: every sklearn entry)"
     )
     baselines.set_defaults(handler=_baselines)
+
+    search = subparsers.add_parser(
+        "search", help="search the dense-net space with keras-tuner, scored by the run's CV folds"
+    )
+    add_run_arguments(search)
+    search.add_argument("--tuner", default="bayesian", help="random, bayesian or hyperband")
+    search.add_argument("--max-trials", type=int, default=10, help="trials in all (default 10)")
+    search.add_argument("--epochs", type=int, default=20, help="epochs per fit (default 20)")
+    search.add_argument(
+        "--top-k", type=int, default=3, help="best trials refit and tested into the leaderboard"
+    )
+    search.add_argument(
+        "--workers", type=int, default=1, help="trials at once (keras-tuner distributed mode)"
+    )
+    search.add_argument(
+        "--fix",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="pin a hyperparameter, e.g. --fix n_layers=2 (repeatable)",
+    )
+    search.add_argument(
+        "--overwrite", action="store_true", help="forget this tuner's earlier trials in the run"
+    )
+    search.set_defaults(handler=_search)
 
     board = subparsers.add_parser("leaderboard", help="print a run's leaderboard")
     board.add_argument("run_dir", metavar="RUN_DIR")
@@ -90,10 +116,57 @@ def _baselines(args) -> int:
 
 
 def _leaderboard(args) -> int:
-    from zoo.errors import ZooError
-
     if args.top is not None and args.top < 1:
         raise ZooError(f"--top must be at least 1 (got {args.top})")
     rows = read_leaderboard(args.run_dir)
     print(render(rows[: args.top] if args.top else rows, args.format))
+    return 0
+
+
+def _search(args) -> int:
+    from search.leaderboard import format_table
+    from search.runs import open_run
+    from search.tuning import SearchSpec, read_trials, run_search, summarize_best
+    from zoo.space import parse_fixed
+
+    fixed = parse_fixed(args.fix)
+    # Every flag is checked before any data is loaded or any training starts.
+    spec = SearchSpec(
+        tuner=args.tuner,
+        max_trials=args.max_trials,
+        epochs=args.epochs,
+        top_k=args.top_k,
+        fixed=fixed,
+    )
+    if args.workers < 1:
+        raise ZooError(f"--workers must be an integer of at least 1 (got {args.workers})")
+    run = open_run(
+        args.run_dir,
+        args.data,
+        seed=args.seed,
+        n_folds=args.folds,
+        test_size=args.test_size,
+        overwrite=args.overwrite,
+    )
+    print(
+        f"{spec.tuner} search of {spec.max_trials} trials x {args.folds} folds x {spec.epochs} "
+        f"epochs on {run.dataset.name} ({run.meta.get('device', '?')}), run dir {run.path}"
+    )
+    board = run_search(
+        run,
+        tuner=spec.tuner,
+        max_trials=spec.max_trials,
+        epochs=spec.epochs,
+        top_k=spec.top_k,
+        workers=args.workers,
+        overwrite=args.overwrite,
+        fixed=fixed,
+    )
+    print(summarize_best(read_trials(run, spec)))
+    print()
+    print(format_table(board))
+    print(
+        f"\nleaderboard: {run.path / 'leaderboard.csv'}   trials: {run.path / 'trials.csv'}\n"
+        f"next: digits-zoo export {run.path}   |   tensorboard --logdir {run.path / 'logs'}"
+    )
     return 0

@@ -1,0 +1,467 @@
+"""keras-tuner searches over the zoo's dense-net space, scored by the run's CV folds.
+
+A trial's objective is ``cv_accuracy``: the mean validation accuracy over the
+run's cross-validation folds, the same folds every baseline is scored on, so a
+trial is comparable with every leaderboard row. The held-out test split is
+never seen by a trial; only the top trials are refit and tested at the end.
+
+State is keras-tuner's own (``RUN_DIR/tuner/<tuner>/``): rerunning the same
+command resumes, finished trials are neither lost nor rerun. Beside it each
+finished trial writes ``trials/<name>.json`` (fold scores and learning curves)
+and ``logs/<name>/`` (TensorBoard), and ``trials.csv`` is rebuilt from disk.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import keras_tuner as kt
+import numpy as np
+
+from search.artifacts import save_fitted
+from search.leaderboard import atomic_write_text, merge_rows, read_leaderboard
+from search.protocol import cross_validate, refit_and_test
+from search.runs import Run
+from search.tblog import write_trial_log
+from zoo.dense import DenseNetClassifier, TrainingDiverged, build_dense_model
+from zoo.errors import ZooError
+from zoo.space import DenseConfig, space_names
+
+TUNERS = ("random", "bayesian", "hyperband")
+OBJECTIVE = "cv_accuracy"
+SPEC_FILE = "search.json"
+TRIALS_CSV = "trials.csv"
+TUNER_DIR = "tuner"
+
+
+@dataclass(frozen=True)
+class SearchSpec:
+    """What a search runs; recorded in ``RUN_DIR/search.json`` so workers and resumes agree."""
+
+    tuner: str = "bayesian"
+    max_trials: int = 10
+    epochs: int = 20
+    top_k: int = 3
+    fixed: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.tuner not in TUNERS:
+            raise ZooError(f"--tuner must be one of {', '.join(TUNERS)} (got {self.tuner!r})")
+        for name, low in (("max_trials", 1), ("epochs", 1), ("top_k", 0)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                flag = "--" + name.replace("_", "-")
+                raise ZooError(f"{flag} must be an integer of at least {low} (got {value!r})")
+        if self.tuner == "hyperband" and self.epochs < 3:
+            raise ZooError(
+                f"--epochs must be at least 3 for hyperband (got {self.epochs}); "
+                "it trains trials for 1/3 of the epochs and then the full count"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Returns the spec as plain JSON-ready values."""
+        return asdict(self)
+
+
+def _oracle(spec: SearchSpec, seed: int) -> kt.Oracle:
+    objective = kt.Objective(OBJECTIVE, direction="max")
+    # keras-tuner reads seed=0 as "no seed" (`seed or random...`), so shift it.
+    common = {
+        "objective": objective,
+        "seed": seed + 1,
+        # Diverged trials are recorded as failed and the search goes on.
+        "max_consecutive_failed_trials": spec.max_trials,
+    }
+    if spec.tuner == "random":
+        return kt.oracles.RandomSearchOracle(max_trials=spec.max_trials, **common)
+    if spec.tuner == "bayesian":
+        return kt.oracles.BayesianOptimizationOracle(
+            max_trials=spec.max_trials, num_initial_points=min(3, spec.max_trials), **common
+        )
+    oracle = kt.oracles.HyperbandOracle(max_epochs=spec.epochs, factor=3, **common)
+    # Hyperband has no trial budget of its own; the oracle stops at max_trials.
+    oracle.max_trials = spec.max_trials
+    return oracle
+
+
+class DenseHyperModel(kt.HyperModel):
+    """The tuner's view of the zoo's dense-net space (declared in ``zoo.space``).
+
+    Args:
+        input_dim: features per image.
+        n_classes: number of classes.
+        fixed: hyperparameters pinned to one value.
+    """
+
+    def __init__(self, input_dim: int, n_classes: int, fixed: dict[str, Any] | None = None):
+        super().__init__(name="dense_net")
+        if input_dim < 1 or n_classes < 2:
+            raise ZooError(f"need inputs and 2+ classes (got {input_dim}, {n_classes})")
+        self.input_dim = input_dim
+        self.n_classes = n_classes
+        self.fixed = dict(fixed or {})
+
+    def declare_hyperparameters(self, hp: kt.HyperParameters) -> None:
+        DenseConfig.from_hp(hp, self.fixed)
+
+    def config(self, hp: kt.HyperParameters) -> DenseConfig:
+        """Reads a trial's config from its hyperparameters."""
+        return DenseConfig.from_hp(hp, self.fixed)
+
+    def build(self, hp: kt.HyperParameters):
+        return build_dense_model(self.config(hp), self.input_dim, self.n_classes)
+
+
+def trial_name(spec_tuner: str, trial_id: str) -> str:
+    """The name of a trial's files: ``<tuner>_<trial id>``."""
+    return f"{spec_tuner}_{trial_id}"
+
+
+class CVTuner(kt.Tuner):
+    """A keras-tuner ``Tuner`` whose trials are scored by the run's CV folds.
+
+    Args:
+        run: the opened run (data, folds, seed).
+        spec: the search settings.
+        progress: receives one line per finished trial.
+        **kwargs: passed to ``keras_tuner.Tuner`` (``overwrite``...).
+    """
+
+    def __init__(
+        self, run: Run, spec: SearchSpec, progress: Callable[[str], None] = print, **kwargs
+    ):
+        self.run = run
+        self.spec = spec
+        self.progress = progress
+        hypermodel = DenseHyperModel(run.dataset.n_features, len(run.dataset.classes), spec.fixed)
+        super().__init__(
+            oracle=_oracle(spec, run.seed),
+            hypermodel=hypermodel,
+            directory=str(run.path / TUNER_DIR),
+            project_name=spec.tuner,
+            **kwargs,
+        )
+        self._X = run.dataset.scale(run.dataset.x_train)
+        self._y = run.dataset.y_train
+        self._started = time.monotonic()
+        self._done_here = 0
+
+    def run_trial(self, trial, *args, **kwargs) -> dict[str, float]:
+        """Cross-validates one configuration; returns its ``cv_accuracy``."""
+        started = time.monotonic()
+        hp = trial.hyperparameters
+        name = trial_name(self.spec.tuner, trial.trial_id)
+        config = self.hypermodel.config(hp)
+        epochs = int(hp.values.get("tuner/epochs", self.spec.epochs))
+        estimator = DenseNetClassifier.from_config(config, epochs=epochs, seed=self.run.seed)
+        histories: list[dict[str, list[float]]] = []
+        record = {
+            "trial_id": name,
+            "tuner_trial_id": trial.trial_id,
+            "config": config.to_dict(),
+            "epochs": epochs,
+        }
+        try:
+            scores = cross_validate(
+                estimator,
+                self._X,
+                self._y,
+                self.run.folds,
+                on_fold=lambda index, model, accuracy: histories.append(model.history_),
+            )
+        except TrainingDiverged as error:
+            self._write_record(name, {**record, "status": "FAILED", "message": str(error)})
+            raise kt.errors.FailedTrialError(str(error)) from None
+        except MemoryError as error:
+            message = f"out of memory ({config.short()}): {error}"
+            self._write_record(name, {**record, "status": "FAILED", "message": message})
+            raise kt.errors.FailedTrialError(message) from None
+        except Exception as error:
+            # A bug, not a bad point of the space: stop the search now instead
+            # of letting keras-tuner burn trials on it.
+            raise kt.errors.FatalError(
+                f"trial {name} crashed with {error.__class__.__name__}: {error}\n"
+                + traceback.format_exc()
+            ) from error
+        seconds = time.monotonic() - started
+        record.update(
+            status="COMPLETED",
+            cv_scores=[float(s) for s in scores],
+            histories=histories,
+            seconds=round(seconds, 3),
+        )
+        write_trial_log(
+            self.run.path / "logs",
+            name,
+            {**config.to_dict(), "epochs": epochs},
+            histories,
+            scores,
+        )
+        self._write_record(name, record)
+        return {OBJECTIVE: float(np.mean(scores)), "cv_accuracy_std": float(np.std(scores))}
+
+    def _write_record(self, name: str, record: dict[str, Any]) -> None:
+        atomic_write_text(self.run.path / "trials" / f"{name}.json", json.dumps(record) + "\n")
+
+    def on_trial_end(self, trial) -> None:
+        super().on_trial_end(trial)
+        self._done_here += 1
+        self.progress(self._progress_line(trial))
+
+    def _progress_line(self, trial) -> str:
+        # Read from the trial records on disk: in a distributed search the
+        # oracle lives in the chief, and other workers finish trials too.
+        records = [
+            json.loads(path.read_text(encoding="utf-8"))
+            for path in (self.run.path / "trials").glob(f"{self.spec.tuner}_*.json")
+        ]
+        scores = [np.mean(r["cv_scores"]) for r in records if r.get("cv_scores")]
+        best = max(scores) if scores else float("nan")
+        name = trial_name(self.spec.tuner, trial.trial_id)
+        config = self.hypermodel.config(trial.hyperparameters)
+        record = _read_record(self.run.path, name)
+        if trial.status == "COMPLETED" and record.get("cv_scores"):
+            outcome = f"cv {np.mean(record['cv_scores']):.4f} ± {np.std(record['cv_scores']):.4f}"
+        else:
+            message = _first_line(trial.message or record.get("message", ""))
+            outcome = f"{str(trial.status).lower()}: {message}"
+        elapsed = time.monotonic() - self._started
+        total = self.spec.max_trials
+        remaining = max(0, total - len(records))
+        eta = elapsed / max(1, self._done_here) * remaining
+        return (
+            f"[trial {len(records)}/{total}] {config.short()} | {outcome} | best {best:.4f} | "
+            f"{_duration(elapsed)} elapsed, ~{_duration(eta)} left"
+        )
+
+
+def _first_line(text: str) -> str:
+    lines = [line for line in str(text).strip().splitlines() if line.strip()]
+    return lines[-1][:160] if lines else ""
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
+def _read_record(run_dir: Path, name: str) -> dict[str, Any]:
+    path = Path(run_dir) / "trials" / f"{name}.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+
+
+def prepare_search(run: Run, spec: SearchSpec, overwrite: bool = False) -> None:
+    """Records the search settings in the run, refusing a clash with a recorded search.
+
+    Raises:
+        ZooError: the run directory holds a search with other settings.
+    """
+    path = run.path / SPEC_FILE
+    if path.is_file() and not overwrite:
+        recorded = json.loads(path.read_text(encoding="utf-8"))
+        if recorded.get("tuner") == spec.tuner and recorded != spec.to_dict():
+            changed = sorted(k for k in spec.to_dict() if recorded.get(k) != spec.to_dict()[k])
+            raise ZooError(
+                f"{run.path} holds a {spec.tuner} search with other settings "
+                f"({', '.join(f'{k}={recorded.get(k)!r}' for k in changed)}); rerun with the same "
+                "flags to resume, or pass --overwrite to start it afresh"
+            )
+    if overwrite:
+        import shutil
+
+        shutil.rmtree(run.path / TUNER_DIR / spec.tuner, ignore_errors=True)
+        for record in (run.path / "trials").glob(f"{spec.tuner}_*.json"):
+            record.unlink()
+        for log in (run.path / "logs").glob(f"{spec.tuner}_*"):
+            shutil.rmtree(log, ignore_errors=True)
+    atomic_write_text(path, json.dumps(spec.to_dict(), indent=2) + "\n")
+
+
+def read_spec(run: Run) -> SearchSpec:
+    """Reads the search settings recorded by :func:`prepare_search`."""
+    path = run.path / SPEC_FILE
+    if not path.is_file():
+        raise ZooError(f"{run.path} holds no {SPEC_FILE}; start the search with digits-zoo search")
+    return SearchSpec(**json.loads(path.read_text(encoding="utf-8")))
+
+
+def make_tuner(run: Run, spec: SearchSpec, progress: Callable[[str], None] = print) -> CVTuner:
+    """Builds (or reloads, resuming) the tuner of a run."""
+    return CVTuner(run, spec, progress=progress, overwrite=False)
+
+
+def read_trials(run: Run, spec: SearchSpec) -> list[dict[str, Any]]:
+    """Reads every trial of a search from disk: keras-tuner's state plus the trial records.
+
+    Returns:
+        One dict per trial, in trial order, with ``trial_id`` (the file name),
+        ``status``, ``cv_accuracy_mean``, ``cv_accuracy_std``, ``cv_folds``,
+        ``seconds``, ``epochs``, ``config`` (JSON), each hyperparameter, ``message``.
+    """
+    project = run.path / TUNER_DIR / spec.tuner
+    rows = []
+    for trial_file in sorted(project.glob("trial_*/trial.json")):
+        state = json.loads(trial_file.read_text(encoding="utf-8"))
+        tuner_id = state["trial_id"]
+        name = trial_name(spec.tuner, tuner_id)
+        record = _read_record(run.path, name)
+        values = state.get("hyperparameters", {}).get("values", {})
+        config = DenseConfig.from_dict({**values, **spec.fixed})
+        scores = record.get("cv_scores") if state.get("status") == "COMPLETED" else None
+        rows.append(
+            {
+                "trial_id": name,
+                "status": state.get("status"),
+                "cv_accuracy_mean": float(np.mean(scores)) if scores else "",
+                "cv_accuracy_std": float(np.std(scores)) if scores else "",
+                "cv_folds": json.dumps(scores) if scores else "",
+                "seconds": record.get("seconds", ""),
+                "epochs": record.get("epochs", values.get("tuner/epochs", spec.epochs)),
+                "config": config.to_json(),
+                **config.to_dict(),
+                "message": _first_line(state.get("message") or record.get("message") or ""),
+            }
+        )
+    return rows
+
+
+def write_trials_csv(run: Run, spec: SearchSpec) -> list[dict[str, Any]]:
+    """Rebuilds ``RUN_DIR/trials.csv`` from disk (every tuner's trials) and returns this search's."""
+    rows = []
+    for tuner in TUNERS:
+        if (run.path / TUNER_DIR / tuner).is_dir():
+            rows.extend(read_trials(run, SearchSpec(tuner=tuner, fixed=spec.fixed)))
+    columns = [
+        "trial_id", "status", "cv_accuracy_mean", "cv_accuracy_std", "cv_folds", "seconds",
+        "epochs", "config", *space_names(), "message",
+    ]  # fmt: skip
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(run.path / TRIALS_CSV, buffer.getvalue())
+    return [row for row in rows if row["trial_id"].startswith(f"{spec.tuner}_")]
+
+
+def leaderboard_name(trial: dict[str, Any]) -> str:
+    """The leaderboard name of a trial's model: ``search_<tuner>_<id>_<layers>x<units>_<act>``."""
+    return f"search_{trial['trial_id']}_{trial['n_layers']}x{trial['units']}_{trial['activation']}"
+
+
+def finish_search(
+    run: Run, spec: SearchSpec, progress: Callable[[str], None] = print
+) -> list[dict[str, Any]]:
+    """Refits the top trials on the whole training part, tests them, merges them into the leaderboard.
+
+    Idempotent: a top trial already on the leaderboard with its model on disk
+    is not refit again.
+
+    Returns:
+        The whole leaderboard, best first.
+    """
+    trials = write_trials_csv(run, spec)
+    completed = [t for t in trials if t["status"] == "COMPLETED" and t["cv_accuracy_mean"] != ""]
+    completed.sort(key=lambda t: (-t["cv_accuracy_mean"], t["trial_id"]))
+    existing = {}
+    if (run.path / "leaderboard.csv").is_file():
+        existing = {row["model"]: row for row in read_leaderboard(run.path)}
+    board = list(existing.values())
+    for trial in completed[: spec.top_k]:
+        name = leaderboard_name(trial)
+        known = existing.get(name)
+        if known and known.get("model_path") and (run.path / known["model_path"]).exists():
+            continue
+        config = DenseConfig.from_dict(trial)
+        estimator = DenseNetClassifier.from_config(
+            config, epochs=int(trial["epochs"]), seed=run.seed
+        )
+        started = time.monotonic()
+        result = refit_and_test(
+            name, "keras", estimator, run.dataset, json.loads(trial["cv_folds"])
+        )
+        row = result.row()
+        row["source"] = "search"
+        row["model_path"] = save_fitted(result.fitted, run.path, name)
+        board = merge_rows(run.path, [row])
+        progress(
+            f"refit {name}: cv {row['cv_accuracy_mean']:.4f}, test {row['test_accuracy']:.4f} "
+            f"({_duration(time.monotonic() - started)})"
+        )
+    return board or rank_existing(run)
+
+
+def rank_existing(run: Run) -> list[dict[str, Any]]:
+    """The run's leaderboard, or nothing if it has none yet."""
+    return read_leaderboard(run.path) if (run.path / "leaderboard.csv").is_file() else []
+
+
+def run_search(
+    run: Run,
+    *,
+    tuner: str = "bayesian",
+    max_trials: int = 10,
+    epochs: int = 20,
+    top_k: int = 3,
+    workers: int = 1,
+    overwrite: bool = False,
+    fixed: dict[str, Any] | None = None,
+    progress: Callable[[str], None] = print,
+    worker_timeout: float | None = None,
+) -> list[dict[str, Any]]:
+    """Runs (or resumes) a search, then refits its top trials into the leaderboard.
+
+    Args:
+        run: the opened run.
+        tuner: ``random``, ``bayesian`` or ``hyperband``.
+        max_trials: trials in all (a resumed search counts those already run).
+        epochs: epochs per fit (hyperband's maximum).
+        top_k: best trials refit, tested and added to the leaderboard.
+        workers: trials run at once; above 1, keras-tuner's distributed mode
+            with a chief and that many worker processes on this machine.
+        overwrite: forget this tuner's earlier trials in the run directory.
+        fixed: hyperparameters pinned to one value.
+        progress: receives the progress lines.
+        worker_timeout: with workers, seconds without a finished trial after
+            which the search is stopped (default: generous, from the budget).
+
+    Returns:
+        The whole leaderboard, best first.
+
+    Raises:
+        ZooError: bad settings, before any training.
+    """
+    spec = SearchSpec(
+        tuner=tuner, max_trials=max_trials, epochs=epochs, top_k=top_k, fixed=fixed or {}
+    )
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ZooError(f"--workers must be an integer of at least 1 (got {workers!r})")
+    prepare_search(run, spec, overwrite=overwrite)
+    if workers == 1:
+        search_tuner = make_tuner(run, spec, progress)
+        search_tuner.search(verbose=0)
+    else:
+        from search.distributed import run_distributed
+
+        run_distributed(run, spec, workers, progress=progress, stall_timeout=worker_timeout)
+    return finish_search(run, spec, progress)
+
+
+def summarize_best(trials: list[dict[str, Any]]) -> str:
+    """One line on the best completed trial, for the end of a search."""
+    completed = [t for t in trials if t["status"] == "COMPLETED" and t["cv_accuracy_mean"] != ""]
+    if not completed:
+        return "no trial completed"
+    best = max(completed, key=lambda t: t["cv_accuracy_mean"])
+    failed = len([t for t in trials if t["status"] != "COMPLETED"])
+    return (
+        f"{len(completed)} trials completed, {failed} failed; best {best['trial_id']} "
+        f"cv {best['cv_accuracy_mean']:.4f} ({DenseConfig.from_dict(best).short()})"
+    )
