@@ -274,14 +274,21 @@ def run_distributed(
 
 def _fail_orphaned_trials(run: Run, spec: SearchSpec) -> None:
     """Marks trials left RUNNING by workers that were given up on as FAILED, in the oracle's state."""
-    from search.tuning import make_tuner
+    from search.tuning import make_oracle
 
-    tuner = make_tuner(run, spec, progress=lambda line: None)
-    oracle = tuner.oracle
-    for tuner_id, trial in list(oracle.ongoing_trials.items()):
+    oracle = make_oracle(spec, run.seed)
+    oracle._set_project_dir(str(run.path / TUNER_DIR), spec.tuner)
+    # Reloading moves the trials that were running into the retry queue.
+    oracle.reload()
+    for trial_id in list(oracle._retry_queue):
+        trial = oracle.trials[trial_id]
+        if trial.status != "RUNNING":
+            continue
+        oracle._retry_queue.remove(trial_id)
         trial.status = "FAILED"
-        trial.message = f"worker {tuner_id} died during this trial and was not restarted"
-        oracle.end_trial(trial)
+        trial.message = "its worker died during the trial and was not restarted"
+        oracle.end_order.append(trial_id)
+        oracle._save_trial(trial)
     oracle.save()
 
 

@@ -71,14 +71,14 @@ class SearchSpec:
         return asdict(self)
 
 
-def _oracle(spec: SearchSpec, seed: int) -> kt.Oracle:
+def make_oracle(spec: SearchSpec, seed: int) -> kt.Oracle:
     objective = kt.Objective(OBJECTIVE, direction="max")
     # keras-tuner reads seed=0 as "no seed" (`seed or random...`), so shift it.
     common = {
         "objective": objective,
         "seed": seed + 1,
         # Diverged trials are recorded as failed and the search goes on.
-        "max_consecutive_failed_trials": spec.max_trials,
+        "max_consecutive_failed_trials": spec.max_trials + 1,
     }
     if spec.tuner == "random":
         return kt.oracles.RandomSearchOracle(max_trials=spec.max_trials, **common)
@@ -143,7 +143,7 @@ class CVTuner(kt.Tuner):
         self.progress = progress
         hypermodel = DenseHyperModel(run.dataset.n_features, len(run.dataset.classes), spec.fixed)
         super().__init__(
-            oracle=_oracle(spec, run.seed),
+            oracle=make_oracle(spec, run.seed),
             hypermodel=hypermodel,
             directory=str(run.path / TUNER_DIR),
             project_name=spec.tuner,
@@ -258,17 +258,30 @@ def _read_record(run_dir: Path, name: str) -> dict[str, Any]:
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
 
 
+def _read_specs(run: Run) -> dict[str, Any]:
+    path = run.path / SPEC_FILE
+    if not path.is_file():
+        return {"current": None, "searches": {}}
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
 def prepare_search(run: Run, spec: SearchSpec, overwrite: bool = False) -> None:
-    """Records the search settings in the run, refusing a clash with a recorded search.
+    """Records the search settings in ``RUN_DIR/search.json``, refusing an incompatible resume.
+
+    The file keeps each tuner's settings (a run may hold a random and a
+    Bayesian search side by side) and names the current one, which the
+    distributed workers read.
 
     Raises:
-        ZooError: the run directory holds a search with other settings.
+        ZooError: this tuner's recorded search used other epochs or pinned values.
     """
-    path = run.path / SPEC_FILE
-    if path.is_file() and not overwrite:
-        recorded = json.loads(path.read_text(encoding="utf-8"))
-        if recorded.get("tuner") == spec.tuner and recorded != spec.to_dict():
-            changed = sorted(k for k in spec.to_dict() if recorded.get(k) != spec.to_dict()[k])
+    specs = _read_specs(run)
+    recorded = specs["searches"].get(spec.tuner)
+    if recorded and not overwrite:
+        # More trials or another top-k extend a search; other epochs or pinned
+        # values would make its trials incomparable.
+        changed = [k for k in ("epochs", "fixed") if recorded.get(k) != spec.to_dict()[k]]
+        if changed:
             raise ZooError(
                 f"{run.path} holds a {spec.tuner} search with other settings "
                 f"({', '.join(f'{k}={recorded.get(k)!r}' for k in changed)}); rerun with the same "
@@ -282,15 +295,20 @@ def prepare_search(run: Run, spec: SearchSpec, overwrite: bool = False) -> None:
             record.unlink()
         for log in (run.path / "logs").glob(f"{spec.tuner}_*"):
             shutil.rmtree(log, ignore_errors=True)
-    atomic_write_text(path, json.dumps(spec.to_dict(), indent=2) + "\n")
+    specs["current"] = spec.tuner
+    specs["searches"][spec.tuner] = spec.to_dict()
+    atomic_write_text(run.path / SPEC_FILE, json.dumps(specs, indent=2) + "\n")
 
 
-def read_spec(run: Run) -> SearchSpec:
-    """Reads the search settings recorded by :func:`prepare_search`."""
-    path = run.path / SPEC_FILE
-    if not path.is_file():
-        raise ZooError(f"{run.path} holds no {SPEC_FILE}; start the search with digits-zoo search")
-    return SearchSpec(**json.loads(path.read_text(encoding="utf-8")))
+def read_spec(run: Run, tuner: str | None = None) -> SearchSpec:
+    """Reads the recorded settings of a run's search (the current one by default)."""
+    specs = _read_specs(run)
+    tuner = tuner or specs["current"]
+    if tuner not in specs["searches"]:
+        raise ZooError(
+            f"{run.path} holds no {tuner or ''} search; start one with digits-zoo search"
+        )
+    return SearchSpec(**specs["searches"][tuner])
 
 
 def make_tuner(run: Run, spec: SearchSpec, progress: Callable[[str], None] = print) -> CVTuner:
@@ -336,9 +354,10 @@ def read_trials(run: Run, spec: SearchSpec) -> list[dict[str, Any]]:
 def write_trials_csv(run: Run, spec: SearchSpec) -> list[dict[str, Any]]:
     """Rebuilds ``RUN_DIR/trials.csv`` from disk (every tuner's trials) and returns this search's."""
     rows = []
+    recorded = _read_specs(run)["searches"]
     for tuner in TUNERS:
-        if (run.path / TUNER_DIR / tuner).is_dir():
-            rows.extend(read_trials(run, SearchSpec(tuner=tuner, fixed=spec.fixed)))
+        if (run.path / TUNER_DIR / tuner).is_dir() and tuner in recorded:
+            rows.extend(read_trials(run, read_spec(run, tuner)))
     columns = [
         "trial_id", "status", "cv_accuracy_mean", "cv_accuracy_std", "cv_folds", "seconds",
         "epochs", "config", *space_names(), "message",

@@ -1,0 +1,222 @@
+"""Tests of the keras-tuner search: space, CV objective, records, resume, failures, flags."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import keras_tuner as kt
+import numpy as np
+import pytest
+
+from search.cli import main
+from search.leaderboard import read_leaderboard
+from search.protocol import make_folds
+from search.runs import Run, open_run
+from search.tuning import DenseHyperModel, read_spec, read_trials, run_search
+from zoo.space import DenseConfig, space_names
+
+# A cheap corner of the space, so each trial costs a few seconds.
+SMALL = {"n_layers": 1, "units": 32, "batch_size": 128}
+FIX_FLAGS = [flag for name, value in SMALL.items() for flag in ("--fix", f"{name}={value}")]
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path, encoding="utf-8", newline="") as stream:
+        return list(csv.DictReader(stream))
+
+
+@pytest.fixture(scope="module")
+def searched(tmp_path_factory):
+    """A finished 3-trial random search on the bundled digits, 2 folds."""
+    run = open_run(tmp_path_factory.mktemp("search") / "run", seed=3, n_folds=2)
+    lines: list[str] = []
+    run_search(
+        run,
+        tuner="random",
+        max_trials=3,
+        epochs=3,
+        top_k=2,
+        fixed={"n_layers": 1},
+        progress=lines.append,
+    )
+    return run, lines
+
+
+def test_hypermodel_default_build_and_names():
+    hypermodel = DenseHyperModel(64, 10)
+    hp = kt.HyperParameters()
+    model = hypermodel.build(hp)
+    assert model.output_shape == (None, 10)
+    assert sorted(hp.values) == sorted(space_names())
+    assert DenseConfig.from_dict(hp.values) == DenseConfig()
+
+
+def test_search_writes_trials_logs_and_leaderboard(searched):
+    run, lines = searched
+    trials = read_csv(run.path / "trials.csv")
+    assert [t["trial_id"] for t in trials] == ["random_0", "random_1", "random_2"]
+    assert all(t["status"] == "COMPLETED" for t in trials)
+    assert all(t["n_layers"] == "1" for t in trials)
+    for trial in trials:
+        record = json.loads((run.path / "trials" / f"{trial['trial_id']}.json").read_text())
+        assert len(record["cv_scores"]) == 2
+        assert len(record["histories"]) == 2
+        assert len(record["histories"][0]["val_accuracy"]) == 3
+        assert float(trial["cv_accuracy_mean"]) == pytest.approx(np.mean(record["cv_scores"]))
+        assert list((run.path / "logs" / trial["trial_id"]).glob("events.out.tfevents.*"))
+    # One progress line per trial, then one per refit.
+    assert sum(line.startswith("[trial ") for line in lines) == 3
+    assert "best" in lines[0] and "left" in lines[0]
+    board = read_leaderboard(run.path)
+    assert len(board) == 2
+    best_trials = sorted(trials, key=lambda t: -float(t["cv_accuracy_mean"]))[:2]
+    for row, trial in zip(board, best_trials, strict=True):
+        assert row["source"] == "search" and row["kind"] == "keras"
+        assert row["model"].startswith(f"search_{trial['trial_id']}_1x")
+        assert row["cv_accuracy_mean"] == pytest.approx(float(trial["cv_accuracy_mean"]))
+        assert (run.path / row["model_path"]).is_file()
+        assert json.loads(row["config"])["n_layers"] == 1
+
+
+def test_rerun_resumes_without_redoing_trials(searched):
+    run, _ = searched
+    records = sorted((run.path / "trials").glob("*.json"))
+    stamps = {path: path.stat().st_mtime_ns for path in records}
+    board_before = (run.path / "leaderboard.csv").read_text()
+    lines: list[str] = []
+    run_search(
+        run, tuner="random", max_trials=3, epochs=3, top_k=2, fixed={"n_layers": 1},
+        progress=lines.append,
+    )  # fmt: skip
+    assert not any(line.startswith("[trial ") for line in lines)
+    assert {path: path.stat().st_mtime_ns for path in records} == stamps
+    assert (run.path / "leaderboard.csv").read_text() == board_before
+
+
+def test_same_seed_gives_same_trials(searched, tmp_path):
+    run, _ = searched
+    again = open_run(tmp_path / "again", seed=3, n_folds=2)
+    run_search(
+        again, tuner="random", max_trials=2, epochs=3, top_k=0, fixed={"n_layers": 1},
+        progress=lambda line: None,
+    )  # fmt: skip
+    first = read_trials(run, read_spec(run))[:2]
+    second = read_trials(again, read_spec(again))
+    for a, b in zip(first, second, strict=True):
+        assert a["config"] == b["config"]
+        assert a["cv_folds"] == b["cv_folds"]
+
+
+def _with_nan_pixels(run: Run) -> Run:
+    # Real data that makes every fit's loss NaN: one training image of NaN pixels.
+    x_train = run.dataset.x_train.copy()
+    x_train[0, :] = np.nan
+    dataset = dataclasses.replace(run.dataset, x_train=x_train)
+    return dataclasses.replace(run, dataset=dataset)
+
+
+def test_diverging_trials_are_recorded_failed_and_search_goes_on(tmp_path):
+    run = _with_nan_pixels(open_run(tmp_path / "run", seed=0, n_folds=2))
+    lines: list[str] = []
+    run_search(
+        run, tuner="random", max_trials=2, epochs=2, top_k=1, fixed=SMALL, progress=lines.append
+    )
+    trials = read_csv(run.path / "trials.csv")
+    assert [t["status"] for t in trials] == ["FAILED", "FAILED"]
+    assert all("loss became nan" in t["message"] for t in trials)
+    assert sum("failed: " in line for line in lines) == 2
+    assert not (run.path / "leaderboard.csv").exists()
+
+
+def test_programming_error_stops_the_search_at_once(tmp_path):
+    run = open_run(tmp_path / "run", seed=0, n_folds=2)
+    # Folds that point past the data: a bug, not a bad point of the space.
+    broken = [(train, val + 10_000) for train, val in make_folds(run.dataset.y_train, 2, 0)]
+    run = dataclasses.replace(run, folds=broken)
+    with pytest.raises(kt.errors.FatalError, match="IndexError"):
+        run_search(run, tuner="random", max_trials=3, epochs=1, fixed=SMALL, progress=print)
+    trial_files = list((run.path / "tuner" / "random").glob("trial_*/trial.json"))
+    assert len(trial_files) == 1
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--tuner", "grid"], "--tuner must be one of random, bayesian, hyperband (got 'grid')"),
+        (["--max-trials", "0"], "--max-trials must be an integer of at least 1 (got 0)"),
+        (["--folds", "1"], "--folds must be an integer of at least 2 (got 1)"),
+        (["--workers", "0"], "--workers must be an integer of at least 1 (got 0)"),
+        (["--fix", "units=7"], "units must be one of"),
+        (["--fix", "depth=2"], "unknown hyperparameter 'depth'"),
+        (["--tuner", "hyperband", "--epochs", "2"], "--epochs must be at least 3 for hyperband"),
+    ],
+)
+def test_bad_flags_fail_before_training(tmp_path, capsys, flags, message):
+    run_dir = tmp_path / "run"
+    assert main(["search", "--run-dir", str(run_dir), *flags]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("digits-zoo: error: ")
+    assert message in err[0]
+    assert not (run_dir / "tuner").exists()
+
+
+def test_run_dir_of_another_dataset_is_refused(tmp_path, capsys):
+    other = tmp_path / "other.csv"
+    rng = np.random.default_rng(0)
+    rows = np.column_stack([rng.integers(0, 17, (60, 64)), np.repeat([0, 1, 2], 20)])
+    np.savetxt(other, rows, fmt="%d", delimiter=",")
+    run_dir = tmp_path / "run"
+    open_run(run_dir, str(other), seed=0, n_folds=2)
+    assert main(["search", "--run-dir", str(run_dir), "--folds", "2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "holds a run with another dataset" in err and "--overwrite" in err
+    assert not (run_dir / "tuner").exists()
+
+
+def test_changed_epochs_on_resume_is_refused(searched, capsys):
+    run, _ = searched
+    code = main(
+        ["search", "--run-dir", str(run.path), "--seed", "3", "--folds", "2", "--tuner",
+         "random", "--max-trials", "3", "--epochs", "5", "--fix", "n_layers=1"]
+    )  # fmt: skip
+    assert code == 2
+    assert "holds a random search with other settings (epochs=3)" in capsys.readouterr().err
+
+
+def _digits_zoo(*args: str) -> list[str]:
+    return [sys.executable, "-m", "search.cli", *args]
+
+
+@pytest.mark.slow
+def test_killed_search_resumes_and_keeps_finished_trials(tmp_path):
+    run_dir = tmp_path / "run"
+    command = _digits_zoo(
+        "search", "--run-dir", str(run_dir), "--tuner", "random", "--max-trials", "3",
+        "--epochs", "2", "--folds", "2", "--top-k", "1", *FIX_FLAGS,
+    )  # fmt: skip
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    first = run_dir / "trials" / "random_0.json"
+    deadline = time.monotonic() + 240
+    while not first.exists() and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.2)
+    assert first.exists(), process.stderr.read().decode()[-2000:] if process.poll() else "timeout"
+    process.send_signal(signal.SIGKILL)
+    process.wait(30)
+    kept = first.read_text()
+    stamp = first.stat().st_mtime_ns
+    finished = subprocess.run(command, env=env, capture_output=True, text=True, timeout=400)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    trials = read_csv(run_dir / "trials.csv")
+    assert [t["trial_id"] for t in trials] == ["random_0", "random_1", "random_2"]
+    assert all(t["status"] == "COMPLETED" for t in trials)
+    assert first.read_text() == kept and first.stat().st_mtime_ns == stamp
+    assert len(read_leaderboard(run_dir)) == 1
