@@ -163,8 +163,9 @@ def _search(args) -> int:
         fixed=fixed,
     )
     print(summarize_best(read_trials(run, spec)))
-    print()
-    print(format_table(board))
+    if board:
+        print()
+        print(format_table(board))
     print(
         f"\nleaderboard: {run.path / 'leaderboard.csv'}   trials: {run.path / 'trials.csv'}\n"
         f"next: digits-zoo export {run.path}   |   tensorboard --logdir {run.path / 'logs'}"

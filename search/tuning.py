@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import time
 import traceback
 from collections.abc import Callable
@@ -463,7 +464,15 @@ def run_search(
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ZooError(f"--workers must be an integer of at least 1 (got {workers!r})")
     prepare_search(run, spec, overwrite=overwrite)
-    if workers == 1:
+    role = os.environ.get("KERASTUNER_TUNER_ID")
+    if role is not None and "KERASTUNER_ORACLE_IP" in os.environ:
+        # One process of a search spread over hosts by hand (see the README):
+        # the chief serves the oracle, then refits; a worker runs trials.
+        make_tuner(run, spec, progress).search(verbose=0)
+        if "chief" not in role:
+            progress(f"worker {role} done; the chief refits the top trials")
+            return rank_existing(run)
+    elif workers == 1:
         search_tuner = make_tuner(run, spec, progress)
         search_tuner.search(verbose=0)
     else:
