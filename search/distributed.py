@@ -296,8 +296,9 @@ def worker_main(run_dir: str) -> int:
     """Runs one keras-tuner process (chief or worker) of a recorded search."""
     _die_with_parent()
     from search.runs import load_run
-    from search.tuning import make_tuner, read_spec
+    from search.tuning import make_tuner, quiet_search_warnings, read_spec
 
+    quiet_search_warnings()
     run = load_run(run_dir)
     spec = read_spec(run)
     tuner = make_tuner(run, spec, progress=lambda line: print(line, flush=True))

@@ -19,6 +19,7 @@ import json
 import os
 import time
 import traceback
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -312,6 +313,15 @@ def read_spec(run: Run, tuner: str | None = None) -> SearchSpec:
     return SearchSpec(**specs["searches"][tuner])
 
 
+def quiet_search_warnings() -> None:
+    """Silences the Bayesian oracle's Gaussian-process fit warnings, noise to a user."""
+    from sklearn.exceptions import ConvergenceWarning
+
+    warnings.filterwarnings(
+        "ignore", category=ConvergenceWarning, module="sklearn.gaussian_process"
+    )
+
+
 def make_tuner(run: Run, spec: SearchSpec, progress: Callable[[str], None] = print) -> CVTuner:
     """Builds (or reloads, resuming) the tuner of a run."""
     return CVTuner(run, spec, progress=progress, overwrite=False)
@@ -463,6 +473,7 @@ def run_search(
     )
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ZooError(f"--workers must be an integer of at least 1 (got {workers!r})")
+    quiet_search_warnings()
     prepare_search(run, spec, overwrite=overwrite)
     role = os.environ.get("KERASTUNER_TUNER_ID")
     if role is not None and "KERASTUNER_ORACLE_IP" in os.environ:
