@@ -1,0 +1,528 @@
+"""Shipping a leaderboard model: a versioned, self-verified export.
+
+Layout of an export (the TensorFlow Serving layout)::
+
+    OUT/                      the export's base folder (default RUN_DIR/export/<model>)
+      1/                      one folder per export, numbered 1, 2, ...; never overwritten
+        saved_model.pb        Keras rows: a SavedModel whose ``serving_default``
+        variables/            signature takes raw pixels and returns
+        metadata.json         ``probabilities`` and ``class``
+      2/
+        model.skops           scikit-learn rows: a skops file (no pickle)
+        metadata.json
+
+Each version is written to a hidden temporary folder, reloaded and checked
+against the in-memory model on the run's held-out test split, and only then
+renamed to its number: a failed check leaves nothing behind, and a serving
+process watching ``OUT`` never sees a half-written version.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from search.artifacts import load_fitted, save_fitted
+from search.leaderboard import atomic_write_text, read_leaderboard
+from search.protocol import config_json
+from search.runs import Run, library_versions, load_run
+from zoo.data import Dataset
+from zoo.dense import DenseNetClassifier
+from zoo.errors import ZooError
+
+EXPORT_DIR = "export"
+METADATA = "metadata.json"
+SAVED_MODEL = "saved_model.pb"
+SKOPS_MODEL = "model.skops"
+SIGNATURE = "serving_default"
+# How far the reloaded export's probabilities may drift from the in-memory model's.
+TOLERANCE = 1e-5
+
+
+class ExportVerificationError(ZooError):
+    """The reloaded export does not predict what the in-memory model predicts."""
+
+
+@dataclass
+class ExportResult:
+    """What one export wrote and measured.
+
+    Attributes:
+        path: the version folder, such as ``OUT/3``.
+        version: its number.
+        metadata: the contents of its ``metadata.json``.
+    """
+
+    path: Path
+    version: int
+    metadata: dict[str, Any]
+
+    @property
+    def format(self) -> str:
+        """``tf_saved_model`` or ``skops``."""
+        return self.metadata["format"]
+
+
+def select_row(
+    rows: list[dict[str, Any]], *, rank: int | None = None, model: str | None = None
+) -> dict[str, Any]:
+    """Picks the leaderboard row to export.
+
+    Args:
+        rows: the leaderboard, best first.
+        rank: the row with this leaderboard rank (any kind).
+        model: the row of this model name.
+
+    Returns:
+        The row; by default the best ``keras`` row.
+
+    Raises:
+        ZooError: both or a missing choice, or no Keras row to default to.
+    """
+    if rank is not None and model is not None:
+        raise ZooError(f"pass --rank or --model, not both (got --rank {rank} --model {model})")
+    if rank is not None:
+        chosen = [row for row in rows if int(row["rank"]) == rank]
+        if not chosen:
+            raise ZooError(
+                f"no leaderboard row has rank {rank}; ranks run from 1 to {len(rows)} "
+                "(see digits-zoo leaderboard RUN_DIR)"
+            )
+        return chosen[0]
+    if model is not None:
+        chosen = [row for row in rows if row["model"] == model]
+        if not chosen:
+            names = ", ".join(row["model"] for row in rows)
+            raise ZooError(f"no leaderboard row for model {model!r}; the rows are: {names}")
+        return chosen[0]
+    keras_rows = [row for row in rows if row["kind"] == "keras"]
+    if not keras_rows:
+        raise ZooError(
+            "the leaderboard has no keras row to export by default; pass --model NAME or "
+            "--rank N to export a scikit-learn row, or run digits-zoo search first"
+        )
+    return keras_rows[0]
+
+
+def refit_row(run: Run, row: dict[str, Any]) -> Any:
+    """Refits a leaderboard row's model from its recorded config on the run's training part.
+
+    Keras rows are rebuilt as ``DenseNetClassifier(**config)`` (the config
+    holds the epochs and the seed); scikit-learn rows as their zoo entry with
+    the recorded parameters set again.
+
+    Raises:
+        ZooError: the row's config cannot be rebuilt.
+    """
+    from zoo.registry import create_model, list_models
+
+    config = json.loads(row["config"] or "{}")
+    if row["kind"] == "keras":
+        try:
+            estimator = DenseNetClassifier(**config)
+        except TypeError as error:
+            raise ZooError(
+                f"cannot rebuild {row['model']} from its recorded config ({error}); "
+                "re-evaluate it into the leaderboard"
+            ) from None
+    elif row["model"] in list_models():
+        estimator = create_model(row["model"], seed=run.seed)
+        valid = estimator.get_params(deep=False)
+        estimator.set_params(**{key: value for key, value in config.items() if key in valid})
+    else:
+        raise ZooError(
+            f"cannot refit {row['model']}: it is not a zoo entry and its fitted model "
+            f"({row.get('model_path') or 'no model_path'}) is not on disk"
+        )
+    return estimator.fit(run.dataset.scale(run.dataset.x_train), run.dataset.y_train)
+
+
+def fitted_model(
+    run: Run, row: dict[str, Any], progress: Callable[[str], None] = print
+) -> tuple[Any, bool]:
+    """Returns a row's fitted model and whether it had to be refit.
+
+    The model saved in the run directory is used when it is there; otherwise
+    the model is refit (and saved back), and ``progress`` says so.
+    """
+    relative = row.get("model_path") or ""
+    path = run.path / relative if relative else None
+    if path is not None and path.is_file():
+        return load_fitted(path), False
+    where = str(path) if path is not None else "no model_path in the leaderboard"
+    progress(
+        f"{row['model']}: fitted model not on disk ({where}); refitting it from its recorded "
+        f"config (seed {json.loads(row['config'] or '{}').get('seed', run.seed)}) on the run's "
+        f"{len(run.dataset.y_train)} training images"
+    )
+    estimator = refit_row(run, row)
+    saved = save_fitted(estimator, run.path, row["model"])
+    progress(f"{row['model']}: refit done; saved as {run.path / saved}")
+    return estimator, True
+
+
+def export_run(
+    run_dir: str | Path,
+    *,
+    rank: int | None = None,
+    model: str | None = None,
+    out: str | Path | None = None,
+    progress: Callable[[str], None] = print,
+) -> ExportResult:
+    """Exports one leaderboard row of a run as a new, verified version.
+
+    Args:
+        run_dir: the run directory.
+        rank: export the row of this rank instead of the best Keras row.
+        model: export the row of this model name instead.
+        out: the export's base folder (default ``RUN_DIR/export/<model>``).
+        progress: receives one line per step worth telling.
+
+    Returns:
+        The written version. With neither ``rank`` nor ``model`` and no Keras
+        row on the leaderboard, its best row is exported (and ``progress``
+        says so).
+
+    Raises:
+        ZooError: a bad choice of row, no run there, or an export that failed
+            its own check (nothing is left behind then).
+    """
+    if rank is not None and (isinstance(rank, bool) or rank < 1):
+        raise ZooError(f"--rank must be a positive integer (got {rank})")
+    run = load_run(run_dir)
+    rows = read_leaderboard(run.path)
+    if not rows:
+        raise ZooError(
+            f"the leaderboard of {str(run.path)!r} is empty; run digits-zoo baselines or search "
+            "with this --run-dir first"
+        )
+    if rank is None and model is None and not any(row["kind"] == "keras" for row in rows):
+        # A leaderboard of baselines only still has a winner worth shipping.
+        rank = 1
+        progress(
+            f"the leaderboard has no keras row; exporting its best row, {rows[0]['model']} "
+            f"({rows[0]['kind']}), instead (run digits-zoo search for networks)"
+        )
+    row = select_row(rows, rank=rank, model=model)
+    base = Path(out) if out is not None else run.path / EXPORT_DIR / row["model"]
+    _check_base(base)
+    estimator, refit = fitted_model(run, row, progress)
+    info = {
+        "config": json.loads(row["config"] or "{}"),
+        "seed": run.seed,
+        "refit": refit,
+        "scores": {
+            "cv_accuracy_mean": row["cv_accuracy_mean"],
+            "cv_accuracy_std": row["cv_accuracy_std"],
+            "cv_folds": json.loads(row.get("cv_folds") or "[]"),
+            "n_folds": run.n_folds,
+            "test_accuracy": row["test_accuracy"],
+            "test_macro_f1": row["test_macro_f1"],
+        },
+        "source": {
+            "run_dir": str(run.path.resolve()),
+            "leaderboard_rank": row["rank"],
+            "model_path": row.get("model_path") or None,
+        },
+    }
+    result = export_estimator(
+        estimator, run.dataset, base, name=row["model"], kind=row["kind"], info=info
+    )
+    measured = result.metadata["verification"]["test_accuracy"]
+    if round(measured, 6) != round(float(row["test_accuracy"]), 6):
+        progress(
+            f"note: the exported model scores {measured:.6f} on the test split, the leaderboard "
+            f"recorded {row['test_accuracy']:.6f}"
+            + (" (the refit did not reproduce the original fit)" if refit else "")
+        )
+    return result
+
+
+def _check_base(base: Path) -> None:
+    if base.exists() and not base.is_dir():
+        raise ZooError(f"--out is a file (got {str(base)!r}); pass a folder for the export")
+    if (base / METADATA).is_file() or (base / SAVED_MODEL).is_file():
+        raise ZooError(
+            f"--out is a version folder of an export (got {str(base)!r}); pass its parent, "
+            "the base folder, so that the new export gets the next version number"
+        )
+
+
+def next_version(base: str | Path) -> int:
+    """Returns the next free version number in an export's base folder (1 for a new one)."""
+    base = Path(base)
+    if not base.is_dir():
+        return 1
+    numbers = [int(p.name) for p in base.iterdir() if p.name.isdigit() and p.is_dir()]
+    return max(numbers, default=0) + 1
+
+
+def export_estimator(
+    estimator: Any,
+    dataset: Dataset,
+    out: str | Path,
+    *,
+    name: str,
+    kind: str | None = None,
+    info: dict[str, Any] | None = None,
+    reference: Any = None,
+    tolerance: float = TOLERANCE,
+) -> ExportResult:
+    """Writes a fitted model as the next version under ``out``, checks it, then publishes it.
+
+    Keras networks become a SavedModel with the preprocessing inside (see
+    :func:`write_saved_model`); scikit-learn models a skops file. The written
+    model is reloaded from disk and must predict, on ``dataset.x_test``, the
+    classes ``reference`` predicts, with probabilities within ``tolerance``.
+
+    Args:
+        estimator: a fitted zoo classifier (trained on ``dataset.scale``-d pixels).
+        dataset: the data it was trained on; gives image shape, pixel range
+            and the held-out test split for the check.
+        out: the export's base folder.
+        name: the model's name.
+        kind: ``keras`` or ``sklearn`` (guessed from the estimator when ``None``).
+        info: more metadata (config, scores, seed, source), merged in.
+        reference: the model whose predictions the export must reproduce
+            (default: ``estimator``).
+        tolerance: the largest allowed probability difference.
+
+    Returns:
+        The published version.
+
+    Raises:
+        ExportVerificationError: the reloaded export disagrees; nothing is published.
+    """
+    base = Path(out)
+    _check_base(base)
+    base.mkdir(parents=True, exist_ok=True)
+    is_keras = isinstance(estimator, DenseNetClassifier)
+    metadata = _metadata(estimator, dataset, name, kind or ("keras" if is_keras else "sklearn"))
+    metadata.update(info or {})
+    partial = Path(tempfile.mkdtemp(prefix=".partial-", dir=base))
+    # mkdtemp makes a private folder; a published version is readable like any other file.
+    partial.chmod(0o755)
+    try:
+        if is_keras:
+            write_saved_model(estimator, partial, dataset.image_shape, dataset.pixel_max)
+        else:
+            write_skops(estimator, partial)
+        atomic_write_text(partial / METADATA, json.dumps(metadata, indent=2) + "\n")
+        reference = estimator if reference is None else reference
+        scaled_test = dataset.scale(dataset.x_test)
+        expected_classes = np.asarray(reference.predict(scaled_test))
+        metadata["verification"] = {
+            **verify_export(
+                partial,
+                dataset.x_test,
+                expected_classes,
+                np.asarray(reference.predict_proba(scaled_test)),
+                tolerance=tolerance,
+            ),
+            "test_accuracy": float(np.mean(expected_classes == dataset.y_test)),
+        }
+        atomic_write_text(partial / METADATA, json.dumps(metadata, indent=2) + "\n")
+        return ExportResult(*_publish(partial, base), metadata)
+    finally:
+        # On success the folder was renamed away; on any failure nothing stays behind.
+        shutil.rmtree(partial, ignore_errors=True)
+
+
+def _publish(partial: Path, base: Path) -> tuple[Path, int]:
+    """Renames a checked export to the next free version number; never overwrites one."""
+    for _ in range(1000):
+        version = next_version(base)
+        target = base / str(version)
+        if target.exists():
+            continue
+        try:
+            os.rename(partial, target)
+        except OSError:
+            # Another export took this number between our look and our rename.
+            continue
+        return target, version
+    raise ZooError(f"could not find a free version number in {str(base)!r}")
+
+
+def _metadata(estimator: Any, dataset: Dataset, name: str, kind: str) -> dict[str, Any]:
+    classes = [int(c) for c in estimator.classes_]
+    is_keras = isinstance(estimator, DenseNetClassifier)
+    image = "x".join(str(s) for s in dataset.image_shape)
+    return {
+        "format": "tf_saved_model" if is_keras else "skops",
+        "model": name,
+        "kind": kind,
+        "estimator": f"{type(estimator).__module__}.{type(estimator).__name__}",
+        "dataset": {
+            "name": dataset.name,
+            "image_shape": [int(s) for s in dataset.image_shape],
+            "n_features": int(dataset.n_features),
+            "pixel_max": float(dataset.pixel_max),
+            "fingerprint": dataset.fingerprint(),
+            "n_train": int(len(dataset.y_train)),
+            "n_test": int(len(dataset.y_test)),
+            "test_source": dataset.test_source,
+            "split_seed": dataset.split_seed,
+        },
+        "classes": classes,
+        "class_names": [str(c) for c in classes],
+        "config": json.loads(config_json(estimator)),
+        "input": (
+            f"raw pixel values 0..{dataset.pixel_max:g} as the dataset stores them, float32, "
+            f"shaped [n, {dataset.n_features}], [n, {image.replace('x', ', ')}] or with a "
+            "trailing 1 (channel); a single image may leave out n"
+        ),
+        "signature": (
+            {
+                "name": SIGNATURE,
+                "inputs": {"pixels": "float32, any of the shapes above"},
+                "outputs": {
+                    "probabilities": f"float32 [n, {len(classes)}], columns in 'classes' order",
+                    "class": "int64 [n], the most probable class label",
+                },
+            }
+            if is_keras
+            else None
+        ),
+        "versions": library_versions(),
+        "exported": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+def write_saved_model(
+    estimator: DenseNetClassifier,
+    folder: str | Path,
+    image_shape: tuple[int, ...],
+    pixel_max: float,
+) -> None:
+    """Writes a fitted dense network as a SavedModel that takes raw pixels.
+
+    The ``serving_default`` signature takes ``pixels`` (float32, raw values
+    ``0..pixel_max``) flat as ``[n, n_features]`` or as images ``[n, *image_shape]``
+    or ``[n, *image_shape, 1]``, divides by ``pixel_max`` itself and returns
+    ``probabilities`` (float32 ``[n, n_classes]``) and ``class`` (int64
+    labels). The network itself is converted from JAX with jax2tf (for CPU and
+    CUDA) by Keras's ``ExportArchive``; the reshaping and scaling around it are
+    TensorFlow ops, since jax2tf needs inputs of a known rank. Keras also
+    publishes the bare network as a second signature, ``network`` (flat
+    pixels already scaled to ``[0, 1]``).
+
+    Args:
+        estimator: the fitted network.
+        folder: where to write (it may exist and be empty).
+        image_shape: the shape of one image, such as ``(8, 8)``.
+        pixel_max: the largest raw pixel value (16 for the bundled digits).
+    """
+    import keras
+    import tensorflow as tf
+
+    n_features = int(estimator.n_features_in_)
+    if int(np.prod(image_shape)) != n_features:
+        raise ZooError(
+            f"image shape {tuple(image_shape)} does not hold the network's {n_features} inputs"
+        )
+    archive = keras.export.ExportArchive()
+    network = archive.track_and_add_endpoint(
+        "network",
+        estimator.model_,
+        input_signature=[tf.TensorSpec((None, n_features), tf.float32, name="scaled_pixels")],
+        # No gradients are served; exporting for both platforms lets an export made on
+        # one kind of machine serve on the other.
+        jax2tf_kwargs={"with_gradient": False, "native_serialization_platforms": ("cpu", "cuda")},
+    )
+    classes = tf.constant(np.asarray(estimator.classes_, dtype="int64"))
+    accepted = [(n_features,), tuple(image_shape), (*image_shape, 1)]
+    depth = max(len(shape) for shape in accepted)
+    shapes_text = " or ".join(str(list(shape)) for shape in accepted)
+
+    @tf.function(input_signature=[tf.TensorSpec(None, tf.float32, name="pixels")], autograph=False)
+    def serve(pixels):
+        shape = tf.shape(pixels, out_type=tf.int64)
+        # Zeros in front give every shape at least `depth` entries to compare.
+        padded = tf.concat([tf.zeros([depth], tf.int64), shape], axis=0)
+        fits = tf.constant(False)
+        for trailing in accepted:
+            match = tf.reduce_all(tf.equal(padded[-len(trailing) :], trailing))
+            fits = tf.logical_or(fits, match)
+        check = tf.debugging.Assert(
+            fits, [f"pixels must end in shape {shapes_text}; got shape", shape]
+        )
+        with tf.control_dependencies([check]):
+            flat = tf.reshape(pixels, [-1, n_features])
+        probabilities = network(flat / tf.constant(pixel_max, tf.float32))
+        return {
+            "probabilities": probabilities,
+            "class": tf.gather(classes, tf.argmax(probabilities, axis=1)),
+        }
+
+    archive.add_endpoint(SIGNATURE, serve)
+    archive.write_out(str(folder), verbose=False)
+
+
+def write_skops(estimator: Any, folder: str | Path) -> None:
+    """Writes a fitted scikit-learn model as ``folder/model.skops``."""
+    import skops.io
+
+    skops.io.dump(estimator, Path(folder) / SKOPS_MODEL)
+
+
+def verify_export(
+    folder: str | Path,
+    x_raw: np.ndarray,
+    expected_classes: np.ndarray,
+    expected_probabilities: np.ndarray,
+    *,
+    tolerance: float = TOLERANCE,
+) -> dict[str, Any]:
+    """Reloads a written export from disk and checks it predicts what was expected.
+
+    The export is loaded the way ``digits-zoo predict`` loads it
+    (:func:`search.predict.load_export`): a SavedModel with
+    ``tf.saved_model.load`` and called through its ``serving_default``
+    signature on the raw pixels, a skops file trusting only scikit-learn and
+    numpy types.
+
+    Args:
+        folder: the version folder (with its ``metadata.json``).
+        x_raw: raw pixel rows, as the dataset stores them.
+        expected_classes, expected_probabilities: the in-memory model's output.
+        tolerance: the largest allowed probability difference.
+
+    Returns:
+        A summary: rows checked and the largest probability difference.
+
+    Raises:
+        ExportVerificationError: different classes, or probabilities too far apart.
+    """
+    from search.predict import load_export
+
+    probabilities, classes = load_export(folder).predict_proba(x_raw)
+    expected_probabilities = np.asarray(expected_probabilities)
+    if probabilities.shape != expected_probabilities.shape:
+        raise ExportVerificationError(
+            f"the reloaded export returns probabilities of shape {probabilities.shape}, the "
+            f"in-memory model {expected_probabilities.shape}; the export was deleted"
+        )
+    difference = float(np.max(np.abs(probabilities - expected_probabilities), initial=0.0))
+    mismatched = int(np.sum(classes != np.asarray(expected_classes)))
+    if mismatched or not difference <= tolerance:
+        raise ExportVerificationError(
+            f"the reloaded export disagrees with the in-memory model on the test split "
+            f"({mismatched} of {len(probabilities)} classes differ, largest probability "
+            f"difference {difference:.3g}, allowed {tolerance:g}); the export was deleted"
+        )
+    return {
+        "rows": int(len(probabilities)),
+        "classes_equal": True,
+        "max_probability_difference": difference,
+        "tolerance": tolerance,
+    }
