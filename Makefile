@@ -4,6 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 RUN_DIR ?= runs/demo
+DEMO_TRIALS ?= 8
 export TF_CPP_MIN_LOG_LEVEL := 2
 export TF_ENABLE_ONEDNN_OPTS := 0
 
@@ -18,10 +19,16 @@ $(STAMP): requirements.lock pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
+# The main job: baselines, a short search, the leaderboard, the winner exported and checked.
 demo: setup
 	$(BIN)/digits-zoo baselines --run-dir $(RUN_DIR)
+	$(BIN)/digits-zoo search --run-dir $(RUN_DIR) --tuner bayesian --max-trials $(DEMO_TRIALS)
+	$(BIN)/digits-zoo export $(RUN_DIR)
+	$(BIN)/python -c "from search.runs import load_run; import numpy as np; d = load_run('$(RUN_DIR)').dataset; np.savetxt('$(RUN_DIR)/test_split.csv', np.column_stack([d.x_test, d.y_test]), fmt='%d', delimiter=',')"
+	$(BIN)/digits-zoo evaluate $(RUN_DIR)/export/$$($(BIN)/python -c "from search.leaderboard import read_leaderboard as r; print(next(x['model'] for x in r('$(RUN_DIR)') if x['kind'] == 'keras'))") --data $(RUN_DIR)/test_split.csv
 	@echo
-	@echo "Next: $(BIN)/digits-zoo leaderboard $(RUN_DIR)"
+	@echo "Files: $(RUN_DIR)/leaderboard.csv, $(RUN_DIR)/trials.csv, $(RUN_DIR)/export/, TensorBoard logs in $(RUN_DIR)/logs"
+	@echo "Next: $(BIN)/digits-zoo leaderboard $(RUN_DIR)  |  $(BIN)/digits-zoo predict $(RUN_DIR)/export/<model> your_digit.png"
 
 test: setup
 	$(BIN)/ruff format --check zoo search tests benchmarks
