@@ -14,7 +14,7 @@ from zoo.errors import ZooError
 
 # Modules that add subcommands: each has ``register(subparsers)``, which adds
 # parsers whose defaults hold ``handler(args) -> int``.
-COMMAND_MODULES = ("search.commands", "search.ship")
+COMMAND_MODULES = ("search.commands", "search.ship", "search.report")
 
 
 class _Parser(argparse.ArgumentParser):

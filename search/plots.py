@@ -105,6 +105,7 @@ def digit_gallery(
     title: str = "",
     cell: float = 1.0,
     empty_text: str = "no images",
+    cmap: str = DIGIT_CMAP,
 ) -> Figure:
     """Shows images in a grid, each with an optional caption.
 
@@ -116,6 +117,7 @@ def digit_gallery(
         title: the figure's title.
         cell: inches per image.
         empty_text: shown instead when there are no images.
+        cmap: the colour map; the default draws high values dark, like ink.
 
     Returns:
         The figure.
@@ -139,7 +141,7 @@ def digit_gallery(
         if index >= count:
             ax.set_visible(False)
             continue
-        ax.imshow(_image(images[index], image_shape), cmap=DIGIT_CMAP, interpolation="nearest")
+        ax.imshow(_image(images[index], image_shape), cmap=cmap, interpolation="nearest")
         if titles is not None:
             ax.set_title(titles[index], fontsize=9, pad=2)
     if title:
@@ -368,7 +370,7 @@ def misclassified_gallery(
     *,
     limit: int = 40,
     columns: int = 10,
-    title: str = "Misclassified test digits",
+    title: str = "",
 ) -> Figure:
     """Shows up to ``limit`` misclassified images captioned with their true and predicted labels.
 
@@ -379,13 +381,14 @@ def misclassified_gallery(
     wrong = np.flatnonzero(y_true != y_pred)
     shown = wrong[:limit]
     captions = [f"true {y_true[i]}\npred {y_pred[i]}" for i in shown]
-    suffix = f" ({len(shown)} of {len(wrong)} shown)" if len(wrong) > len(shown) else ""
+    suffix = f" (first {len(shown)} shown)" if len(wrong) > len(shown) else ""
+    count = f"{len(wrong)} of {len(y_true)} digits misclassified{suffix}"
     return digit_gallery(
         np.asarray(x)[shown],
         image_shape,
         captions,
         columns=columns,
-        title=f"{title}: {len(wrong)} of {len(y_true)}{suffix}",
+        title=f"{title}: {count}" if title else count[0].upper() + count[1:],
         cell=1.05,
         empty_text="no misclassified digits",
     )
@@ -403,6 +406,8 @@ def plot_sweep(
     percent: bool = True,
     marker: str = "o",
     color: Any = None,
+    shift: float = 0.0,
+    scale: str = "linear",
 ) -> None:
     """Draws mean accuracy against a setting, with one standard deviation over folds as error bars.
 
@@ -414,6 +419,10 @@ def plot_sweep(
         percent: show accuracies in percent.
         marker: the marker of the means.
         color: the line colour.
+        shift: moves the points sideways (in decades for ``scale="log"``, in
+            doublings for ``"log2"``), so that lines drawn on the same settings
+            keep their error bars apart.
+        scale: the x axis's scale: ``linear``, ``log`` or ``log2``.
     """
     scale = 100.0 if percent else 1.0
     scores = [np.asarray(s, dtype=float) * scale for s in fold_scores]
@@ -421,8 +430,14 @@ def plot_sweep(
     spreads = [float(s.std()) for s in scores]
     categorical = any(isinstance(v, str) for v in values)
     positions = np.arange(len(values)) if categorical else np.asarray(values, dtype=float)
+    if scale == "log2" and not categorical:
+        shown = positions * 2.0**shift
+    elif scale == "log" and not categorical:
+        shown = positions * 10.0**shift
+    else:
+        shown = positions + shift
     ax.errorbar(
-        positions,
+        shown,
         means,
         yerr=spreads,
         marker=marker,
@@ -433,6 +448,7 @@ def plot_sweep(
     )
     if categorical:
         ax.set_xticks(positions, [str(v) for v in values])
+        ax.set_xlim(-0.5, len(values) - 0.5)
     ax.set_ylabel("accuracy (%)" if percent else "accuracy")
     ax.grid(axis="y", alpha=0.3)
 
@@ -459,20 +475,33 @@ def sweep_figure(
     figure = new_figure(4.4 * len(panels) + 0.4, height)
     axes = figure.subplots(1, len(panels), squeeze=False)[0]
     for ax, panel in zip(axes, panels, strict=True):
-        for line_label, fold_scores in panel["scores"].items():
-            plot_sweep(ax, panel["values"], fold_scores, label=line_label)
+        values = panel["values"]
+        scale = "log2" if panel.get("log2") else "log" if panel.get("log") else "linear"
+        if any(isinstance(v, str) for v in values) or len(values) < 2:
+            spacing = 1.0
+        else:
+            numbers = np.asarray(values, dtype=float)
+            numbers = {"log2": np.log2, "log": np.log10}.get(scale, lambda a: a)(numbers)
+            spacing = float(np.min(np.diff(np.sort(numbers))))
+        lines = len(panel["scores"])
+        for index, (line_label, fold_scores) in enumerate(panel["scores"].items()):
+            # Lines over the same settings step aside a little, so their error bars stay apart.
+            shift = (index - (lines - 1) / 2) * 0.08 * spacing
+            plot_sweep(ax, values, fold_scores, label=line_label, shift=shift, scale=scale)
         if panel.get("log2"):
             ax.set_xscale("log", base=2)
             ax.set_xticks(panel["values"], [str(v) for v in panel["values"]])
             ax.minorticks_off()
         elif panel.get("log"):
             ax.set_xscale("log")
+            ax.set_xticks(panel["values"], [str(v) for v in panel["values"]])
+            ax.minorticks_off()
         elif not any(isinstance(v, str) for v in panel["values"]):
             ax.set_xticks(panel["values"], [str(v) for v in panel["values"]])
         ax.set_xlabel(panel["xlabel"])
         ax.set_title(panel.get("title", ""))
         if len(panel["scores"]) > 1:
-            ax.legend()
+            ax.legend(loc="best", fontsize=9, framealpha=0.85)
     if title:
         figure.suptitle(title)
     return figure
@@ -550,9 +579,7 @@ def leaderboard_chart(rows: Sequence[dict[str, Any]], *, top: int | None = 25) -
         )
     )  # fmt: skip
     handles.append(
-        lines.Line2D(
-            [], [], color="black", marker="D", linestyle="none", label="test accuracy"
-        )
+        lines.Line2D([], [], color="black", marker="D", linestyle="none", label="test accuracy")
     )
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     return figure
@@ -565,7 +592,8 @@ def completed_trials(trials: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         if trial.get("status") != "COMPLETED" or trial.get("cv_accuracy_mean") in (None, ""):
             continue
         parsed = dict(trial)
-        for key in ("cv_accuracy_mean", "cv_accuracy_std", "learning_rate", "dropout_rate", "l2"):
+        floats = ("cv_accuracy_mean", "cv_accuracy_std", "learning_rate", "dropout_rate", "l2")
+        for key in (*floats, "label_smoothing"):
             if parsed.get(key) not in (None, ""):
                 parsed[key] = float(parsed[key])
         for key in ("n_layers", "units", "batch_size"):
@@ -634,6 +662,15 @@ def hyperparameter_effects(trials: Sequence[dict[str, Any]]) -> Figure:
                 ax.minorticks_off()
             elif scale == "log":
                 ax.set_xscale("log")
+                # Ticks at 1 and 3 of each decade, written out: 0.0003, 0.001, 0.003...
+                ax.xaxis.set_major_locator(ticker.LogLocator(base=10, subs=(1.0, 3.0)))
+                ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+                ax.minorticks_off()
+                low, high = min(positions), max(positions)
+                if high / low < 3.5:
+                    # A narrow range would show one tick or none; widen it around the points.
+                    middle = math.sqrt(low * high)
+                    ax.set_xlim(middle / 2.2, middle * 2.2)
         ax.errorbar(
             positions, scores, yerr=spreads, fmt="o", color="#2c7fb8", alpha=0.75, capsize=2
         )
@@ -692,7 +729,7 @@ def best_so_far(trials: Sequence[dict[str, Any]]) -> Figure:
     ax.set_ylabel("CV accuracy (%)")
     ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     ax.set_title("Search progress: best CV accuracy so far")
     return figure
 

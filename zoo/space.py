@@ -131,7 +131,7 @@ class DenseConfig:
 
     n_layers: int = _param(IntSpec(1, 4), 2, "number of hidden layers")
     units: int = _param(
-        ChoiceSpec((32, 64, 128, 256, 512, 1024)), 256, "units in each hidden layer"
+        ChoiceSpec((8, 16, 32, 64, 128, 256, 512, 1024)), 256, "units in each hidden layer"
     )
     activation: str = _param(
         ChoiceSpec(("relu", "elu", "gelu", "selu", "tanh", "sigmoid")),

@@ -1,0 +1,173 @@
+"""Search throughput: the usual keras-tuner loop against ``digits-zoo search``.
+
+The same search (the zoo's space, trials, epochs, folds and seed) runs two
+ways, each in its own child process so that peak memory is its own:
+
+* ``usual``: what a keras-tuner tutorial does: a ``build(hp)`` function over
+  the zoo's space, ``RandomSearch``, and per fold a fresh model and
+  ``model.fit`` with Keras defaults, on Keras's default backend (TensorFlow);
+* ``zoo``: ``digits-zoo search --tuner random`` on its default backend (JAX),
+  training through the zoo's estimator (all folds of a trial at once).
+
+Prints trials per minute, best CV accuracy and peak memory (max RSS) of each
+and the speedup; ``--json`` ends with one JSON line of the figures.
+
+    .venv/bin/python benchmarks/search_throughput.py [--quick] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+
+FULL = {"trials": 8, "epochs": 20, "folds": 5}
+QUICK = {"trials": 3, "epochs": 5, "folds": 3}
+SEED = 0
+
+
+def usual_way(run_dir: str, trials: int, epochs: int, folds: int) -> dict:
+    """A plain keras-tuner RandomSearch with model.fit per fold (Keras defaults)."""
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    import keras
+    import keras_tuner as kt
+    import numpy as np
+
+    from search.protocol import make_folds
+    from zoo.data import load_dataset
+    from zoo.dense import build_dense_model
+    from zoo.space import DenseConfig
+
+    dataset = load_dataset(seed=SEED)
+    x = dataset.scale(dataset.x_train)
+    y = keras.utils.to_categorical(dataset.y_train, 10)
+    fold_pairs = make_folds(dataset.y_train, folds, SEED)
+
+    def build(hp):
+        return build_dense_model(DenseConfig.from_hp(hp), x.shape[1], 10)
+
+    class CVRandomSearch(kt.RandomSearch):
+        def run_trial(self, trial, *args, **kwargs):
+            hp = trial.hyperparameters
+            scores = []
+            for train, val in fold_pairs:
+                keras.utils.set_random_seed(SEED)
+                model = self.hypermodel.build(hp)
+                model.fit(
+                    x[train],
+                    y[train],
+                    batch_size=hp.get("batch_size"),
+                    epochs=epochs,
+                    validation_data=(x[val], y[val]),
+                    verbose=0,
+                )
+                scores.append(model.evaluate(x[val], y[val], verbose=0)[1])
+            return {"cv_accuracy": float(np.mean(scores))}
+
+    tuner = CVRandomSearch(
+        build,
+        objective=kt.Objective("cv_accuracy", "max"),
+        max_trials=trials,
+        seed=SEED + 1,
+        directory=run_dir,
+        project_name="usual",
+        max_consecutive_failed_trials=trials + 1,
+    )
+    started = time.perf_counter()
+    tuner.search(verbose=0)
+    seconds = time.perf_counter() - started
+    best = tuner.oracle.get_best_trials(1)[0].score
+    return {"seconds": seconds, "trials": trials, "best_cv": float(best), "backend": "tensorflow"}
+
+
+def zoo_way(run_dir: str, trials: int, epochs: int, folds: int) -> dict:
+    """``digits-zoo search`` through its library call, without the refit."""
+    # search imports zoo first, which picks the zoo's default backend for keras.
+    from search.runs import device_description, open_run
+    from search.tuning import SearchSpec, read_trials, run_search
+
+    run = open_run(run_dir, seed=SEED, n_folds=folds)
+    started = time.perf_counter()
+    run_search(run, tuner="random", max_trials=trials, epochs=epochs, top_k=0, progress=print)
+    seconds = time.perf_counter() - started
+    rows = read_trials(run, SearchSpec(tuner="random", max_trials=trials, epochs=epochs))
+    best = max(r["cv_accuracy_mean"] for r in rows if r["cv_accuracy_mean"] != "")
+    return {
+        "seconds": seconds,
+        "trials": trials,
+        "best_cv": float(best),
+        "backend": device_description(),
+    }
+
+
+def child(args) -> None:
+    budget = QUICK if args.quick else FULL
+    run_dir = tempfile.mkdtemp(prefix=f"throughput-{args.way}-")
+    way = usual_way if args.way == "usual" else zoo_way
+    result = way(run_dir, budget["trials"], budget["epochs"], budget["folds"])
+    # The child's own peak resident memory (Linux reports kilobytes).
+    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    print("RESULT " + json.dumps(result), flush=True)
+
+
+def measure(way: str, quick: bool) -> dict:
+    """Runs one way in a child process; returns its figures (peak RSS included)."""
+    command = [sys.executable, __file__, "--child", way] + (["--quick"] if quick else [])
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "TF_ENABLE_ONEDNN_OPTS": "0"}
+    if way == "usual":
+        env["KERAS_BACKEND"] = "tensorflow"
+    else:
+        env.pop("KERAS_BACKEND", None)
+    finished = subprocess.run(command, env=env, stdout=subprocess.PIPE, text=True)
+    if finished.returncode != 0:
+        raise SystemExit(
+            f"{way} way failed (exit {finished.returncode}):\n{finished.stdout[-3000:]}"
+        )
+    line = next(line for line in finished.stdout.splitlines() if line.startswith("RESULT "))
+    result = json.loads(line[len("RESULT ") :])
+    result["trials_per_minute"] = result["trials"] / result["seconds"] * 60
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a short run")
+    parser.add_argument("--json", action="store_true", help="end with one JSON line")
+    parser.add_argument("--child", choices=("usual", "zoo"), help=argparse.SUPPRESS)
+    parser.add_argument("--way", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        args.way = args.child
+        child(args)
+        return
+    budget = QUICK if args.quick else FULL
+    print(
+        f"search throughput: {budget['trials']} random trials x {budget['folds']} folds x "
+        f"{budget['epochs']} epochs, bundled digits, seed {SEED}, {os.cpu_count()} cores"
+    )
+    usual = measure("usual", args.quick)
+    zoo = measure("zoo", args.quick)
+    print()
+    print(
+        f"{'way':<8} {'backend':<11} {'seconds':>8} {'trials/min':>11} {'best cv':>8} {'peak MB':>8}"
+    )
+    for name, result in (("usual", usual), ("zoo", zoo)):
+        print(
+            f"{name:<8} {result['backend']:<11} {result['seconds']:>8.1f} "
+            f"{result['trials_per_minute']:>11.2f} {result['best_cv']:>8.4f} "
+            f"{result['peak_rss_mb']:>8.0f}"
+        )
+    speedup = zoo["trials_per_minute"] / usual["trials_per_minute"]
+    print(f"\nspeedup (zoo trials/min over usual): {speedup:.2f}x")
+    if args.json:
+        print(json.dumps({"speedup": speedup, "usual": usual, "zoo": zoo, **budget}))
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    main()

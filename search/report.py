@@ -1,0 +1,423 @@
+"""``digits-zoo report RUN_DIR``: a run's figures and an ``index.html`` that shows them.
+
+Writes into ``RUN_DIR/report/``:
+
+* ``leaderboard.png``: CV accuracy per model, fold spread as error bars, test accuracy marked;
+* ``confusion_matrix.png`` and ``misclassified.png``: the best model on the held-out test split;
+* ``hyperparameter_effects.png`` and ``best_so_far.png``: the search's trials (``trials.csv``);
+* ``learning_curves.png``: training and validation loss per epoch of the top trials;
+* ``index.html``: every figure and the leaderboard table, with a note where a part is missing.
+
+Figures are drawn through matplotlib's Agg canvas (no pyplot, no display
+needed). The report is built in a temporary folder beside ``report/`` and
+swapped in at the end, so a failed report never leaves half of one.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import json
+import shutil
+import tempfile
+import textwrap
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from search import plots
+from search.leaderboard import atomic_write_text, read_leaderboard
+from search.runs import RUN_FILE
+from zoo.errors import ZooError
+
+REPORT_DIR = "report"
+TRIALS_CSV = "trials.csv"
+TRIALS_DIR = "trials"
+# Figure file names, in the order index.html shows them.
+FIGURES = (
+    "leaderboard.png",
+    "confusion_matrix.png",
+    "misclassified.png",
+    "hyperparameter_effects.png",
+    "best_so_far.png",
+    "learning_curves.png",
+)
+NO_SEARCH = "no search in this run"
+
+
+@dataclass
+class Report:
+    """What :func:`write_report` wrote.
+
+    Attributes:
+        folder: ``RUN_DIR/report``.
+        index: the ``index.html`` path.
+        figures: figure file name to its path, for every figure written.
+        notes: figure file name to why it was left out, for every figure skipped.
+    """
+
+    folder: Path
+    index: Path
+    figures: dict[str, Path] = field(default_factory=dict)
+    notes: dict[str, str] = field(default_factory=dict)
+
+
+def read_trials_csv(run_dir: str | Path) -> list[dict[str, str]]:
+    """Reads ``RUN_DIR/trials.csv`` as rows of strings; no rows when the run has no search."""
+    path = Path(run_dir) / TRIALS_CSV
+    if not path.is_file():
+        return []
+    with open(path, encoding="utf-8", newline="") as stream:
+        return list(csv.DictReader(stream))
+
+
+def read_trial_record(run_dir: str | Path, trial_id: str) -> dict[str, Any]:
+    """Reads ``RUN_DIR/trials/<trial_id>.json`` (fold scores and learning curves); ``{}`` if absent."""
+    path = Path(run_dir) / TRIALS_DIR / f"{trial_id}.json"
+    if not path.is_file():
+        return {}
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _check_run_dir(run_dir: Path) -> dict[str, Any]:
+    run_file = run_dir / RUN_FILE
+    if not run_file.is_file():
+        raise ZooError(
+            f"{str(run_dir)!r} is not a run directory (no {RUN_FILE}); pass the --run-dir of a "
+            "digits-zoo baselines or search run"
+        )
+    try:
+        return json.loads(run_file.read_text(encoding="utf-8"))
+    except ValueError:
+        raise ZooError(
+            f"{str(run_file)!r} is not valid JSON; restore it or start a new run"
+        ) from None
+
+
+class SplitPredictions(NamedTuple):
+    """A fitted leaderboard model's predictions on its run's held-out test split."""
+
+    x_raw: np.ndarray
+    y_true: np.ndarray
+    y_pred: np.ndarray
+    image_shape: tuple[int, ...]
+    classes: list[int]
+
+
+def predict_test_split(run_dir: str | Path, row: dict[str, Any]) -> SplitPredictions:
+    """Predicts a run's exact held-out test split with a leaderboard row's fitted model.
+
+    Args:
+        run_dir: the run directory.
+        row: a leaderboard row (its ``model_path`` names the fitted model).
+
+    Returns:
+        The raw test images, their labels and the model's predictions.
+
+    Raises:
+        ZooError: the row names no model file, the file is missing, or the
+            run's data changed since it ran.
+    """
+    from search.artifacts import load_fitted
+    from search.runs import load_run
+
+    run_dir = Path(run_dir)
+    if not row.get("model_path"):
+        raise ZooError(f"the leaderboard row of {row['model']} names no model file")
+    model_file = run_dir / row["model_path"]
+    if not model_file.is_file():
+        raise ZooError(f"the fitted model of {row['model']} is missing ({row['model_path']})")
+    run = load_run(run_dir)
+    model = load_fitted(model_file)
+    dataset = run.dataset
+    y_pred = np.asarray(model.predict(dataset.scale(dataset.x_test)))
+    return SplitPredictions(
+        dataset.x_test, dataset.y_test, y_pred, tuple(dataset.image_shape), dataset.classes
+    )
+
+
+def write_report(
+    run_dir: str | Path,
+    *,
+    top: int | None = 25,
+    curves: int = 3,
+    progress: Callable[[str], None] | None = None,
+) -> Report:
+    """Draws a run's figures and writes ``RUN_DIR/report/index.html`` showing them.
+
+    Args:
+        run_dir: a run directory (``run.json`` and ``leaderboard.csv``).
+        top: leaderboard rows in the bar chart (all when ``None``); the HTML table has all.
+        curves: top trials whose learning curves are drawn.
+        progress: receives one line per figure written.
+
+    Returns:
+        What was written, and a note for each figure left out.
+
+    Raises:
+        ZooError: not a run directory, no leaderboard, or a bad ``top``/``curves``.
+    """
+    for name, value in (("--top", top), ("--curves", curves)):
+        if value is None and name == "--top":
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ZooError(f"{name} must be an integer of at least 1 (got {value!r})")
+    say = progress or (lambda line: None)
+    run_dir = Path(run_dir)
+    meta = _check_run_dir(run_dir)
+    rows = read_leaderboard(run_dir)
+    if not rows:
+        raise ZooError(
+            f"the leaderboard of {str(run_dir)!r} is empty; run digits-zoo baselines or search "
+            "into it first"
+        )
+    staging = Path(tempfile.mkdtemp(prefix=".report-", dir=run_dir))
+    try:
+        figures, notes = _draw_all(run_dir, staging, rows, top, curves, say)
+        page = render_html(run_dir, meta, rows, figures, notes)
+        atomic_write_text(staging / "index.html", page)
+        folder = _swap_in(staging, run_dir / REPORT_DIR)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    written = {name: folder / name for name in figures}
+    say(f"report: {folder / 'index.html'}")
+    return Report(folder=folder, index=folder / "index.html", figures=written, notes=notes)
+
+
+def _draw_all(
+    run_dir: Path,
+    out: Path,
+    rows: list[dict[str, Any]],
+    top: int | None,
+    curves: int,
+    say: Callable[[str], None],
+) -> tuple[list[str], dict[str, str]]:
+    figures: list[str] = []
+    notes: dict[str, str] = {}
+
+    def save(name: str, figure) -> None:
+        plots.save_figure(figure, out / name)
+        figures.append(name)
+        say(f"wrote {name}")
+
+    save("leaderboard.png", plots.leaderboard_chart(rows, top=top))
+
+    best = rows[0]
+    try:
+        x_test, y_test, y_pred, image_shape, classes = predict_test_split(run_dir, best)
+    except (ZooError, FileNotFoundError) as error:
+        for name in ("confusion_matrix.png", "misclassified.png"):
+            notes[name] = f"best model's figures left out: {error}"
+    else:
+        accuracy = float(np.mean(y_pred == y_test))
+        save(
+            "confusion_matrix.png",
+            plots.confusion_matrix(
+                y_test,
+                y_pred,
+                classes=classes,
+                title=f"Confusion matrix of {best['model']}\n"
+                f"held-out test split, accuracy {accuracy:.2%}",
+            ),
+        )
+        save(
+            "misclassified.png",
+            plots.misclassified_gallery(
+                x_test, y_test, y_pred, image_shape, title=f"{best['model']}, test split"
+            ),
+        )
+
+    trials = read_trials_csv(run_dir)
+    done = plots.completed_trials(trials)
+    if not trials:
+        for name in ("hyperparameter_effects.png", "best_so_far.png", "learning_curves.png"):
+            notes[name] = NO_SEARCH
+        return figures, notes
+    if not done:
+        for name in ("hyperparameter_effects.png", "best_so_far.png", "learning_curves.png"):
+            notes[name] = f"none of the search's {len(trials)} trials completed"
+        return figures, notes
+    save("hyperparameter_effects.png", plots.hyperparameter_effects(done))
+    save("best_so_far.png", plots.best_so_far(done))
+    leaders = sorted(done, key=lambda t: (-t["cv_accuracy_mean"], t["trial_id"]))[:curves]
+    histories = {}
+    for trial in leaders:
+        record = read_trial_record(run_dir, trial["trial_id"])
+        if record.get("histories"):
+            label = (
+                f"{trial['trial_id']}: CV {trial['cv_accuracy_mean']:.2%}\n{_short_config(trial)}"
+            )
+            histories[label] = record["histories"]
+    if histories:
+        save(
+            "learning_curves.png",
+            plots.learning_curves(
+                histories,
+                title=f"Learning curves of the top {len(histories)} trials "
+                "(mean over CV folds; band: min to max)",
+            ),
+        )
+    else:
+        notes["learning_curves.png"] = "the top trials recorded no learning curves"
+    return figures, notes
+
+
+def _short_config(trial: dict[str, Any]) -> str:
+    try:
+        from zoo.space import DenseConfig
+
+        text = DenseConfig.from_dict(trial).short()
+    except (ZooError, TypeError, ValueError):
+        text = f"{trial.get('n_layers')}x{trial.get('units')} {trial.get('activation')}"
+    # Two short lines fit above a panel; one long line would run into its neighbour.
+    return "\n".join(textwrap.wrap(text, width=42)[:2])
+
+
+def _swap_in(staging: Path, target: Path) -> Path:
+    """Replaces ``target`` by ``staging`` with renames, so readers see one report or the other."""
+    old = None
+    if target.exists():
+        old = Path(tempfile.mkdtemp(prefix=".report-old-", dir=target.parent))
+        target.rename(old / REPORT_DIR)
+    staging.chmod(0o755)  # mkdtemp makes it private; a report is meant to be shared.
+    staging.rename(target)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    return target
+
+
+_CSS = """
+body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2em auto;
+       max-width: 1200px; padding: 0 1em; color: #222; }
+h1 { font-size: 1.6em; } h2 { margin-top: 2em; border-bottom: 1px solid #ddd; }
+table { border-collapse: collapse; font-size: 0.92em; }
+th, td { padding: 0.3em 0.7em; border-bottom: 1px solid #e5e5e5; text-align: right; }
+th { background: #f4f4f4; } td.name, th.name { text-align: left; font-family: monospace; }
+img { max-width: 100%; height: auto; display: block; margin: 1em 0; }
+p.note { color: #8a6d00; background: #fff8e1; padding: 0.6em 1em; border-left: 4px solid #f0c000; }
+p.meta { color: #555; }
+"""
+
+_SECTIONS = (
+    ("Leaderboard", ("leaderboard.png",)),
+    ("Best model on the held-out test split", ("confusion_matrix.png", "misclassified.png")),
+    ("Search", ("hyperparameter_effects.png", "best_so_far.png", "learning_curves.png")),
+)
+
+_ALT = {
+    "leaderboard.png": "Leaderboard bar chart of CV accuracy with fold spread and test accuracy",
+    "confusion_matrix.png": "Confusion matrix of the best model on the test split",
+    "misclassified.png": "Misclassified test digits with true and predicted labels",
+    "hyperparameter_effects.png": "CV accuracy against depth, width, activation, learning rate",
+    "best_so_far.png": "Best CV accuracy so far over the search's trials",
+    "learning_curves.png": "Training and validation loss per epoch of the top trials",
+}
+
+
+def _table(rows: list[dict[str, Any]]) -> str:
+    header = (
+        "<tr><th>rank</th><th class='name'>model</th><th class='name'>kind</th>"
+        "<th class='name'>source</th><th>CV accuracy</th><th>folds</th><th>test accuracy</th>"
+        "<th>test macro-F1</th><th>fit (s)</th><th>predict (s / 1000)</th><th>params</th></tr>"
+    )
+    lines = [header]
+    for row in rows:
+        folds = json.loads(row.get("cv_folds") or "[]")
+        cells = [
+            str(row.get("rank", "")),
+            f"<td class='name'>{html.escape(str(row['model']))}</td>",
+            f"<td class='name'>{html.escape(str(row.get('kind', '')))}</td>",
+            f"<td class='name'>{html.escape(str(row.get('source', '')))}</td>",
+            f"{row['cv_accuracy_mean']:.2%} ± {row['cv_accuracy_std']:.2%}",
+            str(len(folds)),
+            f"{row['test_accuracy']:.2%}",
+            f"{row['test_macro_f1']:.4f}",
+            f"{row['fit_seconds']:.2f}",
+            f"{row['predict_seconds_per_1000']:.4f}",
+            f"{row['params']:,}" if isinstance(row.get("params"), int) else "",
+        ]
+        lines.append(
+            "<tr>"
+            + "".join(c if c.startswith("<td") else f"<td>{html.escape(c)}</td>" for c in cells)
+            + "</tr>"
+        )
+    return "<table>\n" + "\n".join(lines) + "\n</table>"
+
+
+def render_html(
+    run_dir: Path,
+    meta: dict[str, Any],
+    rows: list[dict[str, Any]],
+    figures: list[str],
+    notes: dict[str, str],
+) -> str:
+    """Renders ``index.html``: run summary, leaderboard table, each figure or its note.
+
+    Returns:
+        The HTML text (figures referenced by relative file name).
+    """
+    dataset = meta.get("dataset", {})
+    shape = "x".join(str(n) for n in dataset.get("image_shape", []))
+    summary = (
+        f"{dataset.get('name', '?')}: {dataset.get('n_train', '?')} training and "
+        f"{dataset.get('n_test', '?')} test images of {shape} pixels; "
+        f"{meta.get('folds', '?')}-fold cross-validation, seed {meta.get('seed', '?')}; "
+        f"device {meta.get('device', '?')}; created {meta.get('created', '?')}"
+    )
+    versions = ", ".join(f"{k} {v}" for k, v in meta.get("versions", {}).items())
+    body = [
+        f"<h1>digits-zoo report: {html.escape(run_dir.resolve().name)}</h1>",
+        f"<p class='meta'>{html.escape(summary)}<br>{html.escape(versions)}</p>",
+    ]
+    best = rows[0]
+    body.append(
+        f"<p>Best by CV accuracy: <b>{html.escape(str(best['model']))}</b>, "
+        f"CV {best['cv_accuracy_mean']:.2%} ± {best['cv_accuracy_std']:.2%}, "
+        f"test {best['test_accuracy']:.2%}.</p>"
+    )
+    sources = ["<a href='../leaderboard.csv'>leaderboard.csv</a>"]
+    if (run_dir / TRIALS_CSV).is_file():
+        sources.append(f"<a href='../{TRIALS_CSV}'>{TRIALS_CSV}</a>")
+    body.append(f"<p class='meta'>Data: {' · '.join(sources)}</p>")
+    for title, names in _SECTIONS:
+        body.append(f"<h2>{html.escape(title)}</h2>")
+        shown_notes = set()
+        for name in names:
+            if name in figures:
+                body.append(f"<img src='{name}' alt='{html.escape(_ALT[name])}'>")
+            elif name in notes and notes[name] not in shown_notes:
+                shown_notes.add(notes[name])
+                body.append(f"<p class='note'>{html.escape(notes[name])}</p>")
+        if title == "Leaderboard":
+            body.append(_table(rows))
+    return (
+        "<!DOCTYPE html>\n<html lang='en'>\n<head>\n<meta charset='utf-8'>\n"
+        f"<title>digits-zoo report: {html.escape(run_dir.resolve().name)}</title>\n"
+        f"<style>{_CSS}</style>\n</head>\n<body>\n" + "\n".join(body) + "\n</body>\n</html>\n"
+    )
+
+
+def register(subparsers) -> None:
+    """Adds the ``report`` subcommand."""
+    report = subparsers.add_parser(
+        "report", help="draw a run's figures into RUN_DIR/report/ (open index.html)"
+    )
+    report.add_argument("run_dir", metavar="RUN_DIR", help="a baselines or search run directory")
+    report.add_argument(
+        "--top", type=int, default=25, help="leaderboard rows in the bar chart (default 25)"
+    )
+    report.add_argument(
+        "--curves", type=int, default=3, help="top trials whose learning curves are drawn"
+    )
+    report.set_defaults(handler=_report)
+
+
+def _report(args) -> int:
+    result = write_report(args.run_dir, top=args.top, curves=args.curves, progress=print)
+    for name, note in result.notes.items():
+        print(f"left out {name}: {note}")
+    return 0

@@ -1,0 +1,119 @@
+"""The study notebooks: stored clean, built on the library, and each runs end to end.
+
+Execution uses the quick budget (``DIGITS_ZOO_QUICK=1``) and a kernel spec
+written to a temporary folder that starts this interpreter, so the test needs
+no kernel installed anywhere.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+NOTEBOOKS_DIR = Path(__file__).resolve().parent.parent / "notebooks"
+NOTEBOOKS = sorted(NOTEBOOKS_DIR.glob("*.ipynb"))
+KERNEL_NAME = "digits-zoo-test"
+# What each notebook leaves in its working directory, beyond its figures.
+WRITES = {
+    "04_search_and_ship": [
+        "runs/notebook-quick/leaderboard.csv",
+        "runs/notebook-quick/trials.csv",
+        "runs/notebook-quick/report/index.html",
+        "runs/notebook-quick/export/*/1/saved_model.pb",
+        "hand_drawn_7.png",
+    ],
+}
+# Building or training a model inside a notebook: the notebooks call zoo and search instead.
+MODEL_CODE = re.compile(
+    r"^\s*class\s|keras\.(layers|Sequential|Model\b)|\bSequential\(|\bDense\(|"
+    r"from sklearn\.(ensemble|neighbors|tree|svm|linear_model|neural_network)|\bimport keras\b",
+    re.MULTILINE,
+)
+
+
+def _code(path: Path) -> list[str]:
+    notebook = nbformat.read(path, as_version=4)
+    return [cell.source for cell in notebook.cells if cell.cell_type == "code"]
+
+
+def test_the_four_study_notebooks_are_there():
+    assert [path.name for path in NOTEBOOKS] == [
+        "01_data.ipynb",
+        "02_classic_models.ipynb",
+        "03_dense_networks.ipynb",
+        "04_search_and_ship.ipynb",
+    ]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.stem)
+def test_notebook_is_stored_without_outputs(path):
+    notebook = nbformat.read(path, as_version=4)
+    nbformat.validate(notebook)
+    for cell in notebook.cells:
+        if cell.cell_type == "code":
+            assert cell.outputs == [], cell.source[:60]
+            assert cell.execution_count is None, cell.source[:60]
+    assert notebook.cells[0].cell_type == "markdown"
+    assert notebook.cells[0].source.startswith("# ")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.stem)
+def test_notebook_reads_the_budget_and_defines_no_models(path):
+    code = "\n".join(_code(path))
+    assert 'os.environ.get("DIGITS_ZOO_QUICK"' in code
+    assert MODEL_CODE.search(code) is None, MODEL_CODE.search(code)
+    assert "from zoo import" in code or "from search" in code
+
+
+@pytest.fixture(scope="module")
+def kernel_environment(tmp_path_factory) -> dict[str, str]:
+    """Environment variables for a kernel that runs this interpreter on the quick budget."""
+    root = tmp_path_factory.mktemp("jupyter")
+    spec = root / "kernels" / KERNEL_NAME
+    spec.mkdir(parents=True)
+    kernel = {
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "digits-zoo test kernel",
+        "language": "python",
+    }
+    (spec / "kernel.json").write_text(json.dumps(kernel), encoding="utf-8")
+    return {
+        "JUPYTER_PATH": str(root),
+        "DIGITS_ZOO_QUICK": "1",
+        # Compiled XLA programs are shared between folds of one architecture; this
+        # only saves time, the numbers are the same.
+        "JAX_COMPILATION_CACHE_DIR": str(tmp_path_factory.mktemp("jax-cache")),
+        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+        "TF_ENABLE_ONEDNN_OPTS": "0",
+    }
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.stem)
+def test_notebook_runs_end_to_end(path, kernel_environment, tmp_path, monkeypatch):
+    for name, value in kernel_environment.items():
+        monkeypatch.setenv(name, value)
+    notebook = nbformat.read(path, as_version=4)
+    client = NotebookClient(
+        notebook,
+        kernel_name=KERNEL_NAME,
+        timeout=600,
+        startup_timeout=180,
+        resources={"metadata": {"path": str(tmp_path)}},
+    )
+
+    client.execute()
+
+    outputs = [output for cell in notebook.cells for output in cell.get("outputs", [])]
+    assert not [output for output in outputs if output.output_type == "error"]
+    figures = [output for output in outputs if "image/png" in output.get("data", {})]
+    assert len(figures) >= 4, f"{path.name} drew {len(figures)} figures"
+    for pattern in WRITES.get(path.stem, []):
+        assert list(tmp_path.glob(pattern)), f"{path.name} wrote no {pattern}"
