@@ -11,6 +11,13 @@ os.environ.setdefault("KERAS_BACKEND", "jax")
 # TensorFlow's start-up chatter goes away only with both of these.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+# Most of a small network's fit is XLA compilation; JAX's persistent cache
+# lets folds, trials and later runs with the same shapes reuse it.
+os.environ.setdefault(
+    "JAX_COMPILATION_CACHE_DIR",
+    os.path.join(os.path.expanduser("~"), ".cache", "digits-zoo", "jax"),
+)
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.1")
 
 from zoo.data import Dataset, load_dataset  # noqa: E402
 from zoo.errors import DataError, ZooError  # noqa: E402
