@@ -40,7 +40,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Runs the command line; returns the exit status."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as error:
+        # Usage errors (exit 2) and --help (exit 0) end here, as a status.
+        return int(error.code or 0)
     try:
         return int(args.handler(args) or 0)
     except ZooError as error:

@@ -73,8 +73,21 @@ def read_leaderboard(run_dir: str | Path) -> list[dict[str, Any]]:
             f"--run-dir {run_dir} first"
         )
     with open(path, encoding="utf-8", newline="") as stream:
-        rows = list(csv.DictReader(stream))
-    return [_parse(row) for row in rows]
+        reader = csv.DictReader(stream)
+        rows = list(reader)
+        header = reader.fieldnames or []
+    missing = [column for column in COLUMNS if column not in header]
+    if missing:
+        raise ZooError(
+            f"{path} is not a digits-zoo leaderboard (no column {', '.join(missing)}); "
+            "restore it or rerun digits-zoo baselines into a new --run-dir"
+        )
+    try:
+        return [_parse(row) for row in rows]
+    except ValueError as error:
+        raise ZooError(
+            f"{path} holds a damaged number ({error}); restore it or rerun into a new --run-dir"
+        ) from None
 
 
 def _parse(row: dict[str, str]) -> dict[str, Any]:

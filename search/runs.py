@@ -119,7 +119,7 @@ def open_run(
     }
     run_file = path / RUN_FILE
     if run_file.is_file():
-        recorded = json.loads(run_file.read_text(encoding="utf-8"))
+        recorded = _read_meta(run_file)
         clash = _first_clash(recorded, settings)
         if clash and not overwrite:
             raise ZooError(
@@ -135,7 +135,7 @@ def open_run(
         )
     path.mkdir(parents=True, exist_ok=True)
     if run_file.is_file():
-        meta = json.loads(run_file.read_text(encoding="utf-8"))
+        meta = _read_meta(run_file)
     else:
         meta = {
             **settings,
@@ -147,12 +147,29 @@ def open_run(
     return Run(path, dataset, folds, seed, n_folds, meta)
 
 
+def _read_meta(run_file: Path) -> dict[str, Any]:
+    """Reads a run's ``run.json``, refusing one that is damaged."""
+    try:
+        meta = json.loads(run_file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        meta = None
+    required = {"data", "dataset", "seed", "folds", "test_size"}
+    if not isinstance(meta, dict) or not required <= set(meta):
+        raise ZooError(
+            f"{run_file} is not a digits-zoo run record (damaged or edited); restore it, "
+            "or pass a new --run-dir"
+        )
+    return meta
+
+
 def _first_clash(recorded: dict[str, Any], settings: dict[str, Any]) -> str | None:
-    if recorded.get("dataset", {}).get("fingerprint") != settings["dataset"]["fingerprint"]:
-        return f"dataset ({recorded.get('dataset', {}).get('name')})"
+    # The settings come first: another seed or test size also changes the split's
+    # fingerprint, and the message should name what the user changed.
     for key, label in (("seed", "seed"), ("folds", "fold count"), ("test_size", "test size")):
         if recorded.get(key) != settings[key]:
             return f"{label} ({recorded.get(key)})"
+    if recorded.get("dataset", {}).get("fingerprint") != settings["dataset"]["fingerprint"]:
+        return f"dataset ({recorded.get('dataset', {}).get('name')})"
     return None
 
 
@@ -169,7 +186,7 @@ def load_run(run_dir: str | Path) -> Run:
             f"{str(path)!r} is not a run directory (no {RUN_FILE}); pass the --run-dir of a "
             "digits-zoo baselines or search run"
         )
-    meta = json.loads(run_file.read_text(encoding="utf-8"))
+    meta = _read_meta(run_file)
     dataset = load_dataset(meta["data"], test_size=meta["test_size"], seed=meta["seed"])
     if dataset.fingerprint() != meta["dataset"]["fingerprint"]:
         raise ZooError(

@@ -16,6 +16,7 @@ import gzip
 import hashlib
 import math
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -226,11 +227,17 @@ def _split(name, x, y, image_shape, pixel_max, test_size, seed) -> Dataset:
     _check_pixels(x, name)
     _check_classes(y, name)
     classes, counts = np.unique(y, return_counts=True)
-    n_test = math.ceil(test_size * len(y))
-    if counts.min() < 2 or n_test < len(classes) or len(y) - n_test < len(classes):
+    if counts.min() < 2:
         raise DataError(
             f"{name}: class {classes[counts.argmin()]} has {counts.min()} sample(s) among "
             f"{len(y)}; a stratified {test_size:.0%} test split needs at least 2 per class"
+        )
+    n_test = math.ceil(test_size * len(y))
+    if n_test < len(classes) or len(y) - n_test < len(classes):
+        raise DataError(
+            f"{name}: a {test_size:.0%} test split of {len(y)} samples leaves {n_test} test and "
+            f"{len(y) - n_test} training samples for {len(classes)} classes; each side needs "
+            "one per class: change --test-size or use more data"
         )
     x_train, x_test, y_train, y_test = train_test_split(
         x, y, test_size=test_size, stratify=y, random_state=seed
@@ -269,7 +276,7 @@ def _from_parts(name, x_train, y_train, x_test, y_test) -> Dataset:
     _check_pixels(x_train, name)
     _check_pixels(x_test, name)
     _check_classes(y_train, name)
-    unseen = sorted(set(np.unique(y_test)) - set(np.unique(y_train)))
+    unseen = sorted(int(c) for c in set(np.unique(y_test)) - set(np.unique(y_train)))
     if unseen:
         raise DataError(f"{name}: test labels {unseen} never appear in the training part")
     pixel_max = _pixel_max(np.concatenate([x_train.ravel()[:100000], x_test.ravel()[:100000]]))
@@ -288,7 +295,7 @@ def _load_npz(path: Path) -> Dataset:
             parts = [archive[k] for k in ("x_train", "y_train", "x_test", "y_test")]
     except DataError:
         raise
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as error:
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError, zlib.error) as error:
         raise DataError(
             f"cannot read {str(path)!r} as a .npz archive ({error.__class__.__name__}); "
             "save it with numpy.savez"
@@ -327,7 +334,7 @@ def read_idx(path: Path) -> np.ndarray:
         opener = gzip.open if path.suffix == ".gz" else open
         with opener(path, "rb") as handle:
             raw = handle.read()
-    except (OSError, EOFError) as error:
+    except (OSError, EOFError, zlib.error) as error:
         raise DataError(
             f"cannot read {str(path)!r} ({error.__class__.__name__}); is it a valid IDX file?"
         ) from None

@@ -231,7 +231,8 @@ class DenseNetClassifier(ClassifierMixin, BaseEstimator):
 
     def predict(self, X) -> np.ndarray:
         """Returns the most probable class of each row."""
-        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+        probabilities = self.predict_proba(X)
+        return self.classes_[np.argmax(probabilities, axis=1)]
 
     def count_params(self) -> int:
         """Returns the number of trainable parameters of the fitted network."""
