@@ -123,6 +123,8 @@ def measure(way: str, quick: bool) -> dict:
         env["KERAS_BACKEND"] = "tensorflow"
     else:
         env.pop("KERAS_BACKEND", None)
+        # Start from an empty compilation cache: no help from earlier runs.
+        env["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="throughput-jax-cache-")
     finished = subprocess.run(command, env=env, stdout=subprocess.PIPE, text=True)
     if finished.returncode != 0:
         raise SystemExit(

@@ -155,12 +155,7 @@ class DenseNetClassifier(ClassifierMixin, BaseEstimator):
         import keras
 
         config = self.config
-        if (
-            isinstance(self.epochs, bool)
-            or not isinstance(self.epochs, (int, np.integer))
-            or (self.epochs < 1)
-        ):
-            raise ZooError(f"epochs must be a positive integer (got {self.epochs!r})")
+        self._check_epochs()
         X = _as_features(X)
         y = np.asarray(y)
         self.classes_, y_index = np.unique(y, return_inverse=True)
@@ -169,16 +164,30 @@ class DenseNetClassifier(ClassifierMixin, BaseEstimator):
         self.n_features_in_ = X.shape[1]
         keras.utils.set_random_seed(int(self.seed))
         self.model_ = build_dense_model(config, X.shape[1], len(self.classes_))
-        targets = np.eye(len(self.classes_), dtype="float32")[y_index]
+        self._train(X, y_index, validation_data, callbacks)
+        return self
+
+    def _check_epochs(self) -> None:
+        if (
+            isinstance(self.epochs, bool)
+            or not isinstance(self.epochs, (int, np.integer))
+            or (self.epochs < 1)
+        ):
+            raise ZooError(f"epochs must be a positive integer (got {self.epochs!r})")
+
+    def _train(self, X, y_index, validation_data=None, callbacks=None) -> None:
+        """Trains ``self.model_`` as it stands on rows ``X`` with class indices ``y_index``."""
+        import keras
+
+        config = self.config
+        n_classes = len(self.classes_)
+        targets = np.eye(n_classes, dtype="float32")[y_index]
         fit_validation = None
         if validation_data is not None:
             X_val, y_val = validation_data
             val_index = np.searchsorted(self.classes_, np.asarray(y_val))
-            val_index = np.clip(val_index, 0, len(self.classes_) - 1)
-            fit_validation = (
-                _as_features(X_val),
-                np.eye(len(self.classes_), dtype="float32")[val_index],
-            )
+            val_index = np.clip(val_index, 0, n_classes - 1)
+            fit_validation = (_as_features(X_val), np.eye(n_classes, dtype="float32")[val_index])
         history = self.model_.fit(
             X,
             targets,
@@ -196,14 +205,19 @@ class DenseNetClassifier(ClassifierMixin, BaseEstimator):
                 f"loss became {losses[-1] if losses else 'undefined'} during training "
                 f"({config.short()}); try a lower learning_rate"
             )
-        return self
 
     def fit_folds(self, X, y, folds) -> list[DenseNetClassifier]:
-        """Trains one fresh network per cross-validation fold.
+        """Trains one fresh network per cross-validation fold, compiling only once.
 
-        Each fold's network trains on the fold's training part and records its
-        validation part's loss and accuracy per epoch in ``history_``
-        (``val_loss``, ``val_accuracy``), for learning curves.
+        Compilation is most of a small network's fit, so the folds share one
+        compiled network: before each fold its weights, normalization
+        statistics and optimizer state are reset to the same fresh start,
+        and after it the fold's weights are kept. Each fold trains only on its
+        own training part, cut to the size of the smallest fold's (at most
+        one row less, k-fold parts differ by one) so every fold runs the same
+        compiled steps. Each returned estimator predicts with its own weights
+        and records its validation part's ``val_loss`` and ``val_accuracy``
+        per epoch in ``history_``, for learning curves.
 
         Args:
             X, y: the whole training part.
@@ -211,17 +225,51 @@ class DenseNetClassifier(ClassifierMixin, BaseEstimator):
 
         Returns:
             The fitted estimators, in fold order.
+
+        Raises:
+            TrainingDiverged: a fold's loss became NaN or infinite.
         """
+        import keras
+
+        config = self.config
+        self._check_epochs()
         X = _as_features(X)
         y = np.asarray(y)
-        return [
-            clone(self).fit(X[train], y[train], validation_data=(X[val], y[val]))
-            for train, val in folds
-        ]
+        classes = np.unique(y)
+        keras.utils.set_random_seed(int(self.seed))
+        model = build_dense_model(config, X.shape[1], len(classes))
+        model.optimizer.build(model.trainable_variables)
+        fresh_weights = [np.array(v) for v in model.weights]
+        fresh_optimizer = [np.array(v) for v in model.optimizer.variables]
+        size = min(len(train) for train, _ in folds)
+        cut = np.random.default_rng(int(self.seed))
+        fitted = []
+        for index, (train, val) in enumerate(folds):
+            for variable, value in zip(model.weights, fresh_weights, strict=True):
+                variable.assign(value)
+            for variable, value in zip(model.optimizer.variables, fresh_optimizer, strict=True):
+                variable.assign(value)
+            keras.utils.set_random_seed(int(self.seed) + index)
+            train = np.sort(cut.permutation(train)[:size])
+            member = clone(self)
+            member.classes_ = classes
+            member.n_features_in_ = X.shape[1]
+            member.model_ = model
+            member._train(
+                X[train], np.searchsorted(classes, y[train]), validation_data=(X[val], y[val])
+            )
+            member._fold_weights = [np.array(v) for v in model.weights]
+            fitted.append(member)
+        return fitted
 
     def predict_proba(self, X) -> np.ndarray:
         """Returns class probabilities, one column per entry of ``classes_``."""
         check_is_fitted(self, "model_")
+        fold_weights = getattr(self, "_fold_weights", None)
+        if fold_weights is not None:
+            # A fold of fit_folds shares its compiled network with the others.
+            for variable, value in zip(self.model_.weights, fold_weights, strict=True):
+                variable.assign(value)
         X = _as_features(X)
         if X.shape[1] != self.n_features_in_:
             raise ZooError(
