@@ -29,6 +29,7 @@ import time
 FULL = {"trials": 8, "epochs": 20, "folds": 5}
 QUICK = {"trials": 3, "epochs": 5, "folds": 3}
 SEED = 0
+WAYS = ("usual", "zoo", "zoo-2-workers")
 
 
 def usual_way(run_dir: str, trials: int, epochs: int, folds: int) -> dict:
@@ -85,7 +86,7 @@ def usual_way(run_dir: str, trials: int, epochs: int, folds: int) -> dict:
     return {"seconds": seconds, "trials": trials, "best_cv": float(best), "backend": "tensorflow"}
 
 
-def zoo_way(run_dir: str, trials: int, epochs: int, folds: int) -> dict:
+def zoo_way(run_dir: str, trials: int, epochs: int, folds: int, workers: int = 1) -> dict:
     """``digits-zoo search`` through its library call, without the refit."""
     # search imports zoo first, which picks the zoo's default backend for keras.
     from search.runs import device_description, open_run
@@ -93,7 +94,15 @@ def zoo_way(run_dir: str, trials: int, epochs: int, folds: int) -> dict:
 
     run = open_run(run_dir, seed=SEED, n_folds=folds)
     started = time.perf_counter()
-    run_search(run, tuner="random", max_trials=trials, epochs=epochs, top_k=0, progress=print)
+    run_search(
+        run,
+        tuner="random",
+        max_trials=trials,
+        epochs=epochs,
+        top_k=0,
+        workers=workers,
+        progress=print,
+    )
     seconds = time.perf_counter() - started
     rows = read_trials(run, SearchSpec(tuner="random", max_trials=trials, epochs=epochs))
     best = max(r["cv_accuracy_mean"] for r in rows if r["cv_accuracy_mean"] != "")
@@ -108,10 +117,18 @@ def zoo_way(run_dir: str, trials: int, epochs: int, folds: int) -> dict:
 def child(args) -> None:
     budget = QUICK if args.quick else FULL
     run_dir = tempfile.mkdtemp(prefix=f"throughput-{args.way}-")
-    way = usual_way if args.way == "usual" else zoo_way
-    result = way(run_dir, budget["trials"], budget["epochs"], budget["folds"])
-    # The child's own peak resident memory (Linux reports kilobytes).
-    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    if args.way == "usual":
+        result = usual_way(run_dir, budget["trials"], budget["epochs"], budget["folds"])
+    else:
+        workers = 2 if args.way == "zoo-2-workers" else 1
+        result = zoo_way(run_dir, budget["trials"], budget["epochs"], budget["folds"], workers)
+    # Peak resident memory (Linux reports kilobytes) of this process, or of its
+    # largest worker process for a distributed search.
+    peak = max(
+        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+        resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,
+    )
+    result["peak_rss_mb"] = peak / 1024.0
     print("RESULT " + json.dumps(result), flush=True)
 
 
@@ -140,7 +157,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a short run")
     parser.add_argument("--json", action="store_true", help="end with one JSON line")
-    parser.add_argument("--child", choices=("usual", "zoo"), help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=WAYS, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--ways",
+        default=",".join(WAYS),
+        help=f"comma-separated ways to run (default all: {', '.join(WAYS)})",
+    )
     parser.add_argument("--way", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -152,22 +174,34 @@ def main() -> None:
         f"search throughput: {budget['trials']} random trials x {budget['folds']} folds x "
         f"{budget['epochs']} epochs, bundled digits, seed {SEED}, {os.cpu_count()} cores"
     )
-    usual = measure("usual", args.quick)
-    zoo = measure("zoo", args.quick)
+    ways = [way.strip() for way in args.ways.split(",") if way.strip()]
+    unknown = sorted(set(ways) - set(WAYS))
+    if unknown:
+        parser.error(f"unknown way {', '.join(unknown)}; choose from {', '.join(WAYS)}")
+    results = {way: measure(way, args.quick) for way in ways}
     print()
     print(
-        f"{'way':<8} {'backend':<11} {'seconds':>8} {'trials/min':>11} {'best cv':>8} {'peak MB':>8}"
+        f"{'way':<14} {'backend':<11} {'seconds':>8} {'trials/min':>11} {'best cv':>8} {'peak MB':>8}"
     )
-    for name, result in (("usual", usual), ("zoo", zoo)):
+    for name, result in results.items():
         print(
-            f"{name:<8} {result['backend']:<11} {result['seconds']:>8.1f} "
+            f"{name:<14} {result['backend']:<11} {result['seconds']:>8.1f} "
             f"{result['trials_per_minute']:>11.2f} {result['best_cv']:>8.4f} "
             f"{result['peak_rss_mb']:>8.0f}"
         )
-    speedup = zoo["trials_per_minute"] / usual["trials_per_minute"]
-    print(f"\nspeedup (zoo trials/min over usual): {speedup:.2f}x")
+    figures: dict = {**budget, **results}
+    if "usual" in results and "zoo" in results:
+        figures["speedup"] = (
+            results["zoo"]["trials_per_minute"] / results["usual"]["trials_per_minute"]
+        )
+        print(f"\nspeedup (zoo trials/min over usual): {figures['speedup']:.2f}x")
+    if "zoo" in results and "zoo-2-workers" in results:
+        figures["workers_speedup"] = (
+            results["zoo-2-workers"]["trials_per_minute"] / results["zoo"]["trials_per_minute"]
+        )
+        print(f"--workers 2 over --workers 1: {figures['workers_speedup']:.2f}x")
     if args.json:
-        print(json.dumps({"speedup": speedup, "usual": usual, "zoo": zoo, **budget}))
+        print(json.dumps(figures))
 
 
 if __name__ == "__main__":
