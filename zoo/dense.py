@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,12 @@ class TrainingDiverged(ArithmeticError):
     """Training produced a non-finite loss (the learning rate is usually too high)."""
 
 
-def build_dense_model(config: DenseConfig, input_dim: int, n_classes: int):
+def build_dense_model(
+    config: DenseConfig,
+    input_dim: int,
+    n_classes: int,
+    weights: dict[str, list[np.ndarray]] | None = None,
+):
     """Builds and compiles the dense network a config describes.
 
     The network takes flat inputs already scaled to ``[0, 1]`` and returns
@@ -30,6 +34,9 @@ def build_dense_model(config: DenseConfig, input_dim: int, n_classes: int):
         config: the hyperparameters.
         input_dim: number of input features (64 for the bundled 8x8 digits).
         n_classes: number of classes.
+        weights: optional trained weights by layer name (``hidden_0``,
+            ``batch_norm_0``, ``layer_norm_0``, ``probabilities``), in each
+            layer's Keras order, to start from instead of fresh ones.
 
     Returns:
         A compiled ``keras.Model`` trained with one-hot targets.
@@ -41,6 +48,10 @@ def build_dense_model(config: DenseConfig, input_dim: int, n_classes: int):
             f"a dense net needs at least 1 input and 2 classes (got {input_dim} inputs, "
             f"{n_classes} classes)"
         )
+    # Keras's random initializers compile a JAX function per new kernel shape
+    # (a second or more for a whole network); weights about to be replaced
+    # start as zeros instead, and get the usual initializer back afterwards.
+    kernel_initializer = "glorot_uniform" if weights is None else "zeros"
     regularizer = keras.regularizers.L2(config.l2) if config.l2 else None
     inputs = keras.Input(shape=(input_dim,), name="pixels")
     x = inputs
@@ -48,6 +59,7 @@ def build_dense_model(config: DenseConfig, input_dim: int, n_classes: int):
         x = keras.layers.Dense(
             config.units,
             use_bias=config.normalization == "none",
+            kernel_initializer=kernel_initializer,
             kernel_regularizer=regularizer,
             name=f"hidden_{index}",
         )(x)
@@ -58,8 +70,19 @@ def build_dense_model(config: DenseConfig, input_dim: int, n_classes: int):
         x = keras.layers.Activation(config.activation, name=f"{config.activation}_{index}")(x)
         if config.dropout_rate:
             x = keras.layers.Dropout(config.dropout_rate, name=f"dropout_{index}")(x)
-    outputs = keras.layers.Dense(n_classes, activation="softmax", name="probabilities")(x)
+    outputs = keras.layers.Dense(
+        n_classes,
+        activation="softmax",
+        kernel_initializer=kernel_initializer,
+        name="probabilities",
+    )(x)
     model = keras.Model(inputs, outputs, name=f"dense_{config.n_layers}x{config.units}")
+    if weights is not None:
+        for name, values in weights.items():
+            layer = model.get_layer(name)
+            layer.set_weights(values)
+            if isinstance(layer, keras.layers.Dense):
+                layer.kernel_initializer = keras.initializers.GlorotUniform()
     model.compile(
         optimizer=make_optimizer(config),
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
@@ -91,7 +114,9 @@ class DenseNetClassifier(ClassifierMixin, BaseEstimator):
     Args:
         n_layers, units, activation, dropout_rate, normalization, l2, optimizer,
             learning_rate, batch_size, label_smoothing: see ``DenseConfig``.
-        epochs: passes over the training data.
+        epochs: passes over the training data; an epoch is
+            ``ceil(n / batch_size)`` steps of equal size (at most
+            ``batch_size`` rows each) rather than full batches and a short one.
         seed: seeds weights, dropout and shuffling.
         verbose: Keras's verbosity for ``fit``.
     """
@@ -139,11 +164,18 @@ class DenseNetClassifier(ClassifierMixin, BaseEstimator):
     def fit(self, X, y, validation_data=None, callbacks=None) -> DenseNetClassifier:
         """Trains a fresh network on ``X, y``.
 
+        Training runs on the zoo's stacked trainer (:mod:`zoo.stacked`) with
+        one member: the data stay in memory on the device and each epoch is
+        one compiled call. ``model_`` is then the plain network of
+        :func:`build_dense_model` holding the trained weights (compiled with a
+        fresh optimizer), ready for :func:`save_dense` and export.
+
         Args:
             X: array of shape ``(n_samples, n_features)``, scaled to ``[0, 1]``.
             y: integer labels.
             validation_data: optional ``(X_val, y_val)`` scored after each epoch.
-            callbacks: optional Keras callbacks (the tuner passes its own).
+            callbacks: optional Keras callbacks, called once per epoch; their
+                ``model`` is the trainer, not ``model_``.
 
         Returns:
             self.
@@ -152,7 +184,7 @@ class DenseNetClassifier(ClassifierMixin, BaseEstimator):
             ZooError: a parameter is out of range.
             TrainingDiverged: the loss became NaN or infinite.
         """
-        import keras
+        from zoo.stacked import fit_stacked, plain_network
 
         config = self.config
         self._check_epochs()
@@ -162,9 +194,35 @@ class DenseNetClassifier(ClassifierMixin, BaseEstimator):
         if len(self.classes_) < 2:
             raise ZooError(f"training data needs at least 2 classes (got {len(self.classes_)})")
         self.n_features_in_ = X.shape[1]
-        keras.utils.set_random_seed(int(self.seed))
-        self.model_ = build_dense_model(config, X.shape[1], len(self.classes_))
-        self._train(X, y_index, validation_data, callbacks)
+        features, labels = X, y_index
+        val_rows = None
+        if validation_data is not None:
+            X_val, y_val = validation_data
+            X_val = _as_features(X_val)
+            if X_val.shape[1] != X.shape[1]:
+                raise ZooError(
+                    f"validation rows have {X_val.shape[1]} features but the training rows "
+                    f"have {X.shape[1]}; pass validation data shaped like X"
+                )
+            val_index = np.searchsorted(self.classes_, np.asarray(y_val))
+            val_index = np.clip(val_index, 0, len(self.classes_) - 1)
+            features = np.concatenate([X, X_val])
+            labels = np.concatenate([y_index, val_index])
+            val_rows = [np.arange(len(X), len(features))]
+        stack = fit_stacked(
+            config,
+            features,
+            labels,
+            len(self.classes_),
+            [np.arange(len(X))],
+            val_rows,
+            epochs=int(self.epochs),
+            seed=int(self.seed),
+            callbacks=list(callbacks or []),
+            verbose=self.verbose,
+        )
+        self.model_ = plain_network(stack.network, 0)
+        self.history_ = stack.histories[0]
         return self
 
     def _check_epochs(self) -> None:
@@ -175,49 +233,24 @@ class DenseNetClassifier(ClassifierMixin, BaseEstimator):
         ):
             raise ZooError(f"epochs must be a positive integer (got {self.epochs!r})")
 
-    def _train(self, X, y_index, validation_data=None, callbacks=None) -> None:
-        """Trains ``self.model_`` as it stands on rows ``X`` with class indices ``y_index``."""
-        import keras
-
-        config = self.config
-        n_classes = len(self.classes_)
-        targets = np.eye(n_classes, dtype="float32")[y_index]
-        fit_validation = None
-        if validation_data is not None:
-            X_val, y_val = validation_data
-            val_index = np.searchsorted(self.classes_, np.asarray(y_val))
-            val_index = np.clip(val_index, 0, n_classes - 1)
-            fit_validation = (_as_features(X_val), np.eye(n_classes, dtype="float32")[val_index])
-        history = self.model_.fit(
-            X,
-            targets,
-            batch_size=int(config.batch_size),
-            epochs=int(self.epochs),
-            validation_data=fit_validation,
-            callbacks=[keras.callbacks.TerminateOnNaN(), *(callbacks or [])],
-            shuffle=True,
-            verbose=self.verbose,
-        )
-        self.history_ = {key: [float(v) for v in values] for key, values in history.history.items()}
-        losses = self.history_.get("loss", [])
-        if not losses or not all(math.isfinite(v) for v in losses):
-            raise TrainingDiverged(
-                f"loss became {losses[-1] if losses else 'undefined'} during training "
-                f"({config.short()}); try a lower learning_rate"
-            )
-
     def fit_folds(self, X, y, folds) -> list[DenseNetClassifier]:
-        """Trains one fresh network per cross-validation fold, compiling only once.
+        """Trains one fresh network per cross-validation fold, all k in one stacked model.
 
-        Compilation is most of a small network's fit, so the folds share one
-        compiled network: before each fold its weights, normalization
-        statistics and optimizer state are reset to the same fresh start,
-        and after it the fold's weights are kept. Each fold trains only on its
-        own training part, cut to the size of the smallest fold's (at most
-        one row less, k-fold parts differ by one) so every fold runs the same
-        compiled steps. Each returned estimator predicts with its own weights
-        and records its validation part's ``val_loss`` and ``val_accuracy``
-        per epoch in ``history_``, for learning curves.
+        The k networks are the members of one :mod:`zoo.stacked` model: one
+        compilation and one dispatch per epoch serve them all. Each member
+        starts from the initial weights a fresh fit with this ``seed`` has,
+        trains only on its own fold's training part (in full; folds of
+        different sizes are padded and masked) and is scored on its own
+        validation part after every epoch. The result is what separate
+        ``clone(self).fit(X[train], y[train])`` calls give, up to
+        floating-point rounding and dropout noise.
+
+        Each returned estimator has ``classes_`` (every class of ``y``),
+        ``n_features_in_``, ``history_`` (``loss``, ``accuracy``, ``val_loss``,
+        ``val_accuracy`` per epoch, for learning curves) and, as ``model_``, a
+        :class:`zoo.stacked.StackedMember`: a view of its member that predicts
+        with that member's weights and whose ``to_keras()`` gives the plain
+        network (:func:`save_dense` uses it).
 
         Args:
             X, y: the whole training part.
@@ -227,49 +260,42 @@ class DenseNetClassifier(ClassifierMixin, BaseEstimator):
             The fitted estimators, in fold order.
 
         Raises:
+            ZooError: a parameter is out of range or a fold has no training rows.
             TrainingDiverged: a fold's loss became NaN or infinite.
         """
-        import keras
+        from zoo.stacked import StackedMember, fit_stacked
 
         config = self.config
         self._check_epochs()
         X = _as_features(X)
         y = np.asarray(y)
-        classes = np.unique(y)
-        keras.utils.set_random_seed(int(self.seed))
-        model = build_dense_model(config, X.shape[1], len(classes))
-        model.optimizer.build(model.trainable_variables)
-        fresh_weights = [np.array(v) for v in model.weights]
-        fresh_optimizer = [np.array(v) for v in model.optimizer.variables]
-        size = min(len(train) for train, _ in folds)
-        cut = np.random.default_rng(int(self.seed))
+        classes, y_index = np.unique(y, return_inverse=True)
+        if len(classes) < 2:
+            raise ZooError(f"training data needs at least 2 classes (got {len(classes)})")
+        stack = fit_stacked(
+            config,
+            X,
+            y_index,
+            len(classes),
+            [np.asarray(train) for train, _ in folds],
+            [np.asarray(val) for _, val in folds],
+            epochs=int(self.epochs),
+            seed=int(self.seed),
+            verbose=self.verbose,
+        )
         fitted = []
-        for index, (train, val) in enumerate(folds):
-            for variable, value in zip(model.weights, fresh_weights, strict=True):
-                variable.assign(value)
-            for variable, value in zip(model.optimizer.variables, fresh_optimizer, strict=True):
-                variable.assign(value)
-            keras.utils.set_random_seed(int(self.seed) + index)
-            train = np.sort(cut.permutation(train)[:size])
+        for index in range(len(folds)):
             member = clone(self)
             member.classes_ = classes
             member.n_features_in_ = X.shape[1]
-            member.model_ = model
-            member._train(
-                X[train], np.searchsorted(classes, y[train]), validation_data=(X[val], y[val])
-            )
-            member._fold_weights = [np.array(v) for v in model.weights]
+            member.history_ = stack.histories[index]
+            member.model_ = StackedMember(stack, index)
             fitted.append(member)
         return fitted
 
     def predict_proba(self, X) -> np.ndarray:
         """Returns class probabilities, one column per entry of ``classes_``."""
         check_is_fitted(self, "model_")
-        fold_weights = getattr(self, "_fold_weights", None)
-        if fold_weights is not None:
-            # A fold of fit_folds shares its compiled network with the others.
-            for variable, value in zip(self.model_.weights, fold_weights, strict=True):
-                variable.assign(value)
         X = _as_features(X)
         if X.shape[1] != self.n_features_in_:
             raise ZooError(
@@ -285,7 +311,11 @@ class DenseNetClassifier(ClassifierMixin, BaseEstimator):
     def count_params(self) -> int:
         """Returns the number of trainable parameters of the fitted network."""
         check_is_fitted(self, "model_")
-        return int(sum(int(np.prod(w.shape)) for w in self.model_.trainable_weights))
+        trainable = getattr(self.model_, "trainable_weights", None)
+        if trainable is None:
+            # A fold member of fit_folds counts its own slice of the stack.
+            return int(self.model_.count_params())
+        return int(sum(int(np.prod(w.shape)) for w in trainable))
 
 
 def _as_features(X) -> np.ndarray:
@@ -298,6 +328,9 @@ def _as_features(X) -> np.ndarray:
 def save_dense(estimator: DenseNetClassifier, path: str | Path) -> None:
     """Saves a fitted network as ``path`` (``.keras``) plus ``path`` + ``.json``.
 
+    A fold member of :meth:`DenseNetClassifier.fit_folds` is saved as the
+    plain network holding its weights.
+
     The JSON sidecar holds the estimator's parameters and ``classes_``, so
     :func:`load_dense` gives back an estimator that predicts the same.
     """
@@ -305,7 +338,11 @@ def save_dense(estimator: DenseNetClassifier, path: str | Path) -> None:
 
     check_is_fitted(estimator, "model_")
     path = Path(path)
-    estimator.model_.save(path)
+    model = estimator.model_
+    if hasattr(model, "to_keras"):
+        # A fold member of fit_folds: save its weights as the plain network.
+        model = model.to_keras()
+    model.save(path)
     sidecar = {
         "params": estimator.get_params(),
         "classes": [int(c) for c in estimator.classes_],

@@ -1,0 +1,230 @@
+"""Tests of fold-stacked training: k networks in one Keras model, each on its own rows."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from search.protocol import make_folds
+from zoo.dense import DenseNetClassifier, TrainingDiverged, load_dense, save_dense
+from zoo.errors import ZooError
+from zoo.stacked import StackedMember
+
+ROOT = Path(__file__).resolve().parent.parent
+# No dropout: with it a member and a single fit draw different masks.
+EXACT = {"n_layers": 2, "units": 16, "dropout_rate": 0.0, "batch_size": 64, "epochs": 2}
+
+
+@pytest.fixture(scope="module")
+def data(digits):
+    return digits.scale(digits.x_train), digits.y_train
+
+
+@pytest.fixture(scope="module")
+def small(small_digits):
+    return small_digits.scale(small_digits.x_train), small_digits.y_train
+
+
+def test_each_member_follows_the_single_fit_on_its_own_rows(data):
+    X, y = data
+    # Five folds of the 1,437 rows: training parts of 1,149 and 1,150 rows, so the
+    # smaller members train with a padded, masked slot (batch norm included).
+    folds = make_folds(y, 5, 0)
+    assert [len(train) for train, _ in folds] == [1149, 1149, 1150, 1150, 1150]
+    estimator = DenseNetClassifier(normalization="batch", learning_rate=3e-3, **EXACT)
+    members = estimator.fit_folds(X, y, folds)
+    # The first member has 1,149 training rows, the last 1,150.
+    for index in (0, 4):
+        member, (train, val) = members[index], folds[index]
+        single = DenseNetClassifier(**estimator.get_params())
+        single.fit(X[train], y[train], validation_data=(X[val], y[val]))
+        np.testing.assert_allclose(
+            member.predict_proba(X[val]), single.predict_proba(X[val]), atol=1e-4
+        )
+        assert member.history_.keys() == single.history_.keys()
+        for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+            np.testing.assert_allclose(member.history_[key], single.history_[key], atol=1e-4)
+        assert member.history_["val_accuracy"][-1] == pytest.approx(
+            member.score(X[val], y[val]), abs=1e-6
+        )
+
+
+def test_a_member_never_reads_the_rows_outside_its_training_part(data):
+    X, y = data
+    folds = make_folds(y, 3, 0)
+    estimator = DenseNetClassifier(n_layers=1, units=16, dropout_rate=0.0, epochs=2)
+    before = estimator.fit_folds(X, y, folds)
+    # Relabel fold 0's validation rows: members 1 and 2 train on them, member 0 only
+    # scores them, so its weights must not move while theirs do.
+    relabelled = y.copy()
+    val = folds[0][1]
+    relabelled[val] = (relabelled[val] + 1) % 10
+    after = estimator.fit_folds(X, relabelled, folds)
+    probe = X[:200]
+    np.testing.assert_allclose(after[0].predict_proba(probe), before[0].predict_proba(probe))
+    assert after[0].history_["loss"] == pytest.approx(before[0].history_["loss"], abs=1e-6)
+    for index in (1, 2):
+        assert not np.allclose(
+            after[index].predict_proba(probe), before[index].predict_proba(probe)
+        )
+    # Member 0 is scored on the relabelled rows, so its validation accuracy drops.
+    assert after[0].history_["val_accuracy"][-1] < before[0].history_["val_accuracy"][-1] - 0.05
+
+
+def test_with_dropout_members_match_single_fits_within_noise(small):
+    X, y = small
+    folds = make_folds(y, 3, 0)
+    params = {"n_layers": 1, "units": 64, "dropout_rate": 0.2, "epochs": 15, "batch_size": 32}
+    estimator = DenseNetClassifier(learning_rate=3e-3, **params)
+    members = estimator.fit_folds(X, y, folds)
+    stacked = [m.score(X[v], y[v]) for m, (_, v) in zip(members, folds, strict=True)]
+    single = [
+        DenseNetClassifier(learning_rate=3e-3, **params).fit(X[t], y[t]).score(X[v], y[v])
+        for t, v in folds
+    ]
+    assert min(stacked) > 0.8
+    assert np.mean(stacked) == pytest.approx(np.mean(single), abs=0.03)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"n_layers": 1, "activation": "relu", "normalization": "none", "optimizer": "sgd"},
+        {"n_layers": 2, "activation": "elu", "normalization": "batch", "optimizer": "adam"},
+        {"n_layers": 3, "activation": "gelu", "normalization": "layer", "optimizer": "rmsprop"},
+        {"n_layers": 4, "activation": "selu", "normalization": "batch", "optimizer": "adamw"},
+        {"n_layers": 2, "activation": "tanh", "normalization": "layer", "optimizer": "sgd"},
+        {"n_layers": 1, "activation": "sigmoid", "normalization": "none", "optimizer": "adam"},
+    ],
+    ids=lambda options: "-".join(str(v) for v in options.values()),
+)
+def test_every_option_of_the_space_trains_stacked(small, options):
+    X, y = small
+    folds = make_folds(y, 2, 0)
+    estimator = DenseNetClassifier(
+        units=32,
+        dropout_rate=0.1,
+        l2=1e-4,
+        label_smoothing=0.05,
+        learning_rate=1e-2,
+        batch_size=32,
+        epochs=8,
+        **options,
+    )
+    members = estimator.fit_folds(X, y, folds)
+    for member, (_, val) in zip(members, folds, strict=True):
+        assert set(member.history_) == {"loss", "accuracy", "val_loss", "val_accuracy"}
+        assert all(len(values) == 8 for values in member.history_.values())
+        assert member.history_["loss"][-1] < member.history_["loss"][0]
+        assert member.score(X[val], y[val]) > 0.3
+    network = members[0].model_.stack.network
+    if options["normalization"] == "batch":
+        # Each member keeps the statistics of its own rows.
+        moving_mean = np.asarray(network.norms[0].moving_mean.value)
+        assert moving_mean.shape == (2, 32)
+        assert not np.allclose(moving_mean[0], moving_mean[1])
+        assert np.abs(moving_mean).max() > 0
+
+
+def test_the_same_seed_gives_the_same_members(small):
+    X, y = small
+    folds = make_folds(y, 3, 0)
+    params = {"n_layers": 1, "units": 16, "epochs": 3, "batch_size": 32, "dropout_rate": 0.3}
+    first = DenseNetClassifier(seed=5, **params).fit_folds(X, y, folds)
+    again = DenseNetClassifier(seed=5, **params).fit_folds(X, y, folds)
+    other = DenseNetClassifier(seed=6, **params).fit_folds(X, y, folds)
+    for a, b, c in zip(first, again, other, strict=True):
+        assert a.history_ == b.history_
+        np.testing.assert_array_equal(a.predict_proba(X), b.predict_proba(X))
+        assert a.history_ != c.history_
+
+
+def test_a_non_finite_loss_raises_training_diverged(small):
+    X, y = small
+    folds = make_folds(y, 3, 0)
+    X = X.copy()
+    # The row is in the training parts of folds 2 and 3 only; fold 1 validates on it.
+    bad = folds[0][1][0]
+    X[bad] = np.inf
+    with pytest.raises(TrainingDiverged, match=r"loss became nan in fold 2, epoch 1"):
+        DenseNetClassifier(n_layers=1, units=16, epochs=3).fit_folds(X, y, folds)
+    with pytest.raises(TrainingDiverged, match="loss became nan in epoch 1"):
+        DenseNetClassifier(n_layers=1, units=16, epochs=3).fit(X, y)
+
+
+def test_a_fold_member_predicts_and_saves_as_the_plain_network(small, tmp_path):
+    X, y = small
+    folds = make_folds(y, 2, 0)
+    member = DenseNetClassifier(n_layers=1, units=16, epochs=2).fit_folds(X, y, folds)[1]
+    assert isinstance(member.model_, StackedMember)
+    assert member.count_params() == 64 * 16 + 16 + 16 * 10 + 10
+    plain = member.model_.to_keras()
+    assert isinstance(plain, keras.Model)
+    np.testing.assert_allclose(
+        np.asarray(plain.predict(X, verbose=0)), member.predict_proba(X), atol=1e-6
+    )
+    save_dense(member, tmp_path / "member.keras")
+    loaded = load_dense(tmp_path / "member.keras")
+    np.testing.assert_array_equal(loaded.predict(X), member.predict(X))
+    assert loaded.history_ == member.history_
+
+
+def test_a_single_fit_holds_a_plain_keras_network(small):
+    X, y = small
+    fitted = DenseNetClassifier(n_layers=2, units=16, normalization="layer", epochs=2).fit(X, y)
+    assert isinstance(fitted.model_, keras.Model)
+    assert [layer.name for layer in fitted.model_.layers][-1] == "probabilities"
+    assert fitted.count_params() == fitted.model_.count_params()
+    assert set(fitted.history_) == {"loss", "accuracy"}
+
+
+def test_a_fold_without_training_rows_is_a_user_error(small):
+    X, y = small
+    folds = [(np.arange(0), np.arange(10)), (np.arange(10, 300), np.arange(10))]
+    with pytest.raises(ZooError, match="at least one training row"):
+        DenseNetClassifier(epochs=1).fit_folds(X, y, folds)
+
+
+TENSORFLOW_RUN = """
+import json, sys
+import numpy as np
+import keras
+from search.protocol import make_folds
+from zoo import load_dataset
+from zoo.dense import DenseNetClassifier
+dataset = load_dataset(seed=0)
+X, y = dataset.scale(dataset.x_train), dataset.y_train
+members = DenseNetClassifier(**json.loads(sys.argv[1])).fit_folds(X, y, make_folds(y, 3, 0))
+print(json.dumps({"backend": keras.backend.backend(), "histories": [m.history_ for m in members]}))
+"""
+
+
+@pytest.mark.slow
+def test_stacked_training_runs_on_tensorflow_too(data):
+    # The backend is chosen when keras is imported, so TensorFlow needs its own process.
+    X, y = data
+    params = {**EXACT, "normalization": "batch", "optimizer": "rmsprop"}
+    env = {**os.environ, "KERAS_BACKEND": "tensorflow", "PYTHONPATH": str(ROOT)}
+    finished = subprocess.run(
+        [sys.executable, "-c", TENSORFLOW_RUN, json.dumps(params)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=300,
+        check=False,
+    )
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    result = json.loads(finished.stdout.strip().splitlines()[-1])
+    assert result["backend"] == "tensorflow"
+    members = DenseNetClassifier(**params).fit_folds(X, y, make_folds(y, 3, 0))
+    for here, there in zip(members, result["histories"], strict=True):
+        for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+            np.testing.assert_allclose(here.history_[key], there[key], atol=2e-3)
