@@ -6,10 +6,12 @@ skops refuses any type it was not told to trust.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 from zoo.dense import DenseNetClassifier, load_dense, save_dense
+from zoo.ensemble import DenseEnsembleClassifier, load_ensemble, save_ensemble
 from zoo.errors import ZooError
 
 MODELS_DIR = "models"
@@ -26,6 +28,9 @@ def save_fitted(estimator: Any, run_dir: str | Path, name: str) -> str:
     if isinstance(estimator, DenseNetClassifier):
         target = folder / f"{name}.keras"
         save_dense(estimator, target)
+    elif isinstance(estimator, DenseEnsembleClassifier):
+        target = folder / f"{name}.keras"
+        save_ensemble(estimator, target)
     else:
         import skops.io
 
@@ -46,6 +51,9 @@ def load_fitted(path: str | Path) -> Any:
     if not path.is_file():
         raise ZooError(f"fitted model not found (got {str(path)!r})")
     if path.suffix == ".keras":
+        sidecar = Path(f"{path}.json")
+        if sidecar.is_file() and json.loads(sidecar.read_text(encoding="utf-8")).get("ensemble"):
+            return load_ensemble(path, json.loads(sidecar.read_text(encoding="utf-8")))
         return load_dense(path)
     if path.suffix == ".skops":
         import skops.io

@@ -57,6 +57,20 @@ def register(subparsers) -> None:
         "--top-k", type=int, default=3, help="best trials refit and tested into the leaderboard"
     )
     search.add_argument(
+        "--ensemble",
+        type=int,
+        default=None,
+        metavar="N",
+        help="average the top N trials into an ensemble row (default: --top-k; 0 or 1: none)",
+    )
+    search.add_argument(
+        "--budget-minutes",
+        type=float,
+        default=None,
+        metavar="M",
+        help="start no trial once this search's trials have taken M minutes (one process)",
+    )
+    search.add_argument(
         "--workers", type=int, default=1, help="trials at once (keras-tuner distributed mode)"
     )
     search.add_argument(
@@ -126,7 +140,13 @@ def _leaderboard(args) -> int:
 def _search(args) -> int:
     from search.leaderboard import format_table
     from search.runs import open_run
-    from search.tuning import SearchSpec, read_trials, run_search, summarize_best
+    from search.tuning import (
+        BUDGET_ONE_PROCESS,
+        SearchSpec,
+        read_trials,
+        run_search,
+        summarize_best,
+    )
     from zoo.space import parse_fixed
 
     fixed = parse_fixed(args.fix)
@@ -137,9 +157,13 @@ def _search(args) -> int:
         epochs=args.epochs,
         top_k=args.top_k,
         fixed=fixed,
+        ensemble=args.ensemble,
+        budget_minutes=args.budget_minutes,
     )
     if args.workers < 1:
         raise ZooError(f"--workers must be an integer of at least 1 (got {args.workers})")
+    if spec.budget_minutes is not None and args.workers > 1:
+        raise ZooError(BUDGET_ONE_PROCESS)
     run = open_run(
         args.run_dir,
         args.data,
@@ -150,7 +174,12 @@ def _search(args) -> int:
     )
     print(
         f"{spec.tuner} search of {spec.max_trials} trials x {args.folds} folds x {spec.epochs} "
-        f"epochs on {run.dataset.name} ({run.meta.get('device', '?')}), run dir {run.path}"
+        + (
+            f"epochs (budget {spec.budget_minutes:g} min) on"
+            if spec.budget_minutes
+            else "epochs on"
+        )
+        + f" {run.dataset.name} ({run.meta.get('device', '?')}), run dir {run.path}"
     )
     board = run_search(
         run,
@@ -161,6 +190,8 @@ def _search(args) -> int:
         workers=args.workers,
         overwrite=args.overwrite,
         fixed=fixed,
+        ensemble=spec.ensemble,
+        budget_minutes=spec.budget_minutes,
     )
     print(summarize_best(read_trials(run, spec)))
     if board:

@@ -37,6 +37,7 @@ from search.protocol import config_json
 from search.runs import Run, library_versions, load_run
 from zoo.data import Dataset
 from zoo.dense import DenseNetClassifier
+from zoo.ensemble import DenseEnsembleClassifier, is_network
 from zoo.errors import ZooError
 
 EXPORT_DIR = "export"
@@ -117,7 +118,8 @@ def refit_row(run: Run, row: dict[str, Any]) -> Any:
     """Refits a leaderboard row's model from its recorded config on the run's training part.
 
     Keras rows are rebuilt as ``DenseNetClassifier(**config)`` (the config
-    holds the epochs and the seed); scikit-learn rows as their zoo entry with
+    holds the epochs and the seed), ensembles as
+    ``DenseEnsembleClassifier(members=...)``; scikit-learn rows as their zoo entry with
     the recorded parameters set again.
 
     Raises:
@@ -128,7 +130,10 @@ def refit_row(run: Run, row: dict[str, Any]) -> Any:
     config = json.loads(row["config"] or "{}")
     if row["kind"] == "keras":
         try:
-            estimator = DenseNetClassifier(**config)
+            if "members" in config:
+                estimator = DenseEnsembleClassifier(members=tuple(config["members"]))
+            else:
+                estimator = DenseNetClassifier(**config)
         except TypeError as error:
             raise ZooError(
                 f"cannot rebuild {row['model']} from its recorded config ({error}); "
@@ -305,7 +310,7 @@ def export_estimator(
     base = Path(out)
     _check_base(base)
     base.mkdir(parents=True, exist_ok=True)
-    is_keras = isinstance(estimator, DenseNetClassifier)
+    is_keras = is_network(estimator)
     metadata = _metadata(estimator, dataset, name, kind or ("keras" if is_keras else "sklearn"))
     metadata.update(info or {})
     partial = Path(tempfile.mkdtemp(prefix=".partial-", dir=base))
@@ -355,7 +360,7 @@ def _publish(partial: Path, base: Path) -> tuple[Path, int]:
 
 def _metadata(estimator: Any, dataset: Dataset, name: str, kind: str) -> dict[str, Any]:
     classes = [int(c) for c in estimator.classes_]
-    is_keras = isinstance(estimator, DenseNetClassifier)
+    is_keras = is_network(estimator)
     image = "x".join(str(s) for s in dataset.image_shape)
     return {
         "format": "tf_saved_model" if is_keras else "skops",
@@ -399,7 +404,7 @@ def _metadata(estimator: Any, dataset: Dataset, name: str, kind: str) -> dict[st
 
 
 def write_saved_model(
-    estimator: DenseNetClassifier,
+    estimator: DenseNetClassifier | DenseEnsembleClassifier,
     folder: str | Path,
     image_shape: tuple[int, ...],
     pixel_max: float,

@@ -611,6 +611,8 @@ EFFECTS = (
     ("learning_rate", "learning rate (log scale)", "log"),
     ("dropout_rate", "dropout rate", "linear"),
     ("optimizer", "optimizer", "category"),
+    ("augment", "training copies (augment)", "category"),
+    ("normalization", "normalization", "category"),
 )
 
 
@@ -628,8 +630,8 @@ def hyperparameter_effects(trials: Sequence[dict[str, Any]]) -> Figure:
         The figure.
     """
     done = completed_trials(trials)
-    figure = new_figure(13.5, 7.6)
-    axes = list(figure.subplots(2, 3, squeeze=False).flat)
+    figure = new_figure(17.5, 7.6)
+    axes = list(figure.subplots(2, 4, squeeze=False).flat)
     best = max(done, key=lambda t: t["cv_accuracy_mean"]) if done else None
     generator = np.random.default_rng(0)
     for ax, (name, label, scale) in zip(axes, EFFECTS, strict=True):

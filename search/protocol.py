@@ -53,6 +53,7 @@ def cross_validate(
     y: np.ndarray,
     folds: Folds,
     on_fold: Callable[[int, Any, float], None] | None = None,
+    callbacks: list[Any] | None = None,
 ) -> list[float]:
     """Scores a fresh clone of ``estimator`` on each fold's validation part.
 
@@ -61,6 +62,8 @@ def cross_validate(
         X, y: the training part (features scaled to ``[0, 1]``).
         folds: the run's folds.
         on_fold: called as ``on_fold(index, fitted, accuracy)`` after each fold.
+        callbacks: Keras callbacks for estimators that train all folds at
+            once (``fit_folds``); other estimators ignore them.
 
     Returns:
         The accuracy on each fold, in fold order.
@@ -68,7 +71,9 @@ def cross_validate(
     fit_folds = getattr(estimator, "fit_folds", None)
     if fit_folds is not None:
         # Estimators that can train all folds at once (stacked dense nets) do so.
-        fitted = fit_folds(X, y, folds)
+        fitted = (
+            fit_folds(X, y, folds, callbacks=callbacks) if callbacks else fit_folds(X, y, folds)
+        )
     else:
         fitted = (clone(estimator).fit(X[train], y[train]) for train, _ in folds)
     scores = []

@@ -25,23 +25,36 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import keras
 import keras_tuner as kt
 import numpy as np
+from sklearn.metrics import accuracy_score, f1_score
 
 from search.artifacts import save_fitted
 from search.leaderboard import atomic_write_text, merge_rows, read_leaderboard
-from search.protocol import cross_validate, refit_and_test
+from search.protocol import (
+    Evaluation,
+    config_json,
+    cross_validate,
+    model_size,
+    refit_and_test,
+)
 from search.runs import Run
 from search.tblog import write_trial_log
 from zoo.dense import DenseNetClassifier, TrainingDiverged, build_dense_model
 from zoo.errors import ZooError
 from zoo.space import DenseConfig, space_names
+from zoo.stacked import release_compiled
 
 TUNERS = ("random", "bayesian", "hyperband")
 OBJECTIVE = "cv_accuracy"
 SPEC_FILE = "search.json"
 TRIALS_CSV = "trials.csv"
 TUNER_DIR = "tuner"
+BUDGET_ONE_PROCESS = (
+    "--budget-minutes works in one process only; drop it or use --max-trials "
+    "to bound a distributed search"
+)
 
 
 @dataclass(frozen=True)
@@ -53,20 +66,41 @@ class SearchSpec:
     epochs: int = 20
     top_k: int = 3
     fixed: dict[str, Any] = field(default_factory=dict)
+    ensemble: int | None = None
+    budget_minutes: float | None = None
 
     def __post_init__(self) -> None:
         if self.tuner not in TUNERS:
             raise ZooError(f"--tuner must be one of {', '.join(TUNERS)} (got {self.tuner!r})")
-        for name, low in (("max_trials", 1), ("epochs", 1), ("top_k", 0)):
+        for name, low in (("max_trials", 1), ("epochs", 1), ("top_k", 0), ("ensemble", 0)):
             value = getattr(self, name)
+            if name == "ensemble" and value is None:
+                continue
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 flag = "--" + name.replace("_", "-")
                 raise ZooError(f"{flag} must be an integer of at least {low} (got {value!r})")
+        if self.ensemble is not None and self.ensemble > self.top_k:
+            raise ZooError(
+                f"--ensemble {self.ensemble} averages the top trials refit by --top-k, so "
+                f"--top-k must be at least {self.ensemble} (got {self.top_k})"
+            )
+        budget = self.budget_minutes
+        if budget is not None and (
+            isinstance(budget, bool)
+            or not isinstance(budget, (int, float))
+            or not 0 < budget < float("inf")
+        ):
+            raise ZooError(f"--budget-minutes must be a positive number (got {budget!r})")
         if self.tuner == "hyperband" and self.epochs < 3:
             raise ZooError(
                 f"--epochs must be at least 3 for hyperband (got {self.epochs}); "
                 "it trains trials for 1/3 of the epochs and then the full count"
             )
+
+    @property
+    def ensemble_size(self) -> int:
+        """How many top trials the ensemble row averages (``top_k`` unless set; <2: none)."""
+        return self.top_k if self.ensemble is None else self.ensemble
 
     def to_dict(self) -> dict[str, Any]:
         """Returns the spec as plain JSON-ready values."""
@@ -86,7 +120,10 @@ def make_oracle(spec: SearchSpec, seed: int) -> kt.Oracle:
         return kt.oracles.RandomSearchOracle(max_trials=spec.max_trials, **common)
     if spec.tuner == "bayesian":
         return kt.oracles.BayesianOptimizationOracle(
-            max_trials=spec.max_trials, num_initial_points=min(3, spec.max_trials), **common
+            max_trials=spec.max_trials,
+            # 3 random points for short searches, up to 10 for long ones, before the GP.
+            num_initial_points=min(spec.max_trials, max(3, min(10, spec.max_trials // 3))),
+            **common,
         )
     oracle = kt.oracles.HyperbandOracle(max_epochs=spec.epochs, factor=3, **common)
     # Hyperband has no trial budget of its own; the oracle stops at max_trials.
@@ -127,6 +164,22 @@ def trial_name(spec_tuner: str, trial_id: str) -> str:
     return f"{spec_tuner}_{trial_id}"
 
 
+class OverBudget(RuntimeError):
+    """A trial was still training when the search's time budget ran out."""
+
+
+class StopAtDeadline(keras.callbacks.Callback):
+    """Stops a fit at the end of the first epoch past ``deadline`` (``time.monotonic``)."""
+
+    def __init__(self, deadline: float):
+        super().__init__()
+        self.deadline = deadline
+
+    def on_epoch_end(self, epoch, logs=None) -> None:
+        if time.monotonic() > self.deadline:
+            raise OverBudget(f"after epoch {epoch + 1}")
+
+
 class CVTuner(kt.Tuner):
     """A keras-tuner ``Tuner`` whose trials are scored by the run's CV folds.
 
@@ -154,10 +207,20 @@ class CVTuner(kt.Tuner):
         self._X = run.dataset.scale(run.dataset.x_train)
         self._y = run.dataset.y_train
         self._started = time.monotonic()
+        # Start of the current trial's share of the search's wall time: the
+        # oracle's proposal, the training and the bookkeeping (the budget's unit).
+        self._mark = self._started
         self._done_here = 0
 
     def run_trial(self, trial, *args, **kwargs) -> dict[str, float]:
         """Cross-validates one configuration; returns its ``cv_accuracy``."""
+        try:
+            return self._cross_validate_trial(trial)
+        finally:
+            # The next trial compiles its own network; keep memory flat over a search.
+            release_compiled()
+
+    def _cross_validate_trial(self, trial) -> dict[str, float]:
         started = time.monotonic()
         hp = trial.hyperparameters
         name = trial_name(self.spec.tuner, trial.trial_id)
@@ -165,26 +228,54 @@ class CVTuner(kt.Tuner):
         epochs = int(hp.values.get("tuner/epochs", self.spec.epochs))
         estimator = DenseNetClassifier.from_config(config, epochs=epochs, seed=self.run.seed)
         histories: list[dict[str, list[float]]] = []
+        # Out-of-fold probabilities: row i as predicted by the fold model that
+        # did not train on it; ensembles of trials are scored from these.
+        out_of_fold = np.zeros((len(self._y), len(self.run.dataset.classes)), dtype="float32")
+
+        def on_fold(index: int, model: Any, accuracy: float) -> None:
+            histories.append(model.history_)
+            val = self.run.folds[index][1]
+            out_of_fold[val] = model.predict_proba(self._X[val])
+
         record = {
             "trial_id": name,
             "tuner_trial_id": trial.trial_id,
             "config": config.to_dict(),
             "epochs": epochs,
         }
+        finished = _read_record(self.run.path, name)
+        if (
+            finished.get("status") == "COMPLETED"
+            and finished.get("config") == record["config"]
+            and finished.get("epochs") == epochs
+        ):
+            # Killed after this trial's record (its last file) was written but
+            # before keras-tuner saved the trial as done: keep it, do not redo it.
+            scores = finished["cv_scores"]
+            return {OBJECTIVE: float(np.mean(scores)), "cv_accuracy_std": float(np.std(scores))}
+        callbacks = []
+        if self.spec.budget_minutes is not None:
+            remaining = self.spec.budget_minutes * 60 - spent_seconds(self.run, self.spec.tuner)
+            callbacks.append(StopAtDeadline(self._mark + remaining))
         try:
             scores = cross_validate(
                 estimator,
                 self._X,
                 self._y,
                 self.run.folds,
-                on_fold=lambda index, model, accuracy: histories.append(model.history_),
+                on_fold=on_fold,
+                callbacks=callbacks,
             )
+        except OverBudget as error:
+            message = f"stopped by the time budget ({error}); not scored"
+            self._write_failed(name, record, message, started)
+            raise kt.errors.FailedTrialError(message) from None
         except TrainingDiverged as error:
-            self._write_record(name, {**record, "status": "FAILED", "message": str(error)})
+            self._write_failed(name, record, str(error), started)
             raise kt.errors.FailedTrialError(str(error)) from None
         except MemoryError as error:
             message = f"out of memory ({config.short()}): {error}"
-            self._write_record(name, {**record, "status": "FAILED", "message": message})
+            self._write_failed(name, record, message, started)
             raise kt.errors.FailedTrialError(message) from None
         except Exception as error:
             # A bug, not a bad point of the space: stop the search now instead
@@ -199,6 +290,7 @@ class CVTuner(kt.Tuner):
             cv_scores=[float(s) for s in scores],
             histories=histories,
             seconds=round(seconds, 3),
+            wall_seconds=round(time.monotonic() - self._mark, 3),
         )
         write_trial_log(
             self.run.path / "logs",
@@ -207,16 +299,53 @@ class CVTuner(kt.Tuner):
             histories,
             scores,
         )
+        write_out_of_fold(self.run.path, name, out_of_fold)
+        # The record last: once it is on disk, the trial's other files are too.
         self._write_record(name, record)
         return {OBJECTIVE: float(np.mean(scores)), "cv_accuracy_std": float(np.std(scores))}
 
+    def _write_failed(self, name: str, record: dict[str, Any], message: str, started: float):
+        now = time.monotonic()
+        self._write_record(
+            name,
+            {
+                **record,
+                "status": "FAILED",
+                "message": message,
+                "seconds": round(now - started, 3),
+                "wall_seconds": round(now - self._mark, 3),
+            },
+        )
+
     def _write_record(self, name: str, record: dict[str, Any]) -> None:
         atomic_write_text(self.run.path / "trials" / f"{name}.json", json.dumps(record) + "\n")
+
+    def on_search_begin(self) -> None:
+        super().on_search_begin()
+        self._stop_if_over_budget()
+        self._mark = time.monotonic()
+
+    def _stop_if_over_budget(self) -> None:
+        """Lets no new trial start once this search's trials have used its time budget."""
+        if self.spec.budget_minutes is None:
+            return
+        spent = spent_seconds(self.run, self.spec.tuner)
+        if spent >= self.spec.budget_minutes * 60 and self.oracle.max_trials > len(
+            self.oracle.trials
+        ):
+            # The oracle stops handing out trials at max_trials.
+            self.oracle.max_trials = len(self.oracle.trials)
+            self.progress(
+                f"time budget of {self.spec.budget_minutes:g} min used ({_duration(spent)} in "
+                f"{len(self.oracle.trials)} trials); no new trial starts"
+            )
 
     def on_trial_end(self, trial) -> None:
         super().on_trial_end(trial)
         self._done_here += 1
         self.progress(self._progress_line(trial))
+        self._stop_if_over_budget()
+        self._mark = time.monotonic()
 
     def _progress_line(self, trial) -> str:
         # Read from the trial records on disk: in a distributed search the
@@ -233,12 +362,16 @@ class CVTuner(kt.Tuner):
         if trial.status == "COMPLETED" and record.get("cv_scores"):
             outcome = f"cv {np.mean(record['cv_scores']):.4f} ± {np.std(record['cv_scores']):.4f}"
         else:
-            message = _first_line(trial.message or record.get("message", ""))
+            # Our record says why in one line; keras-tuner's message is a traceback.
+            message = record.get("message") or _first_line(trial.message or "")
             outcome = f"{str(trial.status).lower()}: {message}"
         elapsed = time.monotonic() - self._started
         total = self.spec.max_trials
         remaining = max(0, total - len(records))
         eta = elapsed / max(1, self._done_here) * remaining
+        if self.spec.budget_minutes is not None:
+            left = self.spec.budget_minutes * 60 - spent_seconds(self.run, self.spec.tuner)
+            eta = max(0.0, min(eta, left))
         return (
             f"[trial {len(records)}/{total}] {config.short()} | {outcome} | best {best:.4f} | "
             f"{_duration(elapsed)} elapsed, ~{_duration(eta)} left"
@@ -258,6 +391,36 @@ def _duration(seconds: float) -> str:
 def _read_record(run_dir: Path, name: str) -> dict[str, Any]:
     path = Path(run_dir) / "trials" / f"{name}.json"
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+
+
+def write_out_of_fold(run_dir: Path, name: str, probabilities: np.ndarray) -> None:
+    """Writes a trial's out-of-fold probabilities as ``trials/<name>.oof.npy`` (atomically)."""
+    folder = Path(run_dir) / "trials"
+    folder.mkdir(parents=True, exist_ok=True)
+    temporary = folder / f".{name}.oof.npy.tmp"
+    with open(temporary, "wb") as handle:
+        np.save(handle, probabilities)
+    temporary.replace(folder / f"{name}.oof.npy")
+
+
+def read_out_of_fold(run_dir: Path, name: str) -> np.ndarray | None:
+    """A trial's out-of-fold probabilities, or ``None`` if it has none on disk."""
+    path = Path(run_dir) / "trials" / f"{name}.oof.npy"
+    return np.load(path) if path.is_file() else None
+
+
+def spent_seconds(run: Run, tuner: str) -> float:
+    """The wall seconds this run's ``tuner`` search has spent on its trials, from their records.
+
+    A trial's share (``wall_seconds``) runs from the end of the trial before
+    it, so the oracle's proposals count too; trials recorded without it count
+    their training time (``seconds``).
+    """
+    total = 0.0
+    for path in (run.path / "trials").glob(f"{tuner}_*.json"):
+        record = json.loads(path.read_text(encoding="utf-8"))
+        total += float(record.get("wall_seconds") or record.get("seconds") or 0.0)
+    return total
 
 
 def _read_specs(run: Run) -> dict[str, Any]:
@@ -314,8 +477,21 @@ def read_spec(run: Run, tuner: str | None = None) -> SearchSpec:
 
 
 def quiet_search_warnings() -> None:
-    """Silences the Bayesian oracle's Gaussian-process fit warnings, noise to a user."""
+    """Silences noise to a user: the Gaussian-process fit warnings and failed trials' tracebacks.
+
+    A failed trial (diverged, out of memory, stopped by the time budget) gets
+    one progress line saying why, and its record keeps the message; any other
+    exception stops the search with its traceback (``FatalError``).
+    """
     from sklearn.exceptions import ConvergenceWarning
+
+    try:
+        # keras-tuner prints each failed trial's traceback while this flag is on.
+        from keras_tuner.src import config as tuner_config
+    except ImportError:  # a keras-tuner that moved it: tracebacks stay
+        pass
+    else:
+        tuner_config.DEBUG = False
 
     warnings.filterwarnings(
         "ignore", category=ConvergenceWarning, module="sklearn.gaussian_process"
@@ -425,7 +601,81 @@ def finish_search(
             f"refit {name}: cv {row['cv_accuracy_mean']:.4f}, test {row['test_accuracy']:.4f} "
             f"({_duration(time.monotonic() - started)})"
         )
+    if spec.ensemble_size >= 2:
+        board = add_ensemble(run, spec, completed[: spec.ensemble_size], progress) or board
     return board or rank_existing(run)
+
+
+def ensemble_name(spec: SearchSpec, n_members: int) -> str:
+    """The leaderboard name of a search's ensemble: ``ensemble_<tuner>_top<n>``."""
+    return f"ensemble_{spec.tuner}_top{n_members}"
+
+
+def add_ensemble(
+    run: Run,
+    spec: SearchSpec,
+    members: list[dict[str, Any]],
+    progress: Callable[[str], None] = print,
+) -> list[dict[str, Any]] | None:
+    """Adds the soft-voting ensemble of the best trials to the leaderboard.
+
+    Its CV score is measured on the run's folds with no new training: for
+    fold ``f`` it averages the members' out-of-fold probabilities on fold
+    ``f``'s validation rows, each predicted by the member's fold-``f`` network,
+    which never trained on those rows. Its test score averages the refit
+    members (already on the leaderboard) on the held-out test split.
+
+    Returns:
+        The leaderboard, or ``None`` when there are too few members with
+        out-of-fold probabilities on disk (trials of an older search).
+    """
+    from search.artifacts import load_fitted
+    from zoo.ensemble import DenseEnsembleClassifier
+
+    if len(members) < 2:
+        return None
+    probabilities = [read_out_of_fold(run.path, m["trial_id"]) for m in members]
+    if any(p is None for p in probabilities):
+        progress("no ensemble: some top trials have no out-of-fold probabilities on disk")
+        return None
+    board = {row["model"]: row for row in read_leaderboard(run.path)}
+    name = ensemble_name(spec, len(members))
+    fitted = [load_fitted(run.path / board[leaderboard_name(m)]["model_path"]) for m in members]
+    ensemble = DenseEnsembleClassifier.from_fitted(fitted)
+    known = board.get(name)
+    if known and known.get("config") == config_json(ensemble) and known.get("model_path"):
+        if (run.path / known["model_path"]).exists():
+            return None
+    y = run.dataset.y_train
+    classes = np.asarray(run.dataset.classes)
+    averaged = np.mean(probabilities, axis=0)
+    cv_scores = [
+        float(np.mean(classes[averaged[val].argmax(axis=1)] == y[val])) for _, val in run.folds
+    ]
+    X_test = run.dataset.scale(run.dataset.x_test)
+    started = time.perf_counter()
+    predicted = ensemble.predict(X_test)
+    predict_seconds = time.perf_counter() - started
+    member_rows = [board[leaderboard_name(m)] for m in members]
+    result = Evaluation(
+        model=name,
+        kind="keras",
+        cv_scores=cv_scores,
+        test_accuracy=float(accuracy_score(run.dataset.y_test, predicted)),
+        test_macro_f1=float(f1_score(run.dataset.y_test, predicted, average="macro")),
+        fit_seconds=round(sum(float(r["fit_seconds"]) for r in member_rows), 4),
+        predict_seconds_per_1000=round(predict_seconds * 1000 / max(1, len(predicted)), 6),
+        params=model_size(ensemble),
+        config=config_json(ensemble),
+    )
+    row = result.row()
+    row["source"] = "search"
+    row["model_path"] = save_fitted(ensemble, run.path, name)
+    progress(
+        f"ensemble of {', '.join(m['trial_id'] for m in members)}: "
+        f"cv {row['cv_accuracy_mean']:.4f}, test {row['test_accuracy']:.4f}"
+    )
+    return merge_rows(run.path, [row])
 
 
 def rank_existing(run: Run) -> list[dict[str, Any]]:
@@ -445,6 +695,8 @@ def run_search(
     fixed: dict[str, Any] | None = None,
     progress: Callable[[str], None] = print,
     worker_timeout: float | None = None,
+    ensemble: int | None = None,
+    budget_minutes: float | None = None,
 ) -> list[dict[str, Any]]:
     """Runs (or resumes) a search, then refits its top trials into the leaderboard.
 
@@ -461,6 +713,10 @@ def run_search(
         progress: receives the progress lines.
         worker_timeout: with workers, seconds without a finished trial after
             which the search is stopped (default: generous, from the budget).
+        ensemble: how many of the top trials the ensemble row averages
+            (default ``top_k``; below 2, no ensemble).
+        budget_minutes: no trial starts once this search's trials (this
+            session's and earlier ones') have taken this long; one process only.
 
     Returns:
         The whole leaderboard, best first.
@@ -469,10 +725,18 @@ def run_search(
         ZooError: bad settings, before any training.
     """
     spec = SearchSpec(
-        tuner=tuner, max_trials=max_trials, epochs=epochs, top_k=top_k, fixed=fixed or {}
+        tuner=tuner,
+        max_trials=max_trials,
+        epochs=epochs,
+        top_k=top_k,
+        fixed=fixed or {},
+        ensemble=ensemble,
+        budget_minutes=budget_minutes,
     )
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ZooError(f"--workers must be an integer of at least 1 (got {workers!r})")
+    if budget_minutes is not None and (workers > 1 or "KERASTUNER_ORACLE_IP" in os.environ):
+        raise ZooError(BUDGET_ONE_PROCESS)
     quiet_search_warnings()
     prepare_search(run, spec, overwrite=overwrite)
     role = os.environ.get("KERASTUNER_TUNER_ID")

@@ -42,7 +42,10 @@ def search_run(tmp_path_factory) -> Path:
     run_dir = tmp_path_factory.mktemp("search") / "run"
     run = open_run(run_dir, n_folds=3, seed=0)
     run_baselines(run, BASELINES, progress=_quiet)
-    run_search(run, tuner="random", max_trials=2, epochs=2, top_k=1, progress=_quiet)
+    run_search(
+        run, tuner="random", max_trials=2, epochs=2, top_k=1, fixed={"augment": "none"},
+        progress=_quiet,
+    )  # fmt: skip
     return run_dir
 
 

@@ -39,6 +39,8 @@ def test_defaults_are_valid_and_plain():
         "learning_rate": 0.001,
         "batch_size": 128,
         "label_smoothing": 0.0,
+        "lr_schedule": "constant",
+        "augment": "none",
     }
     for name, value in config.to_dict().items():
         assert type(value) in (int, float, str), name
@@ -136,14 +138,19 @@ def test_from_hp_declares_each_name_with_the_configs_range_and_default():
         assert parameter.default == spec_field.default, spec_field.name
         if isinstance(spec, ChoiceSpec):
             assert isinstance(parameter, kt.engine.hyperparameters.Choice)
-            assert tuple(parameter.values) == spec.values
+            assert tuple(parameter.values) == (spec.search or spec.values)
+            assert set(parameter.values) <= set(spec.values)
         elif isinstance(spec, IntSpec):
             assert isinstance(parameter, kt.engine.hyperparameters.Int)
-            assert (parameter.min_value, parameter.max_value) == (spec.low, spec.high)
+            searched = spec.search or (spec.low, spec.high)
+            assert (parameter.min_value, parameter.max_value) == searched
+            assert spec.low <= searched[0] <= searched[1] <= spec.high
         else:
             assert isinstance(spec, FloatSpec)
             assert isinstance(parameter, kt.engine.hyperparameters.Float)
-            assert (parameter.min_value, parameter.max_value) == (spec.low, spec.high)
+            searched = spec.search or (spec.low, spec.high)
+            assert (parameter.min_value, parameter.max_value) == searched
+            assert spec.low <= searched[0] <= searched[1] <= spec.high
             assert parameter.sampling == spec.sampling
 
 

@@ -16,15 +16,16 @@ import keras_tuner as kt
 import numpy as np
 import pytest
 
+import search.tuning
 from search.cli import main
 from search.leaderboard import read_leaderboard
 from search.protocol import make_folds
 from search.runs import Run, open_run
-from search.tuning import DenseHyperModel, read_spec, read_trials, run_search
+from search.tuning import DenseHyperModel, make_tuner, read_spec, read_trials, run_search
 from zoo.space import DenseConfig, space_names
 
 # A cheap corner of the space, so each trial costs a few seconds.
-SMALL = {"n_layers": 1, "units": 32, "batch_size": 128}
+SMALL = {"n_layers": 1, "units": 32, "batch_size": 128, "augment": "none"}
 FIX_FLAGS = [flag for name, value in SMALL.items() for flag in ("--fix", f"{name}={value}")]
 
 
@@ -44,7 +45,7 @@ def searched(tmp_path_factory):
         max_trials=3,
         epochs=3,
         top_k=2,
-        fixed={"n_layers": 1},
+        fixed={"n_layers": 1, "augment": "none"},
         progress=lines.append,
     )
     return run, lines
@@ -75,7 +76,10 @@ def test_search_writes_trials_logs_and_leaderboard(searched):
     # One progress line per trial, then one per refit.
     assert sum(line.startswith("[trial ") for line in lines) == 3
     assert "best" in lines[0] and "left" in lines[0]
-    board = read_leaderboard(run.path)
+    everything = read_leaderboard(run.path)
+    # The two refit trials, and their ensemble (tests/test_ensemble.py checks it).
+    assert {row["model"] for row in everything} >= {"ensemble_random_top2"}
+    board = [row for row in everything if row["model"] != "ensemble_random_top2"]
     assert len(board) == 2
     best_trials = sorted(trials, key=lambda t: -float(t["cv_accuracy_mean"]))[:2]
     for row, trial in zip(board, best_trials, strict=True):
@@ -93,7 +97,7 @@ def test_rerun_resumes_without_redoing_trials(searched):
     board_before = (run.path / "leaderboard.csv").read_text()
     lines: list[str] = []
     run_search(
-        run, tuner="random", max_trials=3, epochs=3, top_k=2, fixed={"n_layers": 1},
+        run, tuner="random", max_trials=3, epochs=3, top_k=2, fixed={"n_layers": 1, "augment": "none"},
         progress=lines.append,
     )  # fmt: skip
     assert not any(line.startswith("[trial ") for line in lines)
@@ -105,7 +109,7 @@ def test_same_seed_gives_same_trials(searched, tmp_path):
     run, _ = searched
     again = open_run(tmp_path / "again", seed=3, n_folds=2)
     run_search(
-        again, tuner="random", max_trials=2, epochs=3, top_k=0, fixed={"n_layers": 1},
+        again, tuner="random", max_trials=2, epochs=3, top_k=0, fixed={"n_layers": 1, "augment": "none"},
         progress=lambda line: None,
     )  # fmt: skip
     first = read_trials(run, read_spec(run))[:2]
@@ -123,7 +127,7 @@ def _with_nan_pixels(run: Run) -> Run:
     return dataclasses.replace(run, dataset=dataset)
 
 
-def test_diverging_trials_are_recorded_failed_and_search_goes_on(tmp_path):
+def test_diverging_trials_are_recorded_failed_and_search_goes_on(tmp_path, capsys):
     run = _with_nan_pixels(open_run(tmp_path / "run", seed=0, n_folds=2))
     lines: list[str] = []
     run_search(
@@ -133,6 +137,9 @@ def test_diverging_trials_are_recorded_failed_and_search_goes_on(tmp_path):
     assert [t["status"] for t in trials] == ["FAILED", "FAILED"]
     assert all("loss became nan" in t["message"] for t in trials)
     assert sum("failed: " in line for line in lines) == 2
+    # One line says why (the record's message), with no traceback on the terminal.
+    assert sum("failed: loss became nan" in line for line in lines) == 2
+    assert "Traceback" not in capsys.readouterr().err
     assert not (run.path / "leaderboard.csv").exists()
 
 
@@ -185,10 +192,37 @@ def test_changed_epochs_on_resume_is_refused(searched, capsys):
     run, _ = searched
     code = main(
         ["search", "--run-dir", str(run.path), "--seed", "3", "--folds", "2", "--tuner",
-         "random", "--max-trials", "3", "--epochs", "5", "--fix", "n_layers=1"]
+         "random", "--max-trials", "3", "--epochs", "5", "--fix", "n_layers=1", "--fix", "augment=none"]
     )  # fmt: skip
     assert code == 2
     assert "holds a random search with other settings (epochs=3)" in capsys.readouterr().err
+
+
+def test_trial_killed_after_its_record_is_kept_not_trained_again(searched, monkeypatch):
+    # The window the kill test can hit by chance: the trial's record is on disk,
+    # but keras-tuner had not saved the trial as done, so a resume hands it out again.
+    run, _ = searched
+    tuner = make_tuner(run, read_spec(run), progress=lambda line: None)
+    trial = tuner.oracle.trials[sorted(tuner.oracle.trials)[0]]
+    record_path = run.path / "trials" / f"random_{trial.trial_id}.json"
+    record = json.loads(record_path.read_text())
+    stamp = record_path.stat().st_mtime_ns
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a finished trial was trained again")
+
+    monkeypatch.setattr(search.tuning, "cross_validate", no_training)
+    result = tuner.run_trial(trial)
+    assert result["cv_accuracy"] == pytest.approx(np.mean(record["cv_scores"]))
+    assert result["cv_accuracy_std"] == pytest.approx(np.std(record["cv_scores"]))
+    assert record_path.stat().st_mtime_ns == stamp
+    # A record of other settings (here: epochs) is no such trial: it trains.
+    record_path.write_text(json.dumps({**record, "epochs": record["epochs"] + 1}))
+    try:
+        with pytest.raises(kt.errors.FatalError, match="a finished trial was trained again"):
+            tuner.run_trial(trial)
+    finally:
+        record_path.write_text(json.dumps(record) + "\n")
 
 
 def _digits_zoo(*args: str) -> list[str]:

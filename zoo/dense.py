@@ -91,17 +91,30 @@ def build_dense_model(
     return model
 
 
-def make_optimizer(config: DenseConfig):
-    """Returns the Keras optimizer a config names, at its learning rate."""
+def make_optimizer(config: DenseConfig, total_steps: int | None = None):
+    """Returns the Keras optimizer a config names, at its learning rate.
+
+    Args:
+        config: the hyperparameters.
+        total_steps: the training steps of the whole fit; with
+            ``lr_schedule="cosine"`` the rate decays from ``learning_rate``
+            to zero over them (without it the rate is held, as for a
+            network compiled only to be saved or exported).
+    """
     import keras
 
+    learning_rate: Any = config.learning_rate
+    if config.lr_schedule == "cosine" and total_steps:
+        learning_rate = keras.optimizers.schedules.CosineDecay(
+            config.learning_rate, decay_steps=int(total_steps)
+        )
     optimizers = {
         "adam": keras.optimizers.Adam,
         "adamw": keras.optimizers.AdamW,
         "rmsprop": keras.optimizers.RMSprop,
         "sgd": lambda learning_rate: keras.optimizers.SGD(learning_rate, momentum=0.9),
     }
-    return optimizers[config.optimizer](learning_rate=config.learning_rate)
+    return optimizers[config.optimizer](learning_rate=learning_rate)
 
 
 class DenseNetClassifier(ClassifierMixin, BaseEstimator):
@@ -113,7 +126,9 @@ class DenseNetClassifier(ClassifierMixin, BaseEstimator):
 
     Args:
         n_layers, units, activation, dropout_rate, normalization, l2, optimizer,
-            learning_rate, batch_size, label_smoothing: see ``DenseConfig``.
+            learning_rate, batch_size, label_smoothing, lr_schedule, augment:
+            see ``DenseConfig``. Augmentation copies only the training rows
+            (:mod:`zoo.augment`); validation and prediction see the inputs as given.
         epochs: passes over the training data; an epoch is
             ``ceil(n / batch_size)`` steps of equal size (at most
             ``batch_size`` rows each) rather than full batches and a short one.
@@ -133,6 +148,8 @@ class DenseNetClassifier(ClassifierMixin, BaseEstimator):
         learning_rate: float = _DEFAULTS.learning_rate,
         batch_size: int = _DEFAULTS.batch_size,
         label_smoothing: float = _DEFAULTS.label_smoothing,
+        lr_schedule: str = _DEFAULTS.lr_schedule,
+        augment: str = _DEFAULTS.augment,
         epochs: int = 30,
         seed: int = 0,
         verbose: int = 0,
@@ -147,6 +164,8 @@ class DenseNetClassifier(ClassifierMixin, BaseEstimator):
         self.learning_rate = learning_rate
         self.batch_size = batch_size
         self.label_smoothing = label_smoothing
+        self.lr_schedule = lr_schedule
+        self.augment = augment
         self.epochs = epochs
         self.seed = seed
         self.verbose = verbose
@@ -233,7 +252,7 @@ class DenseNetClassifier(ClassifierMixin, BaseEstimator):
         ):
             raise ZooError(f"epochs must be a positive integer (got {self.epochs!r})")
 
-    def fit_folds(self, X, y, folds) -> list[DenseNetClassifier]:
+    def fit_folds(self, X, y, folds, callbacks=None) -> list[DenseNetClassifier]:
         """Trains one fresh network per cross-validation fold, all k in one stacked model.
 
         The k networks are the members of one :mod:`zoo.stacked` model: one
@@ -255,6 +274,8 @@ class DenseNetClassifier(ClassifierMixin, BaseEstimator):
         Args:
             X, y: the whole training part.
             folds: ``(train_index, val_index)`` pairs.
+            callbacks: optional Keras callbacks, called once per epoch (their
+                logs hold one value per fold).
 
         Returns:
             The fitted estimators, in fold order.
@@ -281,6 +302,7 @@ class DenseNetClassifier(ClassifierMixin, BaseEstimator):
             [np.asarray(val) for _, val in folds],
             epochs=int(self.epochs),
             seed=int(self.seed),
+            callbacks=list(callbacks or []),
             verbose=self.verbose,
         )
         fitted = []

@@ -46,6 +46,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from zoo.augment import augment_bank, expand_rows, n_copies
 from zoo.dense import TrainingDiverged, build_dense_model, make_optimizer
 from zoo.errors import ZooError
 from zoo.space import DenseConfig
@@ -556,6 +557,21 @@ class StackedMember:
         return plain_network(self.stack.network, self.index)
 
 
+def release_compiled() -> None:
+    """Frees what one search trial built before the next, which builds its own.
+
+    Each trial is a new network, so its model, data on the device and
+    compiled training step are of no use to the next; Keras's global state
+    keeps them referenced and they sit in reference cycles, so a long search
+    would otherwise grow with every trial. ``clear_session`` drops that state
+    and runs one garbage collection, which frees them (and JAX's compiled
+    programs of the dead functions). JAX's small shared functions (weight
+    initializers by shape) stay compiled: measured on an 8-trial search,
+    ``jax.clear_caches()`` as well saved 58 MB of 935 and cost 12% more time (one run each).
+    """
+    keras.backend.clear_session()
+
+
 def plain_network(network: StackedNetwork, index: int):
     """Builds :func:`zoo.dense.build_dense_model`'s network with member ``index``'s weights.
 
@@ -634,9 +650,10 @@ def fit_stacked(
         train_rows: for each member, the indices of the rows it trains on.
         val_rows: for each member, the indices of the rows scored after each
             epoch (``val_loss``, ``val_accuracy``), or ``None``.
-        epochs: passes over each member's training rows.
+        epochs: passes over each member's training rows (with
+            ``config.augment``, over every augmented copy of them).
         seed: seeds the initial weights (the same for every member), the
-            shuffling and dropout.
+            shuffling, dropout and the random augmented copies.
         callbacks: Keras callbacks; their ``model`` is the :class:`StackTrainer`
             and their epoch logs hold one value per member (a scalar for one).
         verbose: Keras's verbosity.
@@ -658,7 +675,17 @@ def fit_stacked(
     # the shuffling, the dropout layers' own seeds): keras.utils.set_random_seed
     # would import TensorFlow, seconds of start-up, to seed it too.
     network = StackedNetwork(config, features.shape[1], n_classes, n_members, int(seed))
-    steps = epoch_batches(train_rows, int(batch_size or config.batch_size), int(epochs), int(seed))
+    copies = n_copies(config.augment)
+    if copies > 1:
+        # Members train on every copy of their rows; validation keeps the
+        # original rows (copy 0 of the bank), so it never sees a transformed image.
+        n_rows = len(features)
+        features = augment_bank(features, config.augment, int(seed))
+        labels = np.tile(np.asarray(labels), copies)
+        train_rows = [expand_rows(rows, n_rows, copies) for rows in train_rows]
+    batch = int(batch_size or config.batch_size)
+    steps = epoch_batches(train_rows, batch, int(epochs), int(seed))
+    total_steps = int(epochs) * -(-max(len(r) for r in train_rows) // batch)
     val = None if val_rows is None else _validation_layout(val_rows)
 
     def epochs_data():
@@ -676,7 +703,7 @@ def fit_stacked(
         config.label_smoothing,
         with_validation=val_rows is not None,
     )
-    trainer.compile(optimizer=make_optimizer(config))
+    trainer.compile(optimizer=make_optimizer(config, total_steps))
     watch = _WatchLoss()
     history = trainer.fit(
         epochs_data(),
