@@ -30,6 +30,8 @@ FULL = {"trials": 8, "epochs": 20, "folds": 5}
 QUICK = {"trials": 3, "epochs": 5, "folds": 3}
 SEED = 0
 WAYS = ("usual", "zoo", "zoo-2-workers")
+# The usual loop has no augmented copies or schedule; both ways search the rest of the space.
+PINNED = {"augment": "none", "lr_schedule": "constant"}
 
 
 def usual_way(run_dir: str, trials: int, epochs: int, folds: int) -> dict:
@@ -50,7 +52,7 @@ def usual_way(run_dir: str, trials: int, epochs: int, folds: int) -> dict:
     fold_pairs = make_folds(dataset.y_train, folds, SEED)
 
     def build(hp):
-        return build_dense_model(DenseConfig.from_hp(hp), x.shape[1], 10)
+        return build_dense_model(DenseConfig.from_hp(hp, PINNED), x.shape[1], 10)
 
     class CVRandomSearch(kt.RandomSearch):
         def run_trial(self, trial, *args, **kwargs):
@@ -83,7 +85,18 @@ def usual_way(run_dir: str, trials: int, epochs: int, folds: int) -> dict:
     tuner.search(verbose=0)
     seconds = time.perf_counter() - started
     best = tuner.oracle.get_best_trials(1)[0].score
-    return {"seconds": seconds, "trials": trials, "best_cv": float(best), "backend": "tensorflow"}
+    scores = {
+        DenseConfig.from_dict(t.hyperparameters.values).to_json(): float(t.score)
+        for t in tuner.oracle.trials.values()
+        if t.score is not None
+    }
+    return {
+        "seconds": seconds,
+        "trials": trials,
+        "best_cv": float(best),
+        "backend": "tensorflow",
+        "scores": scores,
+    }
 
 
 def zoo_way(run_dir: str, trials: int, epochs: int, folds: int, workers: int = 1) -> dict:
@@ -101,16 +114,20 @@ def zoo_way(run_dir: str, trials: int, epochs: int, folds: int, workers: int = 1
         epochs=epochs,
         top_k=0,
         workers=workers,
+        fixed=PINNED,
         progress=print,
     )
     seconds = time.perf_counter() - started
-    rows = read_trials(run, SearchSpec(tuner="random", max_trials=trials, epochs=epochs))
+    rows = read_trials(
+        run, SearchSpec(tuner="random", max_trials=trials, epochs=epochs, fixed=PINNED)
+    )
     best = max(r["cv_accuracy_mean"] for r in rows if r["cv_accuracy_mean"] != "")
     return {
         "seconds": seconds,
         "trials": trials,
         "best_cv": float(best),
         "backend": device_description(),
+        "scores": {r["config"]: r["cv_accuracy_mean"] for r in rows if r["cv_accuracy_mean"] != ""},
     }
 
 
@@ -195,6 +212,19 @@ def main() -> None:
             results["zoo"]["trials_per_minute"] / results["usual"]["trials_per_minute"]
         )
         print(f"\nspeedup (zoo trials/min over usual): {figures['speedup']:.2f}x")
+        # Both ways draw the same configs (same space, same oracle seed): compare them pairwise.
+        usual, zoo = results["usual"]["scores"], results["zoo"]["scores"]
+        shared = sorted(set(usual) & set(zoo))
+        if shared:
+            differences = [zoo[c] - usual[c] for c in shared]
+            figures["paired_cv_difference_mean"] = sum(differences) / len(differences)
+            figures["paired_configs"] = len(shared)
+            wins = sum(d > 0 for d in differences)
+            print(
+                f"same {len(shared)} configs, zoo CV minus usual CV: mean "
+                f"{figures['paired_cv_difference_mean']:+.4f}, min {min(differences):+.4f}, "
+                f"max {max(differences):+.4f} (zoo higher on {wins})"
+            )
     if "zoo" in results and "zoo-2-workers" in results:
         figures["workers_speedup"] = (
             results["zoo-2-workers"]["trials_per_minute"] / results["zoo"]["trials_per_minute"]
