@@ -51,9 +51,12 @@ def load_fitted(path: str | Path) -> Any:
     if not path.is_file():
         raise ZooError(f"fitted model not found (got {str(path)!r})")
     if path.suffix == ".keras":
-        sidecar = Path(f"{path}.json")
-        if sidecar.is_file() and json.loads(sidecar.read_text(encoding="utf-8")).get("ensemble"):
-            return load_ensemble(path, json.loads(sidecar.read_text(encoding="utf-8")))
+        sidecar_path = Path(f"{path}.json")
+        sidecar = (
+            json.loads(sidecar_path.read_text(encoding="utf-8")) if sidecar_path.is_file() else {}
+        )
+        if sidecar.get("ensemble"):
+            return load_ensemble(path, sidecar)
         return load_dense(path)
     if path.suffix == ".skops":
         import skops.io

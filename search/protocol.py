@@ -63,7 +63,8 @@ def cross_validate(
         folds: the run's folds.
         on_fold: called as ``on_fold(index, fitted, accuracy)`` after each fold.
         callbacks: Keras callbacks for estimators that train all folds at
-            once (``fit_folds``); other estimators ignore them.
+            once, passed as ``fit_folds(X, y, folds, callbacks=...)``; other
+            estimators ignore them.
 
     Returns:
         The accuracy on each fold, in fold order.
@@ -71,9 +72,7 @@ def cross_validate(
     fit_folds = getattr(estimator, "fit_folds", None)
     if fit_folds is not None:
         # Estimators that can train all folds at once (stacked dense nets) do so.
-        fitted = (
-            fit_folds(X, y, folds, callbacks=callbacks) if callbacks else fit_folds(X, y, folds)
-        )
+        fitted = fit_folds(X, y, folds, callbacks=callbacks)
     else:
         fitted = (clone(estimator).fit(X[train], y[train]) for train, _ in folds)
     scores = []

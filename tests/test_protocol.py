@@ -56,7 +56,7 @@ class RecordingNeighbour(ClassifierMixin, BaseEstimator):
 class FoldTrainer(RecordingNeighbour):
     """A recording classifier that trains all folds at once, like the dense nets (a test helper)."""
 
-    def fit_folds(self, X, y, folds):
+    def fit_folds(self, X, y, folds, callbacks=None):
         FITTED_ROWS.setdefault(f"{self.tag}:fit_folds", []).append(len(folds))
         return [RecordingNeighbour(self.tag).fit(X[train], y[train]) for train, _ in folds]
 

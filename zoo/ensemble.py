@@ -46,14 +46,16 @@ class DenseEnsembleClassifier(ClassifierMixin, BaseEstimator):
         self._adopt(fitted)
         return self
 
-    def fit_folds(self, X, y, folds) -> list[DenseEnsembleClassifier]:
+    def fit_folds(self, X, y, folds, callbacks=None) -> list[DenseEnsembleClassifier]:
         """Trains every member on each fold's training part; returns one ensemble per fold.
 
         Fold ``f``'s ensemble averages the members' fold-``f`` networks, each
         trained (by :meth:`DenseNetClassifier.fit_folds`) without fold ``f``'s
         validation rows, so scoring it on them is a fair CV score.
         """
-        per_member = [member.fit_folds(X, y, folds) for member in self._unfitted()]
+        per_member = [
+            member.fit_folds(X, y, folds, callbacks=callbacks) for member in self._unfitted()
+        ]
         fold_ensembles = []
         for fold_members in zip(*per_member, strict=True):
             ensemble = DenseEnsembleClassifier(members=self.members)
