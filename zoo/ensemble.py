@@ -122,9 +122,9 @@ def averaging_model(models: Sequence[Any]):
     inputs = keras.Input(shape=plain[0].input_shape[1:], name="pixels")
     outputs = [model(inputs) for model in _renamed(plain)]
     averaged = keras.layers.Average(name="probabilities")(outputs)
-    model = keras.Model(inputs, averaged, name=f"dense_ensemble_{len(plain)}")
-    model.compile(loss="categorical_crossentropy")
-    return model
+    # Left uncompiled: it only predicts, and a compiled optimizer would be
+    # saved without its variables and warn when the file is loaded.
+    return keras.Model(inputs, averaged, name=f"dense_ensemble_{len(plain)}")
 
 
 def _renamed(models: list[Any]) -> list[Any]:
