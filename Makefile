@@ -5,6 +5,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 RUN_DIR ?= runs/demo
 DEMO_TRIALS ?= 8
+# Minutes of search trials: the search stops at DEMO_TRIALS or here, whichever comes first.
+DEMO_MINUTES ?= 4
 export TF_CPP_MIN_LOG_LEVEL := 2
 export TF_ENABLE_ONEDNN_OPTS := 0
 
@@ -22,7 +24,7 @@ $(STAMP): requirements.lock pyproject.toml
 # The main job: baselines, a short search, the leaderboard, the winner exported and checked.
 demo: setup
 	$(BIN)/digits-zoo baselines --run-dir $(RUN_DIR)
-	$(BIN)/digits-zoo search --run-dir $(RUN_DIR) --tuner bayesian --max-trials $(DEMO_TRIALS)
+	$(BIN)/digits-zoo search --run-dir $(RUN_DIR) --tuner bayesian --max-trials $(DEMO_TRIALS) --budget-minutes $(DEMO_MINUTES)
 	$(BIN)/digits-zoo export $(RUN_DIR)
 	$(BIN)/python -c "from search.runs import load_run; import numpy as np; d = load_run('$(RUN_DIR)').dataset; np.savetxt('$(RUN_DIR)/test_split.csv', np.column_stack([d.x_test, d.y_test]), fmt='%d', delimiter=',')"
 	$(BIN)/digits-zoo evaluate $(RUN_DIR)/export/$$($(BIN)/python -c "from search.leaderboard import read_leaderboard as r; print(next(x['model'] for x in r('$(RUN_DIR)') if x['kind'] == 'keras'))") --data $(RUN_DIR)/test_split.csv
