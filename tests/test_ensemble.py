@@ -144,16 +144,19 @@ def test_search_spec_checks_ensemble_and_budget():
 def test_budget_stops_the_search_and_holds_on_resume(tmp_path, cli_error):
     run = open_run(tmp_path / "run", seed=0, n_folds=2)
     lines: list[str] = []
-    settings = {"tuner": "random", "max_trials": 4, "epochs": 200, "top_k": 1, "fixed": SMALL}
+    # Far more epochs than fit in the budget on any machine (200 once finished
+    # within 1.2 s on a quiet one): the budget, not the epochs, ends the trial.
+    epochs = 100_000
+    settings = {"tuner": "random", "max_trials": 4, "epochs": epochs, "top_k": 1, "fixed": SMALL}
     run_search(run, budget_minutes=0.02, progress=lines.append, **settings)
-    trials = read_trials(run, SearchSpec(tuner="random", epochs=200, fixed=SMALL))
+    trials = read_trials(run, SearchSpec(tuner="random", epochs=epochs, fixed=SMALL))
     # The one trial ran into the 1.2 s budget: stopped, recorded, not scored.
     assert [t["status"] for t in trials] == ["FAILED"]
     assert "stopped by the time budget" in trials[0]["message"]
     assert any("time budget of 0.02 min used" in line for line in lines)
     assert not (run.path / "leaderboard.csv").exists()
     run_search(run, budget_minutes=0.02, progress=lines.append, **settings)
-    assert len(read_trials(run, SearchSpec(tuner="random", epochs=200, fixed=SMALL))) == 1
+    assert len(read_trials(run, SearchSpec(tuner="random", epochs=epochs, fixed=SMALL))) == 1
     cli_error(
         "search", "--run-dir", tmp_path / "other", "--workers", "2", "--budget-minutes", "5",
         match="--budget-minutes works in one process only",
