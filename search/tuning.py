@@ -255,7 +255,8 @@ class CVTuner(kt.Tuner):
             return {OBJECTIVE: float(np.mean(scores)), "cv_accuracy_std": float(np.std(scores))}
         callbacks = []
         if self.spec.budget_minutes is not None:
-            remaining = self.spec.budget_minutes * 60 - spent_seconds(self.run, self.spec.tuner)
+            spent = spent_seconds(trial_records(self.run, self.spec.tuner))
+            remaining = self.spec.budget_minutes * 60 - spent
             callbacks.append(StopAtDeadline(self._mark + remaining))
         try:
             scores = cross_validate(
@@ -322,14 +323,14 @@ class CVTuner(kt.Tuner):
 
     def on_search_begin(self) -> None:
         super().on_search_begin()
-        self._stop_if_over_budget()
+        self._stop_if_over_budget(trial_records(self.run, self.spec.tuner))
         self._mark = time.monotonic()
 
-    def _stop_if_over_budget(self) -> None:
+    def _stop_if_over_budget(self, records: list[dict[str, Any]]) -> None:
         """Lets no new trial start once this search's trials have used its time budget."""
         if self.spec.budget_minutes is None:
             return
-        spent = spent_seconds(self.run, self.spec.tuner)
+        spent = spent_seconds(records)
         if spent >= self.spec.budget_minutes * 60 and self.oracle.max_trials > len(
             self.oracle.trials
         ):
@@ -343,17 +344,14 @@ class CVTuner(kt.Tuner):
     def on_trial_end(self, trial) -> None:
         super().on_trial_end(trial)
         self._done_here += 1
-        self.progress(self._progress_line(trial))
-        self._stop_if_over_budget()
+        # Read from the trial records on disk, once: in a distributed search the
+        # oracle lives in the chief, and other workers finish trials too.
+        records = trial_records(self.run, self.spec.tuner)
+        self.progress(self._progress_line(trial, records))
+        self._stop_if_over_budget(records)
         self._mark = time.monotonic()
 
-    def _progress_line(self, trial) -> str:
-        # Read from the trial records on disk: in a distributed search the
-        # oracle lives in the chief, and other workers finish trials too.
-        records = [
-            json.loads(path.read_text(encoding="utf-8"))
-            for path in (self.run.path / "trials").glob(f"{self.spec.tuner}_*.json")
-        ]
+    def _progress_line(self, trial, records: list[dict[str, Any]]) -> str:
         scores = [np.mean(r["cv_scores"]) for r in records if r.get("cv_scores")]
         best = max(scores) if scores else float("nan")
         name = trial_name(self.spec.tuner, trial.trial_id)
@@ -370,7 +368,7 @@ class CVTuner(kt.Tuner):
         remaining = max(0, total - len(records))
         eta = elapsed / max(1, self._done_here) * remaining
         if self.spec.budget_minutes is not None:
-            left = self.spec.budget_minutes * 60 - spent_seconds(self.run, self.spec.tuner)
+            left = self.spec.budget_minutes * 60 - spent_seconds(records)
             eta = max(0.0, min(eta, left))
         return (
             f"[trial {len(records)}/{total}] {config.short()} | {outcome} | best {best:.4f} | "
@@ -409,18 +407,22 @@ def read_out_of_fold(run_dir: Path, name: str) -> np.ndarray | None:
     return np.load(path) if path.is_file() else None
 
 
-def spent_seconds(run: Run, tuner: str) -> float:
-    """The wall seconds this run's ``tuner`` search has spent on its trials, from their records.
+def trial_records(run: Run, tuner: str) -> list[dict[str, Any]]:
+    """The trial records (``trials/<tuner>_*.json``) of this run's ``tuner`` search."""
+    return [
+        json.loads(path.read_text(encoding="utf-8"))
+        for path in (run.path / "trials").glob(f"{tuner}_*.json")
+    ]
+
+
+def spent_seconds(records: list[dict[str, Any]]) -> float:
+    """The wall seconds a search's trials have spent, from their records.
 
     A trial's share (``wall_seconds``) runs from the end of the trial before
     it, so the oracle's proposals count too; trials recorded without it count
     their training time (``seconds``).
     """
-    total = 0.0
-    for path in (run.path / "trials").glob(f"{tuner}_*.json"):
-        record = json.loads(path.read_text(encoding="utf-8"))
-        total += float(record.get("wall_seconds") or record.get("seconds") or 0.0)
-    return total
+    return sum(float(r.get("wall_seconds") or r.get("seconds") or 0.0) for r in records)
 
 
 def _read_specs(run: Run) -> dict[str, Any]:
