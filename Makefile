@@ -26,18 +26,18 @@ demo: setup
 	$(BIN)/digits-zoo baselines --run-dir $(RUN_DIR)
 	$(BIN)/digits-zoo search --run-dir $(RUN_DIR) --tuner bayesian --max-trials $(DEMO_TRIALS) --budget-minutes $(DEMO_MINUTES)
 	$(BIN)/digits-zoo export $(RUN_DIR)
-	$(BIN)/python -c "from search.runs import load_run; import numpy as np; d = load_run('$(RUN_DIR)').dataset; np.savetxt('$(RUN_DIR)/test_split.csv', np.column_stack([d.x_test, d.y_test]), fmt='%d', delimiter=',')"
-	$(BIN)/digits-zoo evaluate $(RUN_DIR)/export/$$($(BIN)/python -c "from search.leaderboard import read_leaderboard as r; print(next(x['model'] for x in r('$(RUN_DIR)') if x['kind'] == 'keras'))") --data $(RUN_DIR)/test_split.csv
+	$(BIN)/python -c "from digits_zoo.runs import load_run; import numpy as np; d = load_run('$(RUN_DIR)').dataset; np.savetxt('$(RUN_DIR)/test_split.csv', np.column_stack([d.x_test, d.y_test]), fmt='%d', delimiter=',')"
+	$(BIN)/digits-zoo evaluate $(RUN_DIR)/export/$$($(BIN)/python -c "from digits_zoo.leaderboard import read_leaderboard as r; print(next(x['model'] for x in r('$(RUN_DIR)') if x['kind'] == 'keras'))") --data $(RUN_DIR)/test_split.csv
 	$(BIN)/digits-zoo report $(RUN_DIR)
 	@echo
 	@echo "Files: $(RUN_DIR)/leaderboard.csv, $(RUN_DIR)/trials.csv, $(RUN_DIR)/export/, $(RUN_DIR)/report/index.html, TensorBoard logs in $(RUN_DIR)/logs"
 	@echo "Next: $(BIN)/digits-zoo leaderboard $(RUN_DIR)  |  $(BIN)/digits-zoo predict $(RUN_DIR)/export/<model> your_digit.png"
 
 test: setup
-	$(BIN)/ruff format --check zoo search tests benchmarks notebooks
-	$(BIN)/ruff check zoo search tests benchmarks notebooks
+	$(BIN)/ruff format --check zoo search digits_zoo tests benchmarks notebooks
+	$(BIN)/ruff check zoo search digits_zoo tests benchmarks notebooks
 	$(BIN)/python -m pytest
 
 lint: setup
-	$(BIN)/ruff format zoo search tests benchmarks
-	$(BIN)/ruff check --fix zoo search tests benchmarks
+	$(BIN)/ruff format zoo search digits_zoo tests benchmarks notebooks
+	$(BIN)/ruff check --fix zoo search digits_zoo tests benchmarks notebooks

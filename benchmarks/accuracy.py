@@ -50,8 +50,8 @@ SEED = 0
 
 
 def run(settings: dict, run_dir: Path) -> dict:
-    from search.cli import main
-    from search.leaderboard import format_table, read_leaderboard
+    from digits_zoo.cli import main
+    from digits_zoo.leaderboard import format_table, read_leaderboard
 
     started = time.monotonic()
     common = ["--run-dir", str(run_dir), "--seed", str(SEED)]

@@ -243,8 +243,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     import keras
 
-    from search.protocol import make_folds
-    from search.runs import library_versions
+    from zoo.protocol import make_folds
+    from digits_zoo.runs import library_versions
     from zoo import load_dataset
 
     budget = QUICK if args.quick else FULL

@@ -55,7 +55,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def make_export(folder: Path, epochs: int) -> Path:
     """Trains the zoo's ``dense_2x256`` on the bundled digits' training part and exports it."""
-    from search.export import export_estimator
+    from digits_zoo.ship.export import export_estimator
     from zoo import create_model, load_dataset
 
     dataset = load_dataset()
@@ -104,8 +104,8 @@ def main(argv: list[str] | None = None) -> int:
     from sklearn.neighbors import KNeighborsClassifier
     from sklearn.svm import SVC
 
-    from search.predict import load_export
-    from search.runs import library_versions
+    from digits_zoo.ship.predict import load_export
+    from digits_zoo.runs import library_versions
     from zoo import load_dataset
 
     batch_repeats, singles = (5, 300) if args.quick else (30, 3000)

@@ -41,7 +41,7 @@ def usual_way(run_dir: str, trials: int, epochs: int, folds: int) -> dict:
     import keras_tuner as kt
     import numpy as np
 
-    from search.protocol import make_folds
+    from zoo.protocol import make_folds
     from zoo.data import load_dataset
     from zoo.dense import build_dense_model
     from zoo.space import DenseConfig
@@ -102,7 +102,7 @@ def usual_way(run_dir: str, trials: int, epochs: int, folds: int) -> dict:
 def zoo_way(run_dir: str, trials: int, epochs: int, folds: int, workers: int = 1) -> dict:
     """``digits-zoo search`` through its library call, without the refit."""
     # search imports zoo first, which picks the zoo's default backend for keras.
-    from search.runs import device_description, open_run
+    from digits_zoo.runs import device_description, open_run
     from search.tuning import SearchSpec, read_trials, run_search
 
     run = open_run(run_dir, seed=SEED, n_folds=folds)

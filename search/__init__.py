@@ -1,3 +1,5 @@
-"""digits-zoo's search side: the evaluation protocol, tuner searches, the leaderboard and export."""
+"""keras-tuner searches over the zoo's dense-net space: the hypermodel, the CV tuner, trial
+records, the time budget, the distributed supervisor and worker, TensorBoard trial logs.
 
-import zoo  # noqa: F401  (sets the Keras backend before anything imports keras)
+It imports ``zoo`` only, never the application (``digits_zoo``).
+"""

@@ -31,8 +31,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from search.leaderboard import atomic_write_text
-from search.runs import Run
+from zoo.files import atomic_write_text
+from digits_zoo.runs import Run
 from search.tuning import TUNER_DIR, SearchSpec
 from zoo.errors import ZooError
 
@@ -295,7 +295,7 @@ def _fail_orphaned_trials(run: Run, spec: SearchSpec) -> None:
 def worker_main(run_dir: str) -> int:
     """Runs one keras-tuner process (chief or worker) of a recorded search."""
     _die_with_parent()
-    from search.runs import load_run
+    from digits_zoo.runs import load_run
     from search.tuning import make_tuner, quiet_search_warnings, read_spec
 
     quiet_search_warnings()

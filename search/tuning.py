@@ -30,16 +30,17 @@ import keras_tuner as kt
 import numpy as np
 from sklearn.metrics import accuracy_score, f1_score
 
-from search.artifacts import save_fitted
-from search.leaderboard import atomic_write_text, merge_rows, read_leaderboard
-from search.protocol import (
+from digits_zoo.artifacts import save_fitted
+from digits_zoo.leaderboard import merge_rows, read_leaderboard
+from zoo.files import atomic_write_text
+from zoo.protocol import (
     Evaluation,
     config_json,
     cross_validate,
     model_size,
     refit_and_test,
 )
-from search.runs import Run
+from digits_zoo.runs import Run
 from search.tblog import write_trial_log
 from zoo.dense import DenseNetClassifier, TrainingDiverged, build_dense_model
 from zoo.errors import ZooError
@@ -631,7 +632,7 @@ def add_ensemble(
         The leaderboard, or ``None`` when there are too few members with
         out-of-fold probabilities on disk (trials of an older search).
     """
-    from search.artifacts import load_fitted
+    from digits_zoo.artifacts import load_fitted
     from zoo.ensemble import DenseEnsembleClassifier
 
     if len(members) < 2:

@@ -9,7 +9,7 @@ import pytest
 from sklearn.model_selection import train_test_split
 
 # Any import of zoo (search imports it too) selects the Keras backend before keras loads.
-from search.cli import main
+from digits_zoo.cli import main
 from zoo import Dataset, load_dataset
 
 SMALL_TRAIN = 300

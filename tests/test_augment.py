@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 
-from search.protocol import make_folds
+from zoo.protocol import make_folds
 from zoo import augment, stacked
 from zoo.dense import DenseNetClassifier, make_optimizer
 from zoo.errors import ZooError

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from search.artifacts import load_fitted
-from search.leaderboard import COLUMNS, LEADERBOARD, read_leaderboard
-from search.runs import RUN_FILE, load_run
+from digits_zoo.artifacts import load_fitted
+from digits_zoo.leaderboard import COLUMNS, LEADERBOARD, read_leaderboard
+from digits_zoo.runs import RUN_FILE, load_run
 from zoo import list_models, model_entry
 
 
@@ -28,7 +28,7 @@ def read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
 @pytest.fixture(scope="module")
 def baselines_run(tmp_path_factory) -> Path:
     """``digits-zoo baselines --models knn_k1,decision_tree`` on the bundled digits, in-process."""
-    from search.cli import main
+    from digits_zoo.cli import main
 
     run_dir = tmp_path_factory.mktemp("cli") / "run"
     status = main(["baselines", "--models", "knn_k1, decision_tree", "--run-dir", str(run_dir)])
@@ -145,7 +145,7 @@ def test_help_exits_0(cli):
 def test_digits_zoo_baselines_end_to_end(tmp_path):
     """The console script on the bundled digits: 5-fold CV, KNN at 0.97 or better."""
     script = Path(sys.executable).parent / "digits-zoo"
-    command = [str(script)] if script.is_file() else [sys.executable, "-m", "search.cli"]
+    command = [str(script)] if script.is_file() else [sys.executable, "-m", "digits_zoo.cli"]
     run_dir = tmp_path / "run"
     environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "TF_ENABLE_ONEDNN_OPTS": "0"}
     finished = subprocess.run(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from search.protocol import cross_validate, make_folds
+from zoo.protocol import cross_validate, make_folds
 from zoo.dense import DenseNetClassifier, TrainingDiverged
 
 

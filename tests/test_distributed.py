@@ -12,7 +12,7 @@ import psutil
 import pytest
 
 from search.distributed import read_worker_pids, run_distributed
-from search.runs import open_run
+from digits_zoo.runs import open_run
 from search.tuning import SearchSpec, prepare_search, read_trials, run_search
 
 SMALL = {"n_layers": 1, "units": 32, "batch_size": 128, "augment": "none"}

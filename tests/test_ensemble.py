@@ -7,11 +7,11 @@ import json
 import numpy as np
 import pytest
 
-from search.artifacts import load_fitted
-from search.export import export_run
-from search.leaderboard import read_leaderboard
-from search.protocol import cross_validate
-from search.runs import open_run
+from digits_zoo.artifacts import load_fitted
+from digits_zoo.ship.export import export_run
+from digits_zoo.leaderboard import read_leaderboard
+from zoo.protocol import cross_validate
+from digits_zoo.runs import open_run
 from search.tuning import SearchSpec, read_out_of_fold, read_trials, run_search
 from zoo import stacked
 from zoo.dense import DenseNetClassifier

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
-from search import cli
-from search.artifacts import load_fitted, save_fitted
-from search.export import (
+from digits_zoo import cli
+from digits_zoo.artifacts import load_fitted, save_fitted
+from digits_zoo.ship.export import (
     METADATA,
     ExportVerificationError,
     export_estimator,
@@ -24,8 +24,8 @@ from search.export import (
     next_version,
     select_row,
 )
-from search.leaderboard import merge_rows, read_leaderboard
-from search.predict import (
+from digits_zoo.leaderboard import merge_rows, read_leaderboard
+from digits_zoo.ship.predict import (
     as_rows,
     evaluate_export,
     image_to_pixels,
@@ -33,8 +33,8 @@ from search.predict import (
     predict_inputs,
     resolve_export,
 )
-from search.protocol import evaluate_model
-from search.runs import load_run, open_run
+from zoo.protocol import evaluate_model
+from digits_zoo.runs import load_run, open_run
 from zoo import ZooError, create_model, model_entry
 
 KERAS_MODEL = "dense_1x64"

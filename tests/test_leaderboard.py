@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from search.leaderboard import (
+from digits_zoo.leaderboard import (
     COLUMNS,
     LEADERBOARD,
     atomic_write_text,

@@ -12,8 +12,8 @@ from sklearn.neighbors import KNeighborsClassifier
 from sklearn.tree import DecisionTreeClassifier
 from sklearn.utils.validation import check_is_fitted
 
-from search.leaderboard import COLUMNS, LEADERBOARD, merge_rows
-from search.protocol import (
+from digits_zoo.leaderboard import COLUMNS, LEADERBOARD, merge_rows
+from zoo.protocol import (
     check_folds,
     config_json,
     cross_validate,
@@ -22,7 +22,7 @@ from search.protocol import (
     model_size,
     refit_and_test,
 )
-from search.runs import RUN_FILE, load_run, open_run
+from digits_zoo.runs import RUN_FILE, load_run, open_run
 from zoo import DataError, ZooError, create_model
 
 # What each RecordingNeighbour saw, by its tag: the rows of every fit and every predict.

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from search import cli
-from search.baselines import run_baselines
-from search.leaderboard import read_leaderboard
-from search.report import FIGURES, NO_SEARCH, predict_test_split, write_report
-from search.runs import open_run
+from digits_zoo import cli
+from digits_zoo.baselines import run_baselines
+from digits_zoo.leaderboard import read_leaderboard
+from digits_zoo.report.report import FIGURES, NO_SEARCH, predict_test_split, write_report
+from digits_zoo.runs import open_run
 from zoo.errors import ZooError
 
 BASELINES = ["knn_k1", "decision_tree"]

@@ -9,7 +9,7 @@ import keras_tuner as kt
 import numpy as np
 import pytest
 
-from search.protocol import config_json
+from zoo.protocol import config_json
 from zoo.dense import DenseNetClassifier
 from zoo.errors import ZooError
 from zoo.space import (

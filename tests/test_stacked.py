@@ -12,7 +12,7 @@ import keras
 import numpy as np
 import pytest
 
-from search.protocol import make_folds
+from zoo.protocol import make_folds
 from zoo.dense import DenseNetClassifier, TrainingDiverged, load_dense, save_dense
 from zoo.errors import ZooError
 from zoo.stacked import StackedMember
@@ -196,7 +196,7 @@ TENSORFLOW_RUN = """
 import json, sys
 import numpy as np
 import keras
-from search.protocol import make_folds
+from zoo.protocol import make_folds
 from zoo import load_dataset
 from zoo.dense import DenseNetClassifier
 dataset = load_dataset(seed=0)

@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 
 import search.tuning
-from search.cli import main
-from search.leaderboard import read_leaderboard
-from search.protocol import make_folds
-from search.runs import Run, open_run
+from digits_zoo.cli import main
+from digits_zoo.leaderboard import read_leaderboard
+from zoo.protocol import make_folds
+from digits_zoo.runs import Run, open_run
 from search.tuning import DenseHyperModel, make_tuner, read_spec, read_trials, run_search
 from zoo.space import DenseConfig, space_names
 
@@ -226,7 +226,7 @@ def test_trial_killed_after_its_record_is_kept_not_trained_again(searched, monke
 
 
 def _digits_zoo(*args: str) -> list[str]:
-    return [sys.executable, "-m", "search.cli", *args]
+    return [sys.executable, "-m", "digits_zoo.cli", *args]
 
 
 @pytest.mark.slow

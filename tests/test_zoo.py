@@ -12,8 +12,8 @@ import skops.io
 from sklearn.base import BaseEstimator, ClassifierMixin, clone, is_classifier
 from sklearn.exceptions import NotFittedError
 
-from search.artifacts import load_fitted, save_fitted
-from search.protocol import model_size
+from digits_zoo.artifacts import load_fitted, save_fitted
+from zoo.protocol import model_size
 from zoo import ZooError, create_model, list_models, model_entry, register_model
 from zoo.dense import DenseNetClassifier, load_dense, save_dense
 

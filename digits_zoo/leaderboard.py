@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from zoo.errors import ZooError
+from zoo.files import atomic_write_text
 
 LEADERBOARD = "leaderboard.csv"
 
@@ -41,23 +42,6 @@ _FLOATS = {
     "fit_seconds",
     "predict_seconds_per_1000",
 }
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Writes a file through a temporary name and a rename: never half-written."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="") as stream:
-            stream.write(text)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def read_leaderboard(run_dir: str | Path) -> list[dict[str, Any]]:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from search.leaderboard import read_leaderboard, render
-from search.runs import DEFAULT_RUN_DIR
+from digits_zoo.leaderboard import read_leaderboard, render
+from digits_zoo.runs import DEFAULT_RUN_DIR
 from zoo.errors import ZooError
 
 
@@ -104,9 +104,9 @@ def _list(args) -> int:
 
 
 def _baselines(args) -> int:
-    from search.baselines import run_baselines
-    from search.leaderboard import format_table
-    from search.runs import open_run
+    from digits_zoo.baselines import run_baselines
+    from digits_zoo.leaderboard import format_table
+    from digits_zoo.runs import open_run
     from zoo.registry import model_entry
 
     models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None
@@ -138,8 +138,8 @@ def _leaderboard(args) -> int:
 
 
 def _search(args) -> int:
-    from search.leaderboard import format_table
-    from search.runs import open_run
+    from digits_zoo.leaderboard import format_table
+    from digits_zoo.runs import open_run
     from search.tuning import (
         BUDGET_ONE_PROCESS,
         SearchSpec,

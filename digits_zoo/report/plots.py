@@ -528,7 +528,7 @@ def leaderboard_chart(rows: Sequence[dict[str, Any]], *, top: int | None = 25) -
     """The leaderboard as horizontal bars of CV accuracy, fold spread as error bars, test marked.
 
     Args:
-        rows: leaderboard rows, best first (``search.leaderboard.read_leaderboard``).
+        rows: leaderboard rows, best first (``digits_zoo.leaderboard.read_leaderboard``).
         top: only the best rows (all when ``None``).
 
     Returns:

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from search.artifacts import save_fitted
-from search.leaderboard import merge_rows
-from search.protocol import evaluate_model
-from search.runs import Run
+from digits_zoo.artifacts import save_fitted
+from digits_zoo.leaderboard import merge_rows
+from zoo.protocol import evaluate_model
+from digits_zoo.runs import Run
 from zoo.registry import create_model, list_models, model_entry
 
 

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from search.export import METADATA, SAVED_MODEL, SIGNATURE, SKOPS_MODEL
+from digits_zoo.ship.export import METADATA, SAVED_MODEL, SIGNATURE, SKOPS_MODEL
 from zoo.errors import ZooError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
@@ -140,7 +140,7 @@ def load_export(path: str | Path) -> LoadedExport:
     Raises:
         ZooError: not an export, or a damaged one.
     """
-    from search.artifacts import load_fitted
+    from digits_zoo.artifacts import load_fitted
 
     folder = resolve_export(path)
     metadata = _read_metadata(folder)

@@ -57,7 +57,7 @@ def register(subparsers) -> None:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from search.export import export_run
+    from digits_zoo.ship.export import export_run
 
     result = export_run(args.run_dir, rank=args.rank, model=args.model, out=args.out)
     meta = result.metadata
@@ -81,7 +81,7 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from search.predict import load_export, predict_inputs
+    from digits_zoo.ship.predict import load_export, predict_inputs
     from zoo.errors import ZooError
 
     if args.top < 1:
@@ -104,7 +104,7 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from search.predict import evaluate_export, format_confusion, load_export
+    from digits_zoo.ship.predict import evaluate_export, format_confusion, load_export
 
     export = load_export(args.export_dir)
     scores = evaluate_export(export, args.data)

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from search.leaderboard import atomic_write_text
-from search.protocol import Folds, make_folds
+from zoo.files import atomic_write_text
+from zoo.protocol import Folds, make_folds
 from zoo.data import DEFAULT_TEST_SIZE, Dataset, load_dataset
 from zoo.errors import ZooError
 

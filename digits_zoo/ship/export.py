@@ -31,10 +31,11 @@ from typing import Any
 
 import numpy as np
 
-from search.artifacts import load_fitted, save_fitted
-from search.leaderboard import atomic_write_text, read_leaderboard
-from search.protocol import config_json
-from search.runs import Run, library_versions, load_run
+from digits_zoo.artifacts import load_fitted, save_fitted
+from digits_zoo.leaderboard import read_leaderboard
+from zoo.files import atomic_write_text
+from zoo.protocol import config_json
+from digits_zoo.runs import Run, library_versions, load_run
 from zoo.data import Dataset
 from zoo.dense import DenseNetClassifier
 from zoo.ensemble import DenseEnsembleClassifier, is_network
@@ -491,7 +492,7 @@ def verify_export(
     """Reloads a written export from disk and checks it predicts what was expected.
 
     The export is loaded the way ``digits-zoo predict`` loads it
-    (:func:`search.predict.load_export`): a SavedModel with
+    (:func:`digits_zoo.ship.predict.load_export`): a SavedModel with
     ``tf.saved_model.load`` and called through its ``serving_default``
     signature on the raw pixels, a skops file trusting only scikit-learn and
     numpy types.
@@ -508,7 +509,7 @@ def verify_export(
     Raises:
         ExportVerificationError: different classes, or probabilities too far apart.
     """
-    from search.predict import load_export
+    from digits_zoo.ship.predict import load_export
 
     probabilities, classes = load_export(folder).predict_proba(x_raw)
     expected_probabilities = np.asarray(expected_probabilities)

@@ -14,7 +14,7 @@ from zoo.errors import ZooError
 
 # Modules that add subcommands: each has ``register(subparsers)``, which adds
 # parsers whose defaults hold ``handler(args) -> int``.
-COMMAND_MODULES = ("search.commands", "search.ship", "search.report")
+COMMAND_MODULES = ("digits_zoo.commands", "digits_zoo.ship.commands", "digits_zoo.report.report")
 
 
 class _Parser(argparse.ArgumentParser):

@@ -28,9 +28,10 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from search import plots
-from search.leaderboard import atomic_write_text, read_leaderboard
-from search.runs import RUN_FILE
+from digits_zoo.report import plots
+from digits_zoo.leaderboard import read_leaderboard
+from zoo.files import atomic_write_text
+from digits_zoo.runs import RUN_FILE
 from zoo.errors import ZooError
 
 REPORT_DIR = "report"
@@ -121,8 +122,8 @@ def predict_test_split(run_dir: str | Path, row: dict[str, Any]) -> SplitPredict
         ZooError: the row names no model file, the file is missing, or the
             run's data changed since it ran.
     """
-    from search.artifacts import load_fitted
-    from search.runs import load_run
+    from digits_zoo.artifacts import load_fitted
+    from digits_zoo.runs import load_run
 
     run_dir = Path(run_dir)
     if not row.get("model_path"):

@@ -1,0 +1,1 @@
+"""Shipping a leaderboard model: export, loading an export, reading inputs, evaluating."""
