@@ -36,6 +36,7 @@ demo: setup
 test: setup
 	$(BIN)/ruff format --check zoo search digits_zoo tests benchmarks notebooks
 	$(BIN)/ruff check zoo search digits_zoo tests benchmarks notebooks
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest
 
 lint: setup

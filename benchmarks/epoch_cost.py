@@ -243,9 +243,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     import keras
 
-    from zoo.protocol import make_folds
     from digits_zoo.runs import library_versions
     from zoo import load_dataset
+    from zoo.protocol import make_folds
 
     budget = QUICK if args.quick else FULL
     dataset = load_dataset(seed=SEED)

@@ -104,8 +104,8 @@ def main(argv: list[str] | None = None) -> int:
     from sklearn.neighbors import KNeighborsClassifier
     from sklearn.svm import SVC
 
-    from digits_zoo.ship.predict import load_export
     from digits_zoo.runs import library_versions
+    from digits_zoo.ship.load import load_export
     from zoo import load_dataset
 
     batch_repeats, singles = (5, 300) if args.quick else (30, 3000)

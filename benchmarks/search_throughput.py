@@ -41,9 +41,9 @@ def usual_way(run_dir: str, trials: int, epochs: int, folds: int) -> dict:
     import keras_tuner as kt
     import numpy as np
 
-    from zoo.protocol import make_folds
     from zoo.data import load_dataset
-    from zoo.dense import build_dense_model
+    from zoo.network import build_dense_model
+    from zoo.protocol import make_folds
     from zoo.space import DenseConfig
 
     dataset = load_dataset(seed=SEED)
@@ -103,23 +103,21 @@ def zoo_way(run_dir: str, trials: int, epochs: int, folds: int, workers: int = 1
     """``digits-zoo search`` through its library call, without the refit."""
     # search imports zoo first, which picks the zoo's default backend for keras.
     from digits_zoo.runs import device_description, open_run
-    from search.tuning import SearchSpec, read_trials, run_search
+    from digits_zoo.searching import run_search
+    from search.records import read_trials
+    from search.spec import SearchSpec
 
     run = open_run(run_dir, seed=SEED, n_folds=folds)
     started = time.perf_counter()
     run_search(
         run,
-        tuner="random",
-        max_trials=trials,
-        epochs=epochs,
-        top_k=0,
+        SearchSpec(tuner="random", max_trials=trials, epochs=epochs, top_k=0, fixed=PINNED),
         workers=workers,
-        fixed=PINNED,
         progress=print,
     )
     seconds = time.perf_counter() - started
     rows = read_trials(
-        run, SearchSpec(tuner="random", max_trials=trials, epochs=epochs, fixed=PINNED)
+        run.path, SearchSpec(tuner="random", max_trials=trials, epochs=epochs, fixed=PINNED)
     )
     best = max(r["cv_accuracy_mean"] for r in rows if r["cv_accuracy_mean"] != "")
     return {

@@ -7,8 +7,9 @@ from typing import Any
 
 from digits_zoo.artifacts import save_fitted
 from digits_zoo.leaderboard import merge_rows
-from zoo.protocol import evaluate_model
+from digits_zoo.rundir import run_lock
 from digits_zoo.runs import Run
+from zoo.protocol import evaluate_model
 from zoo.registry import create_model, list_models, model_entry
 
 
@@ -40,6 +41,11 @@ def run_baselines(
     """
     names = models or default_baselines()
     entries = [model_entry(name) for name in names]
+    with run_lock(run.path):
+        return _evaluate_entries(run, entries, progress)
+
+
+def _evaluate_entries(run: Run, entries: list, progress: Callable[[str], None]):
     board: list[dict[str, Any]] = []
     for number, entry in enumerate(entries, start=1):
         estimator = create_model(entry.name, seed=run.seed)

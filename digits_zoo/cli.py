@@ -10,6 +10,7 @@ import argparse
 import importlib
 import sys
 
+from zoo.environment import set_process_defaults
 from zoo.errors import ZooError
 
 # Modules that add subcommands: each has ``register(subparsers)``, which adds
@@ -39,6 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Runs the command line; returns the exit status."""
+    # The process's defaults (Keras backend, quiet TensorFlow) before anything imports Keras.
+    set_process_defaults()
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -49,6 +52,14 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.handler(args) or 0)
     except ZooError as error:
         print(f"digits-zoo: error: {error}", file=sys.stderr)
+        return 2
+    except PermissionError as error:
+        # A read-only run directory or export folder: the user's to fix, not a bug.
+        print(
+            f"digits-zoo: error: permission denied (got {error.filename!r}); make the folder "
+            "writable or pass another --run-dir / --out",
+            file=sys.stderr,
+        )
         return 2
     except KeyboardInterrupt:
         print("digits-zoo: interrupted; rerun the same command to resume", file=sys.stderr)

@@ -4,9 +4,20 @@ from __future__ import annotations
 
 import argparse
 
-from digits_zoo.leaderboard import read_leaderboard, render
-from digits_zoo.runs import DEFAULT_RUN_DIR
+from digits_zoo.baselines import run_baselines
+from digits_zoo.leaderboard import format_table, read_leaderboard, render
+from digits_zoo.rundir import (
+    DEFAULT_RUN_DIR,
+    leaderboard_path,
+    logs_dir,
+    models_dir,
+    trials_csv_path,
+)
+from digits_zoo.runs import open_run
 from zoo.errors import ZooError
+from zoo.registry import list_models, model_entry
+from zoo.space import parse_fixed
+from zoo.validation import check_integer
 
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
@@ -93,8 +104,6 @@ def register(subparsers) -> None:
 
 
 def _list(args) -> int:
-    from zoo.registry import list_models, model_entry
-
     names = list_models(kind=args.kind)
     width = max(len(name) for name in names)
     for name in names:
@@ -104,11 +113,6 @@ def _list(args) -> int:
 
 
 def _baselines(args) -> int:
-    from digits_zoo.baselines import run_baselines
-    from digits_zoo.leaderboard import format_table
-    from digits_zoo.runs import open_run
-    from zoo.registry import model_entry
-
     models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None
     for name in models or []:
         model_entry(name)  # Unknown names fail before any data is loaded.
@@ -123,9 +127,7 @@ def _baselines(args) -> int:
     board = run_baselines(run, models)
     print()
     print(format_table(board))
-    print(
-        f"\nleaderboard: {run.path / 'leaderboard.csv'}  (fitted models in {run.path / 'models'})"
-    )
+    print(f"\nleaderboard: {leaderboard_path(run.path)}  (fitted models in {models_dir(run.path)})")
     return 0
 
 
@@ -138,30 +140,23 @@ def _leaderboard(args) -> int:
 
 
 def _search(args) -> int:
-    from digits_zoo.leaderboard import format_table
-    from digits_zoo.runs import open_run
-    from search.tuning import (
-        BUDGET_ONE_PROCESS,
-        SearchSpec,
-        read_trials,
-        run_search,
-        summarize_best,
-    )
-    from zoo.space import parse_fixed
+    # The search imports Keras and keras-tuner (seconds): only this command pays for them.
+    from digits_zoo.searching import run_search
+    from search.records import read_trials, summarize_best
+    from search.runner import WORKERS_LIMIT, max_workers
+    from search.spec import BUDGET_ONE_PROCESS, SearchSpec
 
-    fixed = parse_fixed(args.fix)
     # Every flag is checked before any data is loaded or any training starts.
     spec = SearchSpec(
         tuner=args.tuner,
         max_trials=args.max_trials,
         epochs=args.epochs,
         top_k=args.top_k,
-        fixed=fixed,
+        fixed=parse_fixed(args.fix),
         ensemble=args.ensemble,
         budget_minutes=args.budget_minutes,
     )
-    if args.workers < 1:
-        raise ZooError(f"--workers must be an integer of at least 1 (got {args.workers})")
+    check_integer("--workers", args.workers, 1, max_workers(), WORKERS_LIMIT)
     if spec.budget_minutes is not None and args.workers > 1:
         raise ZooError(BUDGET_ONE_PROCESS)
     run = open_run(
@@ -181,24 +176,13 @@ def _search(args) -> int:
         )
         + f" {run.dataset.name} ({run.meta.get('device', '?')}), run dir {run.path}"
     )
-    board = run_search(
-        run,
-        tuner=spec.tuner,
-        max_trials=spec.max_trials,
-        epochs=spec.epochs,
-        top_k=spec.top_k,
-        workers=args.workers,
-        overwrite=args.overwrite,
-        fixed=fixed,
-        ensemble=spec.ensemble,
-        budget_minutes=spec.budget_minutes,
-    )
-    print(summarize_best(read_trials(run, spec)))
+    board = run_search(run, spec, workers=args.workers, overwrite=args.overwrite)
+    print(summarize_best(read_trials(run.path, spec)))
     if board:
         print()
         print(format_table(board))
     print(
-        f"\nleaderboard: {run.path / 'leaderboard.csv'}   trials: {run.path / 'trials.csv'}\n"
-        f"next: digits-zoo export {run.path}   |   tensorboard --logdir {run.path / 'logs'}"
+        f"\nleaderboard: {leaderboard_path(run.path)}   trials: {trials_csv_path(run.path)}\n"
+        f"next: digits-zoo export {run.path}   |   tensorboard --logdir {logs_dir(run.path)}"
     )
     return 0

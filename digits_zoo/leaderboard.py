@@ -5,16 +5,13 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from digits_zoo.rundir import checked_name, leaderboard_path, run_lock
 from zoo.errors import ZooError
 from zoo.files import atomic_write_text
-
-LEADERBOARD = "leaderboard.csv"
 
 # The documented columns, in order; rows may carry more (kept after these).
 COLUMNS = [
@@ -50,22 +47,37 @@ def read_leaderboard(run_dir: str | Path) -> list[dict[str, Any]]:
     Raises:
         ZooError: the directory holds no leaderboard.
     """
-    path = Path(run_dir) / LEADERBOARD
+    path = leaderboard_path(run_dir)
     if not path.is_file():
         raise ZooError(
             f"no leaderboard in {str(run_dir)!r}; run digits-zoo baselines or search with "
             f"--run-dir {run_dir} first"
         )
-    with open(path, encoding="utf-8", newline="") as stream:
-        reader = csv.DictReader(stream)
-        rows = list(reader)
-        header = reader.fieldnames or []
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise ZooError(
+            f"cannot read the leaderboard ({error.__class__.__name__}) (got {str(path)!r}); "
+            "restore it or rerun into a new --run-dir"
+        ) from None
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    rows = list(reader)
+    header = reader.fieldnames or []
+    # The tool writes whole files ending in a newline, every row with every column:
+    # anything else was cut short or edited, and reading on would drop rows silently.
+    if text and not text.endswith("\n") or any(None in row or None in row.values() for row in rows):
+        raise ZooError(
+            f"damaged leaderboard (a row is cut short or has extra cells) (got {str(path)!r}); "
+            "restore it from a copy, or rerun digits-zoo baselines/search into a new --run-dir"
+        )
     missing = [column for column in COLUMNS if column not in header]
     if missing:
         raise ZooError(
             f"{path} is not a digits-zoo leaderboard (no column {', '.join(missing)}); "
             "restore it or rerun digits-zoo baselines into a new --run-dir"
         )
+    for row in rows:
+        checked_name(row["model"])
     try:
         return [_parse(row) for row in rows]
     except ValueError as error:
@@ -103,13 +115,15 @@ def merge_rows(run_dir: str | Path, new_rows: Iterable[dict[str, Any]]) -> list[
     Returns:
         The whole leaderboard, best first.
     """
-    path = Path(run_dir) / LEADERBOARD
-    existing = read_leaderboard(run_dir) if path.is_file() else []
-    merged = {row["model"]: row for row in existing}
-    for row in new_rows:
-        merged[row["model"]] = row
-    ranked = rank_rows(merged.values())
-    atomic_write_text(path, to_csv(ranked))
+    path = leaderboard_path(run_dir)
+    # The read-modify-write waits for any other process's merge into this run.
+    with run_lock(run_dir, wait=True):
+        existing = read_leaderboard(run_dir) if path.is_file() else []
+        merged = {row["model"]: row for row in existing}
+        for row in new_rows:
+            merged[checked_name(row["model"])] = row
+        ranked = rank_rows(merged.values())
+        atomic_write_text(path, to_csv(ranked))
     return ranked
 
 

@@ -1,14 +1,6 @@
-"""The run directory: one folder holds everything a run wrote.
+"""Opening a run: one dataset under one protocol (split seed, folds), recorded in ``run.json``.
 
-Layout::
-
-    RUN_DIR/
-      run.json          dataset, split and fold seed, folds, versions, device
-      leaderboard.csv   one row per evaluated model, best first
-      models/           fitted leaderboard models (.keras, .skops)
-      tuner/            keras-tuner's own state (oracle.json, trial_*/trial.json)
-      trials.csv        every search trial's CV score, rebuilt from tuner/
-      logs/             TensorBoard logs, one folder per trial
+The folder's layout is in :mod:`digits_zoo.rundir`.
 """
 
 from __future__ import annotations
@@ -21,13 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from zoo.files import atomic_write_text
-from zoo.protocol import Folds, make_folds
+from digits_zoo.rundir import RUN_FILE
+from digits_zoo.rundir import run_file as run_file_path
 from zoo.data import DEFAULT_TEST_SIZE, Dataset, load_dataset
 from zoo.errors import ZooError
-
-RUN_FILE = "run.json"
-DEFAULT_RUN_DIR = "runs/digits"
+from zoo.files import atomic_write_text, read_json
+from zoo.protocol import Folds, make_folds
+from zoo.validation import check_seed
 
 
 @dataclass
@@ -103,8 +95,7 @@ def open_run(
     Raises:
         ZooError: bad settings, or a run directory made for something else.
     """
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ZooError(f"--seed must be a non-negative integer (got {seed!r})")
+    seed = check_seed(seed)
     path = Path(run_dir)
     if path.exists() and not path.is_dir():
         raise ZooError(f"--run-dir is a file (got {str(path)!r}); pass a directory")
@@ -117,7 +108,7 @@ def open_run(
         "folds": n_folds,
         "test_size": test_size,
     }
-    run_file = path / RUN_FILE
+    run_file = run_file_path(path)
     if run_file.is_file():
         recorded = _read_meta(run_file)
         clash = _first_clash(recorded, settings)
@@ -150,8 +141,8 @@ def open_run(
 def _read_meta(run_file: Path) -> dict[str, Any]:
     """Reads a run's ``run.json``, refusing one that is damaged."""
     try:
-        meta = json.loads(run_file.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        meta = read_json(run_file, "run record")
+    except ZooError:
         meta = None
     required = {"data", "dataset", "seed", "folds", "test_size"}
     if not isinstance(meta, dict) or not required <= set(meta):
@@ -160,6 +151,22 @@ def _read_meta(run_file: Path) -> dict[str, Any]:
             "or pass a new --run-dir"
         )
     return meta
+
+
+def read_run_meta(run_dir: str | Path) -> dict[str, Any]:
+    """Reads an existing run's ``run.json`` (its data, split, folds, versions, device).
+
+    Raises:
+        ZooError: no run there, or its record is damaged.
+    """
+    path = Path(run_dir)
+    run_file = run_file_path(path)
+    if not run_file.is_file():
+        raise ZooError(
+            f"{str(path)!r} is not a run directory (no {RUN_FILE}); pass the --run-dir of a "
+            "digits-zoo baselines or search run"
+        )
+    return _read_meta(run_file)
 
 
 def _first_clash(recorded: dict[str, Any], settings: dict[str, Any]) -> str | None:
@@ -180,13 +187,7 @@ def load_run(run_dir: str | Path) -> Run:
         ZooError: no run there, or its data file changed since.
     """
     path = Path(run_dir)
-    run_file = path / RUN_FILE
-    if not run_file.is_file():
-        raise ZooError(
-            f"{str(path)!r} is not a run directory (no {RUN_FILE}); pass the --run-dir of a "
-            "digits-zoo baselines or search run"
-        )
-    meta = _read_meta(run_file)
+    meta = read_run_meta(path)
     dataset = load_dataset(meta["data"], test_size=meta["test_size"], seed=meta["seed"])
     if dataset.fingerprint() != meta["dataset"]["fingerprint"]:
         raise ZooError(

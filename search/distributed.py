@@ -31,12 +31,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from zoo.files import atomic_write_text
-from digits_zoo.runs import Run
-from search.tuning import TUNER_DIR, SearchSpec
+from search import paths
+from search.hypermodel import make_oracle
+from search.ktcompat import attach_oracle, fail_orphaned_trials
+from search.spec import SearchContext, SearchSpec, read_context, read_spec
+from search.tuner import make_tuner, quiet_search_warnings
 from zoo.errors import ZooError
-
-WORKERS_FILE = "workers.json"
+from zoo.files import atomic_write_text, read_json
 
 
 class SearchStalled(ZooError):
@@ -137,8 +138,8 @@ def _wait_listening(port: int, chief: _Process, timeout: float) -> None:
     )
 
 
-def _count_finished(run: Run, spec: SearchSpec) -> int:
-    project = run.path / TUNER_DIR / spec.tuner
+def _count_finished(directory: Path, spec: SearchSpec) -> int:
+    project = paths.tuner_project(directory, spec.tuner)
     finished = 0
     for trial_file in project.glob("trial_*/trial.json"):
         try:
@@ -150,7 +151,7 @@ def _count_finished(run: Run, spec: SearchSpec) -> int:
 
 
 def run_distributed(
-    run: Run,
+    context: SearchContext,
     spec: SearchSpec,
     workers: int,
     progress: Callable[[str], None] = print,
@@ -160,10 +161,10 @@ def run_distributed(
 ) -> None:
     """Runs a search with a keras-tuner chief and ``workers`` worker processes on this machine.
 
-    The search settings must already be recorded (``search.tuning.prepare_search``).
+    The search settings must already be recorded (``search.spec.prepare_search``).
 
     Args:
-        run: the opened run.
+        context: the search's folder, data, folds and seed.
         spec: the search settings.
         workers: worker processes (trials at once).
         progress: receives the workers' trial lines and supervision notices.
@@ -178,6 +179,7 @@ def run_distributed(
         RuntimeError: the chief failed.
     """
     stall_timeout = 3600.0 if stall_timeout is None else float(stall_timeout)
+    directory = context.directory
     port = free_port()
     base_env = {
         **os.environ,
@@ -199,22 +201,22 @@ def run_distributed(
 
     def record_pids() -> None:
         pids = {role: process.popen.pid for role, process in processes.items()}
-        atomic_write_text(run.path / WORKERS_FILE, json.dumps(pids) + "\n")
+        atomic_write_text(paths.workers_path(directory), json.dumps(pids) + "\n")
 
     try:
-        processes["chief"] = _Process("chief", run.path, base_env, progress)
+        processes["chief"] = _Process("chief", directory, base_env, progress)
         record_pids()
         _wait_listening(port, processes["chief"], start_timeout)
         names = [f"tuner{index}" for index in range(workers)]
         for index, name in enumerate(names):
-            processes[name] = _Process(name, run.path, worker_env, progress, core_share(index))
+            processes[name] = _Process(name, directory, worker_env, progress, core_share(index))
         record_pids()
         progress(f"chief on 127.0.0.1:{port}, {workers} workers with {threads} thread(s) each")
-        finished = _count_finished(run, spec)
+        finished = _count_finished(directory, spec)
         last_progress = time.monotonic()
         while True:
             time.sleep(0.5)
-            now_finished = _count_finished(run, spec)
+            now_finished = _count_finished(directory, spec)
             if now_finished != finished:
                 finished, last_progress = now_finished, time.monotonic()
             chief = processes["chief"]
@@ -230,7 +232,7 @@ def run_distributed(
                         f"its own id ({restarts[name]}/{max_restarts}) to finish its trial"
                     )
                     processes[name] = _Process(
-                        name, run.path, worker_env, progress, core_share(index)
+                        name, directory, worker_env, progress, core_share(index)
                     )
                     record_pids()
                 else:
@@ -267,41 +269,26 @@ def run_distributed(
         # is saved after every trial, so it can be stopped at once.
         for process in processes.values():
             process.stop()
-        (run.path / WORKERS_FILE).unlink(missing_ok=True)
+        paths.workers_path(directory).unlink(missing_ok=True)
     if gave_up:
-        _fail_orphaned_trials(run, spec)
+        _fail_orphaned_trials(context, spec)
 
 
-def _fail_orphaned_trials(run: Run, spec: SearchSpec) -> None:
+def _fail_orphaned_trials(context: SearchContext, spec: SearchSpec) -> None:
     """Marks trials left RUNNING by workers that were given up on as FAILED, in the oracle's state."""
-    from search.tuning import make_oracle
-
-    oracle = make_oracle(spec, run.seed)
-    oracle._set_project_dir(str(run.path / TUNER_DIR), spec.tuner)
-    # Reloading moves the trials that were running into the retry queue.
+    oracle = make_oracle(spec, context.seed)
+    attach_oracle(oracle, str(paths.tuner_root(context.directory)), spec.tuner)
     oracle.reload()
-    for trial_id in list(oracle._retry_queue):
-        trial = oracle.trials[trial_id]
-        if trial.status != "RUNNING":
-            continue
-        oracle._retry_queue.remove(trial_id)
-        trial.status = "FAILED"
-        trial.message = "its worker died during the trial and was not restarted"
-        oracle.end_order.append(trial_id)
-        oracle._save_trial(trial)
-    oracle.save()
+    fail_orphaned_trials(oracle, "its worker died during the trial and was not restarted")
 
 
-def worker_main(run_dir: str) -> int:
+def worker_main(directory: str) -> int:
     """Runs one keras-tuner process (chief or worker) of a recorded search."""
     _die_with_parent()
-    from digits_zoo.runs import load_run
-    from search.tuning import make_tuner, quiet_search_warnings, read_spec
-
     quiet_search_warnings()
-    run = load_run(run_dir)
-    spec = read_spec(run)
-    tuner = make_tuner(run, spec, progress=lambda line: print(line, flush=True))
+    context = read_context(directory)
+    spec = read_spec(directory)
+    tuner = make_tuner(context, spec, progress=lambda line: print(line, flush=True))
     tuner.search(verbose=0)
     return 0
 
@@ -322,7 +309,7 @@ def _die_with_parent() -> None:
         sys.exit(1)
 
 
-def read_worker_pids(run_dir: str | Path) -> dict[str, int]:
+def read_worker_pids(directory: str | Path) -> dict[str, int]:
     """The pids of a running distributed search's processes (for supervision tools and tests)."""
-    path = Path(run_dir) / WORKERS_FILE
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    path = paths.workers_path(directory)
+    return read_json(path, "worker list") if path.is_file() else {}

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+# The tests run with the programs' settings (the JAX backend above all); Keras
+# picks its backend when first imported, so they are set before anything else.
+from zoo.environment import set_process_defaults
 
-import numpy as np
-import pytest
-from sklearn.model_selection import train_test_split
+set_process_defaults()
 
-# Any import of zoo (search imports it too) selects the Keras backend before keras loads.
-from digits_zoo.cli import main
-from zoo import Dataset, load_dataset
+from collections.abc import Callable  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from sklearn.model_selection import train_test_split  # noqa: E402
+
+from digits_zoo.cli import main  # noqa: E402
+from zoo import Dataset, load_dataset  # noqa: E402
 
 SMALL_TRAIN = 300
 SMALL_TEST = 100

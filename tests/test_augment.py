@@ -6,10 +6,11 @@ import keras
 import numpy as np
 import pytest
 
-from zoo.protocol import make_folds
 from zoo import augment, stacked
-from zoo.dense import DenseNetClassifier, make_optimizer
+from zoo.dense import DenseNetClassifier
 from zoo.errors import ZooError
+from zoo.network import make_optimizer
+from zoo.protocol import make_folds
 from zoo.space import DenseConfig
 
 

@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 
 from digits_zoo.artifacts import load_fitted
-from digits_zoo.leaderboard import COLUMNS, LEADERBOARD, read_leaderboard
-from digits_zoo.runs import RUN_FILE, load_run
+from digits_zoo.leaderboard import COLUMNS, read_leaderboard
+from digits_zoo.rundir import LEADERBOARD, RUN_FILE
+from digits_zoo.runs import load_run
 from zoo import list_models, model_entry
 
 

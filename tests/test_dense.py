@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from zoo.dense import DenseNetClassifier
+from zoo.network import TrainingDiverged
 from zoo.protocol import cross_validate, make_folds
-from zoo.dense import DenseNetClassifier, TrainingDiverged
 
 
 @pytest.fixture(scope="module")

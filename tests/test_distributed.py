@@ -11,9 +11,11 @@ import time
 import psutil
 import pytest
 
-from search.distributed import read_worker_pids, run_distributed
 from digits_zoo.runs import open_run
-from search.tuning import SearchSpec, prepare_search, read_trials, run_search
+from digits_zoo.searching import run_search, search_context
+from search.distributed import read_worker_pids, run_distributed
+from search.records import read_trials
+from search.spec import SearchSpec, prepare_search
 
 SMALL = {"n_layers": 1, "units": 32, "batch_size": 128, "augment": "none"}
 
@@ -36,11 +38,8 @@ def _wait_for(condition, timeout: float, what: str) -> None:
 def test_chief_and_two_workers_finish_every_trial(tmp_path):
     run = open_run(tmp_path / "run", seed=0, n_folds=2)
     lines: list[str] = []
-    run_search(
-        run, tuner="random", max_trials=4, epochs=2, top_k=1, workers=2, fixed=SMALL,
-        progress=lines.append, worker_timeout=300,
-    )  # fmt: skip
-    trials = read_trials(run, SearchSpec(tuner="random", epochs=2, fixed=SMALL))
+    run_search(run, SearchSpec(tuner="random", max_trials=4, epochs=2, top_k=1, fixed=SMALL), workers=2, progress=lines.append, worker_timeout=300)  # fmt: skip
+    trials = read_trials(run.path, SearchSpec(tuner="random", epochs=2, fixed=SMALL))
     assert len(trials) == 4
     assert all(t["status"] == "COMPLETED" for t in trials)
     # Both workers ran trials, each reported by its own id.
@@ -57,7 +56,12 @@ def _kill_a_worker_during_a_trial(run, spec, max_restarts):
     def supervise():
         try:
             run_distributed(
-                run, spec, 2, progress=lines.append, stall_timeout=300, max_restarts=max_restarts
+                search_context(run),
+                spec,
+                2,
+                progress=lines.append,
+                stall_timeout=300,
+                max_restarts=max_restarts,
             )
         except BaseException as error:  # noqa: BLE001 (reported by the test thread)
             errors.append(error)
@@ -87,10 +91,10 @@ def _kill_a_worker_during_a_trial(run, spec, max_restarts):
 def test_killed_worker_is_restarted_and_finishes_its_trial(tmp_path):
     run = open_run(tmp_path / "run", seed=0, n_folds=2)
     spec = SearchSpec(tuner="random", max_trials=3, epochs=3, fixed=SMALL)
-    prepare_search(run, spec)
+    prepare_search(search_context(run), spec)
     lines = _kill_a_worker_during_a_trial(run, spec, max_restarts=2)
     assert any("worker tuner0 died (killed by SIGKILL); restarting" in line for line in lines)
-    trials = read_trials(run, spec)
+    trials = read_trials(run.path, spec)
     assert len(trials) == 3
     assert all(t["status"] == "COMPLETED" for t in trials)
     assert _children() == []
@@ -99,10 +103,10 @@ def test_killed_worker_is_restarted_and_finishes_its_trial(tmp_path):
 def test_worker_given_up_leaves_its_trial_failed_not_hanging(tmp_path):
     run = open_run(tmp_path / "run", seed=0, n_folds=2)
     spec = SearchSpec(tuner="random", max_trials=3, epochs=3, fixed=SMALL)
-    prepare_search(run, spec)
+    prepare_search(search_context(run), spec)
     lines = _kill_a_worker_during_a_trial(run, spec, max_restarts=0)
     assert any("will not be restarted" in line for line in lines)
-    statuses = [t["status"] for t in read_trials(run, spec)]
+    statuses = [t["status"] for t in read_trials(run.path, spec)]
     assert set(statuses) <= {"COMPLETED", "FAILED"}
     assert "FAILED" in statuses
     assert _children() == []

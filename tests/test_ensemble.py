@@ -8,15 +8,17 @@ import numpy as np
 import pytest
 
 from digits_zoo.artifacts import load_fitted
-from digits_zoo.ship.export import export_run
 from digits_zoo.leaderboard import read_leaderboard
-from zoo.protocol import cross_validate
 from digits_zoo.runs import open_run
-from search.tuning import SearchSpec, read_out_of_fold, read_trials, run_search
+from digits_zoo.searching import run_search
+from digits_zoo.ship.export import export_run
+from search.records import read_out_of_fold, read_trials
+from search.spec import SearchSpec
 from zoo import stacked
 from zoo.dense import DenseNetClassifier
 from zoo.ensemble import DenseEnsembleClassifier
 from zoo.errors import ZooError
+from zoo.protocol import cross_validate
 
 SMALL = {"n_layers": 1, "units": 32, "batch_size": 128, "augment": "none"}
 
@@ -27,7 +29,9 @@ def searched(tmp_path_factory):
     run = open_run(tmp_path_factory.mktemp("ensemble") / "run", seed=1, n_folds=3)
     lines: list[str] = []
     run_search(
-        run, tuner="random", max_trials=3, epochs=3, top_k=3, fixed=SMALL, progress=lines.append
+        run,
+        SearchSpec(tuner="random", max_trials=3, epochs=3, top_k=3, fixed=SMALL),
+        progress=lines.append,
     )
     board = {row["model"]: row for row in read_leaderboard(run.path)}
     return run, board, lines
@@ -38,7 +42,7 @@ def test_search_adds_an_ensemble_row_scored_from_out_of_fold_probabilities(searc
     row = board["ensemble_random_top3"]
     assert row["kind"] == "keras" and row["source"] == "search"
     assert any(line.startswith("ensemble of random_") for line in lines)
-    trials = read_trials(run, SearchSpec(tuner="random", epochs=3, fixed=SMALL))
+    trials = read_trials(run.path, SearchSpec(tuner="random", epochs=3, fixed=SMALL))
     y = run.dataset.y_train
     averaged = np.mean([read_out_of_fold(run.path, t["trial_id"]) for t in trials], axis=0)
     expected = [float(np.mean(averaged[val].argmax(1) == y[val])) for _, val in run.folds]
@@ -114,7 +118,9 @@ def test_finished_search_does_not_rebuild_its_ensemble(searched):
     stamp = path.stat().st_mtime_ns
     lines: list[str] = []
     run_search(
-        run, tuner="random", max_trials=3, epochs=3, top_k=3, fixed=SMALL, progress=lines.append
+        run,
+        SearchSpec(tuner="random", max_trials=3, epochs=3, top_k=3, fixed=SMALL),
+        progress=lines.append,
     )
     assert path.stat().st_mtime_ns == stamp
     assert not any(line.startswith("ensemble of") for line in lines)
@@ -147,16 +153,18 @@ def test_budget_stops_the_search_and_holds_on_resume(tmp_path, cli_error):
     # Far more epochs than fit in the budget on any machine (200 once finished
     # within 1.2 s on a quiet one): the budget, not the epochs, ends the trial.
     epochs = 100_000
-    settings = {"tuner": "random", "max_trials": 4, "epochs": epochs, "top_k": 1, "fixed": SMALL}
-    run_search(run, budget_minutes=0.02, progress=lines.append, **settings)
-    trials = read_trials(run, SearchSpec(tuner="random", epochs=epochs, fixed=SMALL))
+    spec = SearchSpec(
+        tuner="random", max_trials=4, epochs=epochs, top_k=1, fixed=SMALL, budget_minutes=0.02
+    )
+    run_search(run, spec, progress=lines.append)
+    trials = read_trials(run.path, SearchSpec(tuner="random", epochs=epochs, fixed=SMALL))
     # The one trial ran into the 1.2 s budget: stopped, recorded, not scored.
     assert [t["status"] for t in trials] == ["FAILED"]
     assert "stopped by the time budget" in trials[0]["message"]
     assert any("time budget of 0.02 min used" in line for line in lines)
     assert not (run.path / "leaderboard.csv").exists()
-    run_search(run, budget_minutes=0.02, progress=lines.append, **settings)
-    assert len(read_trials(run, SearchSpec(tuner="random", epochs=epochs, fixed=SMALL))) == 1
+    run_search(run, spec, progress=lines.append)
+    assert len(read_trials(run.path, SearchSpec(tuner="random", epochs=epochs, fixed=SMALL))) == 1
     cli_error(
         "search", "--run-dir", tmp_path / "other", "--workers", "2", "--budget-minutes", "5",
         match="--budget-minutes works in one process only",

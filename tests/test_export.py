@@ -16,26 +16,21 @@ from PIL import Image, ImageDraw, ImageFont
 
 from digits_zoo import cli
 from digits_zoo.artifacts import load_fitted, save_fitted
+from digits_zoo.leaderboard import merge_rows, read_leaderboard
+from digits_zoo.runs import load_run, open_run
+from digits_zoo.ship.evaluate import evaluate_export
 from digits_zoo.ship.export import (
-    METADATA,
     ExportVerificationError,
     export_estimator,
     export_run,
     next_version,
     select_row,
 )
-from digits_zoo.leaderboard import merge_rows, read_leaderboard
-from digits_zoo.ship.predict import (
-    as_rows,
-    evaluate_export,
-    image_to_pixels,
-    load_export,
-    predict_inputs,
-    resolve_export,
-)
-from zoo.protocol import evaluate_model
-from digits_zoo.runs import load_run, open_run
+from digits_zoo.ship.inputs import as_rows, image_to_pixels, predict_inputs
+from digits_zoo.ship.layout import METADATA
+from digits_zoo.ship.load import load_export, resolve_export
 from zoo import ZooError, create_model, model_entry
+from zoo.protocol import evaluate_model
 
 KERAS_MODEL = "dense_1x64"
 SKLEARN_MODEL = "knn_k1"
@@ -389,7 +384,7 @@ def _missing(folder: Path) -> list[str]:
         (_scaled_npy, "must lie in 0..16"),
         (_pickled_npy, "as a .npy array"),
         (_ragged_csv, "has 3 columns"),
-        (_text_csv, "not comma-separated numbers"),
+        (_text_csv, "line 1 has a non-numeric value (got 'p0')"),
         (_unknown_suffix, "unknown input type"),
         (_missing, "input not found"),
     ],

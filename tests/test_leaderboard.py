@@ -10,8 +10,6 @@ import pytest
 
 from digits_zoo.leaderboard import (
     COLUMNS,
-    LEADERBOARD,
-    atomic_write_text,
     format_table,
     merge_rows,
     rank_rows,
@@ -19,7 +17,9 @@ from digits_zoo.leaderboard import (
     render,
     to_csv,
 )
+from digits_zoo.rundir import LEADERBOARD
 from zoo.errors import ZooError
+from zoo.files import atomic_write_text
 
 
 def make_row(model: str, cv: float, test: float = 0.9, **extra) -> dict:

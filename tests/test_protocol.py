@@ -12,7 +12,10 @@ from sklearn.neighbors import KNeighborsClassifier
 from sklearn.tree import DecisionTreeClassifier
 from sklearn.utils.validation import check_is_fitted
 
-from digits_zoo.leaderboard import COLUMNS, LEADERBOARD, merge_rows
+from digits_zoo.leaderboard import COLUMNS, merge_rows
+from digits_zoo.rundir import LEADERBOARD, RUN_FILE
+from digits_zoo.runs import load_run, open_run
+from zoo import DataError, ZooError, create_model
 from zoo.protocol import (
     check_folds,
     config_json,
@@ -22,8 +25,6 @@ from zoo.protocol import (
     model_size,
     refit_and_test,
 )
-from digits_zoo.runs import RUN_FILE, load_run, open_run
-from zoo import DataError, ZooError, create_model
 
 # What each RecordingNeighbour saw, by its tag: the rows of every fit and every predict.
 FITTED_ROWS: dict[str, list[np.ndarray]] = {}

@@ -13,6 +13,8 @@ from PIL import Image
 from digits_zoo import cli
 from digits_zoo.baselines import run_baselines
 from digits_zoo.leaderboard import read_leaderboard
+from digits_zoo.report.figures.style import new_figure
+from digits_zoo.report.figures.sweeps import plot_sweep
 from digits_zoo.report.report import FIGURES, NO_SEARCH, predict_test_split, write_report
 from digits_zoo.runs import open_run
 from zoo.errors import ZooError
@@ -37,15 +39,13 @@ def baselines_run(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def search_run(tmp_path_factory) -> Path:
     """A run with the baselines and a 2-trial search of 2 epochs (its best trial refit)."""
-    from search.tuning import run_search
+    from digits_zoo.searching import run_search
+    from search.spec import SearchSpec
 
     run_dir = tmp_path_factory.mktemp("search") / "run"
     run = open_run(run_dir, n_folds=3, seed=0)
     run_baselines(run, BASELINES, progress=_quiet)
-    run_search(
-        run, tuner="random", max_trials=2, epochs=2, top_k=1, fixed={"augment": "none"},
-        progress=_quiet,
-    )  # fmt: skip
+    run_search(run, SearchSpec(tuner="random", max_trials=2, epochs=2, top_k=1, fixed={"augment": "none"}), progress=_quiet)  # fmt: skip
     return run_dir
 
 
@@ -203,3 +203,26 @@ def test_report_command_errors_exit_2_with_one_line(argv, message, baselines_run
     assert error.startswith("digits-zoo: error: ")
     assert message in error
     assert error.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    ("scale", "axis_scale", "base", "shown"),
+    [
+        ("linear", "linear", None, [16.5, 32.5, 64.5]),
+        ("log2", "log", 2, [16 * 2**0.5, 32 * 2**0.5, 64 * 2**0.5]),
+        ("log", "log", 10, [16 * 10**0.5, 32 * 10**0.5, 64 * 10**0.5]),
+    ],
+)
+def test_plot_sweep_sets_its_scale_and_shifts_points_along_it(scale, axis_scale, base, shown):
+    # On a log axis a shift is in doublings or decades, so lines step aside by a factor.
+    figure = new_figure(4, 3)
+    ax = figure.add_subplot()
+
+    plot_sweep(ax, [16, 32, 64], [[0.90, 0.94]] * 3, shift=0.5, scale=scale)
+
+    assert ax.get_xscale() == axis_scale
+    if base is not None:
+        assert ax.xaxis.get_transform().base == base
+    means = ax.containers[0].lines[0]
+    np.testing.assert_allclose(np.asarray(means.get_xdata(), dtype=float), shown)
+    np.testing.assert_allclose(np.asarray(means.get_ydata(), dtype=float), [92.0, 92.0, 92.0])

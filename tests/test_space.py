@@ -9,9 +9,9 @@ import keras_tuner as kt
 import numpy as np
 import pytest
 
-from zoo.protocol import config_json
 from zoo.dense import DenseNetClassifier
 from zoo.errors import ZooError
+from zoo.protocol import config_json
 from zoo.space import (
     ChoiceSpec,
     DenseConfig,

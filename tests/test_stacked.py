@@ -12,9 +12,10 @@ import keras
 import numpy as np
 import pytest
 
-from zoo.protocol import make_folds
-from zoo.dense import DenseNetClassifier, TrainingDiverged, load_dense, save_dense
+from zoo.dense import DenseNetClassifier, load_dense, save_dense
 from zoo.errors import ZooError
+from zoo.network import TrainingDiverged
+from zoo.protocol import make_folds
 from zoo.stacked import StackedMember
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -16,12 +16,16 @@ import keras_tuner as kt
 import numpy as np
 import pytest
 
-import search.tuning
+import search.tuner
 from digits_zoo.cli import main
 from digits_zoo.leaderboard import read_leaderboard
-from zoo.protocol import make_folds
 from digits_zoo.runs import Run, open_run
-from search.tuning import DenseHyperModel, make_tuner, read_spec, read_trials, run_search
+from digits_zoo.searching import run_search, search_context
+from search.hypermodel import DenseHyperModel
+from search.records import read_trials
+from search.spec import SearchSpec, read_spec
+from search.tuner import make_tuner
+from zoo.protocol import make_folds
 from zoo.space import DenseConfig, space_names
 
 # A cheap corner of the space, so each trial costs a few seconds.
@@ -41,11 +45,13 @@ def searched(tmp_path_factory):
     lines: list[str] = []
     run_search(
         run,
-        tuner="random",
-        max_trials=3,
-        epochs=3,
-        top_k=2,
-        fixed={"n_layers": 1, "augment": "none"},
+        SearchSpec(
+            tuner="random",
+            max_trials=3,
+            epochs=3,
+            top_k=2,
+            fixed={"n_layers": 1, "augment": "none"},
+        ),
         progress=lines.append,
     )
     return run, lines
@@ -96,10 +102,7 @@ def test_rerun_resumes_without_redoing_trials(searched):
     stamps = {path: path.stat().st_mtime_ns for path in records}
     board_before = (run.path / "leaderboard.csv").read_text()
     lines: list[str] = []
-    run_search(
-        run, tuner="random", max_trials=3, epochs=3, top_k=2, fixed={"n_layers": 1, "augment": "none"},
-        progress=lines.append,
-    )  # fmt: skip
+    run_search(run, SearchSpec(tuner="random", max_trials=3, epochs=3, top_k=2, fixed={"n_layers": 1, "augment": "none"}), progress=lines.append)  # fmt: skip
     assert not any(line.startswith("[trial ") for line in lines)
     assert {path: path.stat().st_mtime_ns for path in records} == stamps
     assert (run.path / "leaderboard.csv").read_text() == board_before
@@ -108,12 +111,9 @@ def test_rerun_resumes_without_redoing_trials(searched):
 def test_same_seed_gives_same_trials(searched, tmp_path):
     run, _ = searched
     again = open_run(tmp_path / "again", seed=3, n_folds=2)
-    run_search(
-        again, tuner="random", max_trials=2, epochs=3, top_k=0, fixed={"n_layers": 1, "augment": "none"},
-        progress=lambda line: None,
-    )  # fmt: skip
-    first = read_trials(run, read_spec(run))[:2]
-    second = read_trials(again, read_spec(again))
+    run_search(again, SearchSpec(tuner="random", max_trials=2, epochs=3, top_k=0, fixed={"n_layers": 1, "augment": "none"}), progress=lambda line: None)  # fmt: skip
+    first = read_trials(run.path, read_spec(run.path))[:2]
+    second = read_trials(again.path, read_spec(again.path))
     for a, b in zip(first, second, strict=True):
         assert a["config"] == b["config"]
         assert a["cv_folds"] == b["cv_folds"]
@@ -131,7 +131,9 @@ def test_diverging_trials_are_recorded_failed_and_search_goes_on(tmp_path, capsy
     run = _with_nan_pixels(open_run(tmp_path / "run", seed=0, n_folds=2))
     lines: list[str] = []
     run_search(
-        run, tuner="random", max_trials=2, epochs=2, top_k=1, fixed=SMALL, progress=lines.append
+        run,
+        SearchSpec(tuner="random", max_trials=2, epochs=2, top_k=1, fixed=SMALL),
+        progress=lines.append,
     )
     trials = read_csv(run.path / "trials.csv")
     assert [t["status"] for t in trials] == ["FAILED", "FAILED"]
@@ -149,7 +151,9 @@ def test_programming_error_stops_the_search_at_once(tmp_path):
     broken = [(train, val + 10_000) for train, val in make_folds(run.dataset.y_train, 2, 0)]
     run = dataclasses.replace(run, folds=broken)
     with pytest.raises(kt.errors.FatalError, match="IndexError"):
-        run_search(run, tuner="random", max_trials=3, epochs=1, fixed=SMALL, progress=print)
+        run_search(
+            run, SearchSpec(tuner="random", max_trials=3, epochs=1, fixed=SMALL), progress=print
+        )
     trial_files = list((run.path / "tuner" / "random").glob("trial_*/trial.json"))
     assert len(trial_files) == 1
 
@@ -202,7 +206,7 @@ def test_trial_killed_after_its_record_is_kept_not_trained_again(searched, monke
     # The window the kill test can hit by chance: the trial's record is on disk,
     # but keras-tuner had not saved the trial as done, so a resume hands it out again.
     run, _ = searched
-    tuner = make_tuner(run, read_spec(run), progress=lambda line: None)
+    tuner = make_tuner(search_context(run), read_spec(run.path), progress=lambda line: None)
     trial = tuner.oracle.trials[sorted(tuner.oracle.trials)[0]]
     record_path = run.path / "trials" / f"random_{trial.trial_id}.json"
     record = json.loads(record_path.read_text())
@@ -211,7 +215,7 @@ def test_trial_killed_after_its_record_is_kept_not_trained_again(searched, monke
     def no_training(*args, **kwargs):
         raise AssertionError("a finished trial was trained again")
 
-    monkeypatch.setattr(search.tuning, "cross_validate", no_training)
+    monkeypatch.setattr(search.tuner, "cross_validate", no_training)
     result = tuner.run_trial(trial)
     assert result["cv_accuracy"] == pytest.approx(np.mean(record["cv_scores"]))
     assert result["cv_accuracy_std"] == pytest.approx(np.std(record["cv_scores"]))

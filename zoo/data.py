@@ -135,11 +135,21 @@ def load_dataset(
     )
 
 
-def read_csv_rows(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Reads an optdigits-style CSV: pixel columns then an integer label, no header.
+def read_number_rows(path: str | Path, *, layout: str) -> np.ndarray:
+    """Reads a headerless CSV of numbers: one row per non-blank line, all rows one width.
+
+    What the columns mean is the caller's business; ``layout`` only words the
+    error messages.
+
+    Args:
+        path: the CSV file (UTF-8 text, comma-separated, no header).
+        layout: what one line should hold, such as ``"pixel columns then a label"``.
+
+    Returns:
+        float64 ``[n_rows, n_columns]``, every value finite.
 
     Raises:
-        DataError: unreadable, empty, non-numeric, ragged, or non-integer labels.
+        DataError: unreadable, empty, non-numeric, ragged, or NaN or infinite values.
     """
     try:
         text = Path(path).read_text(encoding="utf-8")
@@ -157,24 +167,35 @@ def read_csv_rows(path: Path) -> tuple[np.ndarray, np.ndarray]:
             width = len(cells)
         elif len(cells) != width:
             raise DataError(
-                f"{path}: line {number} has {len(cells)} columns, expected {width}; "
-                "every row needs the same pixel count plus a label"
+                f"{path}: line {number} has {len(cells)} columns, expected {width} like the "
+                f"first row; every line holds {layout}"
             )
         try:
             rows.append([float(cell) for cell in cells])
         except ValueError:
             bad = next(c for c in cells if not _is_float(c))
             raise DataError(
-                f"{path}: line {number} has a non-numeric value (got {bad.strip()!r}); "
-                "the CSV must be numbers only, with no header"
+                f"{path}: line {number} has a non-numeric value (got {bad.strip()!r}); the CSV "
+                f"must be comma-separated numbers only, with no header: each line holds {layout}"
             ) from None
     if not rows:
-        raise DataError(f"{path} holds no rows; expected pixel columns then a label per line")
-    if width < 2:
-        raise DataError(f"{path}: rows have {width} column; expected pixel columns then a label")
+        raise DataError(f"{path} holds no rows; each line should hold {layout}")
     table = np.asarray(rows, dtype="float64")
     if not np.isfinite(table).all():
-        raise DataError(f"{path} holds NaN or infinite values; pixels and labels must be finite")
+        raise DataError(f"{path} holds NaN or infinite values; every value must be finite")
+    return table
+
+
+def read_csv_rows(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Reads an optdigits-style CSV: pixel columns then an integer label, no header.
+
+    Raises:
+        DataError: unreadable, empty, non-numeric, ragged, or non-integer labels.
+    """
+    layout = "pixel columns then a label"
+    table = read_number_rows(path, layout=layout)
+    if table.shape[1] < 2:
+        raise DataError(f"{path}: rows have {table.shape[1]} column; expected {layout}")
     x, y = table[:, :-1], table[:, -1]
     return x.astype("float32"), _integer_labels(y, path)
 

@@ -1,7 +1,12 @@
-"""Dense Keras networks: the builder and the scikit-learn estimator around it."""
+"""The dense Keras network as a scikit-learn estimator, and its saving and loading.
+
+The network itself is built by :mod:`zoo.network`; training runs on the
+stacked trainer of :mod:`zoo.stacked`.
+"""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -13,108 +18,6 @@ from zoo.errors import ZooError
 from zoo.space import DenseConfig, space_names
 
 _DEFAULTS = DenseConfig()
-
-
-class TrainingDiverged(ArithmeticError):
-    """Training produced a non-finite loss (the learning rate is usually too high)."""
-
-
-def build_dense_model(
-    config: DenseConfig,
-    input_dim: int,
-    n_classes: int,
-    weights: dict[str, list[np.ndarray]] | None = None,
-):
-    """Builds and compiles the dense network a config describes.
-
-    The network takes flat inputs already scaled to ``[0, 1]`` and returns
-    class probabilities (softmax).
-
-    Args:
-        config: the hyperparameters.
-        input_dim: number of input features (64 for the bundled 8x8 digits).
-        n_classes: number of classes.
-        weights: optional trained weights by layer name (``hidden_0``,
-            ``batch_norm_0``, ``layer_norm_0``, ``probabilities``), in each
-            layer's Keras order, to start from instead of fresh ones.
-
-    Returns:
-        A compiled ``keras.Model`` trained with one-hot targets.
-    """
-    import keras
-
-    if input_dim < 1 or n_classes < 2:
-        raise ZooError(
-            f"a dense net needs at least 1 input and 2 classes (got {input_dim} inputs, "
-            f"{n_classes} classes)"
-        )
-    # Keras's random initializers compile a JAX function per new kernel shape
-    # (a second or more for a whole network); weights about to be replaced
-    # start as zeros instead, and get the usual initializer back afterwards.
-    kernel_initializer = "glorot_uniform" if weights is None else "zeros"
-    regularizer = keras.regularizers.L2(config.l2) if config.l2 else None
-    inputs = keras.Input(shape=(input_dim,), name="pixels")
-    x = inputs
-    for index in range(config.n_layers):
-        x = keras.layers.Dense(
-            config.units,
-            use_bias=config.normalization == "none",
-            kernel_initializer=kernel_initializer,
-            kernel_regularizer=regularizer,
-            name=f"hidden_{index}",
-        )(x)
-        if config.normalization == "batch":
-            x = keras.layers.BatchNormalization(name=f"batch_norm_{index}")(x)
-        elif config.normalization == "layer":
-            x = keras.layers.LayerNormalization(name=f"layer_norm_{index}")(x)
-        x = keras.layers.Activation(config.activation, name=f"{config.activation}_{index}")(x)
-        if config.dropout_rate:
-            x = keras.layers.Dropout(config.dropout_rate, name=f"dropout_{index}")(x)
-    outputs = keras.layers.Dense(
-        n_classes,
-        activation="softmax",
-        kernel_initializer=kernel_initializer,
-        name="probabilities",
-    )(x)
-    model = keras.Model(inputs, outputs, name=f"dense_{config.n_layers}x{config.units}")
-    if weights is not None:
-        for name, values in weights.items():
-            layer = model.get_layer(name)
-            layer.set_weights(values)
-            if isinstance(layer, keras.layers.Dense):
-                layer.kernel_initializer = keras.initializers.GlorotUniform()
-    model.compile(
-        optimizer=make_optimizer(config),
-        loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
-        metrics=["accuracy"],
-    )
-    return model
-
-
-def make_optimizer(config: DenseConfig, total_steps: int | None = None):
-    """Returns the Keras optimizer a config names, at its learning rate.
-
-    Args:
-        config: the hyperparameters.
-        total_steps: the training steps of the whole fit; with
-            ``lr_schedule="cosine"`` the rate decays from ``learning_rate``
-            to zero over them (without it the rate is held, as for a
-            network compiled only to be saved or exported).
-    """
-    import keras
-
-    learning_rate: Any = config.learning_rate
-    if config.lr_schedule == "cosine" and total_steps:
-        learning_rate = keras.optimizers.schedules.CosineDecay(
-            config.learning_rate, decay_steps=int(total_steps)
-        )
-    optimizers = {
-        "adam": keras.optimizers.Adam,
-        "adamw": keras.optimizers.AdamW,
-        "rmsprop": keras.optimizers.RMSprop,
-        "sgd": lambda learning_rate: keras.optimizers.SGD(learning_rate, momentum=0.9),
-    }
-    return optimizers[config.optimizer](learning_rate=learning_rate)
 
 
 class DenseNetClassifier(ClassifierMixin, BaseEstimator):
@@ -186,7 +89,7 @@ class DenseNetClassifier(ClassifierMixin, BaseEstimator):
         Training runs on the zoo's stacked trainer (:mod:`zoo.stacked`) with
         one member: the data stay in memory on the device and each epoch is
         one compiled call. ``model_`` is then the plain network of
-        :func:`build_dense_model` holding the trained weights (compiled with a
+        :func:`zoo.network.build_dense_model` holding the trained weights (compiled with a
         fresh optimizer), ready for :func:`save_dense` and export.
 
         Args:
@@ -201,8 +104,9 @@ class DenseNetClassifier(ClassifierMixin, BaseEstimator):
 
         Raises:
             ZooError: a parameter is out of range.
-            TrainingDiverged: the loss became NaN or infinite.
+            zoo.network.TrainingDiverged: the loss became NaN or infinite.
         """
+        # zoo.stacked imports keras at module level: imported here so `import zoo` stays keras-free.
         from zoo.stacked import fit_stacked, plain_network
 
         config = self.config
@@ -282,8 +186,9 @@ class DenseNetClassifier(ClassifierMixin, BaseEstimator):
 
         Raises:
             ZooError: a parameter is out of range or a fold has no training rows.
-            TrainingDiverged: a fold's loss became NaN or infinite.
+            zoo.network.TrainingDiverged: a fold's loss became NaN or infinite.
         """
+        # zoo.stacked imports keras at module level: imported here so `import zoo` stays keras-free.
         from zoo.stacked import StackedMember, fit_stacked
 
         config = self.config
@@ -356,8 +261,6 @@ def save_dense(estimator: DenseNetClassifier, path: str | Path) -> None:
     The JSON sidecar holds the estimator's parameters and ``classes_``, so
     :func:`load_dense` gives back an estimator that predicts the same.
     """
-    import json
-
     check_is_fitted(estimator, "model_")
     path = Path(path)
     model = estimator.model_
@@ -376,8 +279,6 @@ def save_dense(estimator: DenseNetClassifier, path: str | Path) -> None:
 
 def load_dense(path: str | Path) -> DenseNetClassifier:
     """Loads a network saved by :func:`save_dense`."""
-    import json
-
     import keras
 
     sidecar = json.loads(Path(f"{path}.json").read_text(encoding="utf-8"))

@@ -1,16 +1,24 @@
-"""Files written whole or not at all: the one write-then-rename helper every layer uses.
+"""Files the tool writes and reads back: the one write-then-rename helper every layer uses,
+the one reader of the JSON files it wrote, and the one OS file lock.
 
 A writer that is killed half way leaves at most a hidden temporary file
-(``.<name>.<random>``) beside the target, never a half-written target.
+(``.<name>.<random>.tmp``) beside the target, never a half-written target. A
+rename replaces a symbolic link at the target instead of writing through it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import json
 import os
+import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
+
+from zoo.errors import ZooError
 
 
 def atomic_write(path: str | Path, write: Callable[[IO], None], *, binary: bool = False) -> Path:
@@ -52,3 +60,99 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     """Writes bytes to ``path`` atomically."""
     return atomic_write(path, lambda stream: stream.write(data), binary=True)
+
+
+def read_json(path: str | Path, what: str) -> Any:
+    """Reads a JSON file the tool wrote; a damaged one is a one-line error.
+
+    Args:
+        path: the file.
+        what: what the file holds, for the message ("trial record", ...).
+
+    Raises:
+        ZooError: the file cannot be read or is not valid JSON.
+    """
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        reason = error.__class__.__name__ if isinstance(error, OSError) else "not valid JSON"
+        raise ZooError(
+            f"damaged {what} ({reason}) (got {str(path)!r}); restore or delete the file and rerun"
+        ) from None
+
+
+class Locked(ZooError):
+    """Another process holds the lock; ``holder`` is what it wrote into the lock file."""
+
+    def __init__(self, message: str, holder: dict[str, Any]):
+        super().__init__(message)
+        self.holder = holder
+
+
+# Folders this process holds locked: resolved path -> [file descriptor, depth]. A
+# lock is re-entrant within one process (a command holding its run's lock calls
+# library functions that take it too) and exclusive across processes.
+_HELD: dict[str, list[int]] = {}
+HOLDER_FILE = ".lock-holder"
+
+
+@contextlib.contextmanager
+def folder_lock(folder: str | Path, *, wait: bool, what: str) -> Iterator[None]:
+    """Holds an OS lock (``fcntl.flock``) on a folder for the block.
+
+    The lock is on the folder itself, so it needs no lock file and survives
+    files being replaced inside; while it is held, ``.lock-holder`` in the
+    folder names the holding process (for the other one's message).
+
+    Args:
+        folder: the folder (created if missing).
+        wait: block until the other holder is done; otherwise refuse at once.
+        what: what the folder is, for the refusal message.
+
+    Raises:
+        Locked: ``wait`` is false and another process holds the lock.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    key = str(folder.resolve())
+    if key in _HELD:
+        _HELD[key][1] += 1
+        try:
+            yield
+        finally:
+            _HELD[key][1] -= 1
+        return
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            holder = _read_holder(folder / HOLDER_FILE)
+            described = f"pid {holder.get('pid', '?')}: {holder.get('command', '?')}"
+            raise Locked(
+                f"{what} is in use by another digits-zoo process ({described}) (got "
+                f"{str(folder)!r}); wait for it to finish, or use another folder",
+                holder,
+            ) from None
+        holder = {"pid": os.getpid(), "command": " ".join(sys.argv)[:300]}
+        _HELD[key] = [descriptor, 1]
+        try:
+            if not wait:
+                atomic_write_text(folder / HOLDER_FILE, json.dumps(holder) + "\n")
+            yield
+        finally:
+            del _HELD[key]
+            if not wait:
+                (folder / HOLDER_FILE).unlink(missing_ok=True)
+            fcntl.flock(descriptor, fcntl.LOCK_UN)
+    finally:
+        os.close(descriptor)
+
+
+def _read_holder(path: Path) -> dict[str, Any]:
+    try:
+        holder = json.loads(path.read_text(encoding="utf-8") or "{}")
+    except (OSError, ValueError):
+        return {}
+    return holder if isinstance(holder, dict) else {}

@@ -20,6 +20,7 @@ from sklearn.model_selection import StratifiedKFold
 
 from zoo.data import Dataset
 from zoo.errors import ZooError
+from zoo.validation import check_integer
 
 Folds = list[tuple[np.ndarray, np.ndarray]]
 
@@ -30,8 +31,7 @@ def check_folds(y: np.ndarray, n_folds: int) -> None:
     Raises:
         ZooError: ``n_folds`` below 2, or a class too small for it.
     """
-    if isinstance(n_folds, bool) or not isinstance(n_folds, (int, np.integer)) or n_folds < 2:
-        raise ZooError(f"--folds must be an integer of at least 2 (got {n_folds!r})")
+    check_integer("--folds", n_folds, 2)
     classes, counts = np.unique(y, return_counts=True)
     if counts.min() < n_folds:
         raise ZooError(
@@ -174,13 +174,35 @@ def refit_and_test(
     extra: dict[str, Any] | None = None,
 ) -> Evaluation:
     """Refits on the whole training part and scores once on the held-out test split."""
-    X_train, X_test = dataset.scale(dataset.x_train), dataset.scale(dataset.x_test)
     model = clone(estimator)
     started = time.perf_counter()
-    model.fit(X_train, dataset.y_train)
+    model.fit(dataset.scale(dataset.x_train), dataset.y_train)
     fit_seconds = time.perf_counter() - started
+    return test_fitted(name, kind, model, dataset, cv_scores, fit_seconds, extra)
+
+
+def test_fitted(
+    name: str,
+    kind: str,
+    model: Any,
+    dataset: Dataset,
+    cv_scores: list[float],
+    fit_seconds: float,
+    extra: dict[str, Any] | None = None,
+) -> Evaluation:
+    """Scores a model fitted on the whole training part once on the held-out test split.
+
+    Args:
+        name: the leaderboard name.
+        kind: ``keras`` or ``sklearn``.
+        model: the fitted model.
+        dataset: the run's data.
+        cv_scores: the model's per-fold CV scores (measured before).
+        fit_seconds: how long fitting it took.
+        extra: more leaderboard columns.
+    """
     started = time.perf_counter()
-    predicted = model.predict(X_test)
+    predicted = model.predict(dataset.scale(dataset.x_test))
     predict_seconds = time.perf_counter() - started
     return Evaluation(
         model=name,

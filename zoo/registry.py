@@ -1,4 +1,9 @@
-"""The model zoo: a small registry of named scikit-learn classifiers."""
+"""The model zoo: a small registry of named scikit-learn classifiers.
+
+The registry is a leaf: it imports no model module. The modules that define
+entries (:mod:`zoo.baselines`, :mod:`zoo.entries`) call :func:`register_model`
+when imported, and importing the ``zoo`` package imports them all.
+"""
 
 from __future__ import annotations
 
@@ -44,15 +49,8 @@ def register_model(name: str, kind: str, description: str):
     return decorator
 
 
-def _load_entries() -> None:
-    # Importing these modules registers their entries.
-    import zoo.baselines  # noqa: F401
-    import zoo.entries  # noqa: F401
-
-
 def list_models(pattern: str = "*", kind: str | None = None) -> list[str]:
     """Returns the registered names matching a shell-style pattern, sorted."""
-    _load_entries()
     return sorted(
         name
         for name, entry in _REGISTRY.items()
@@ -66,7 +64,6 @@ def model_entry(name: str) -> ModelEntry:
     Raises:
         ZooError: no such model; the message lists the valid names.
     """
-    _load_entries()
     if name not in _REGISTRY:
         raise ZooError(
             f"unknown model {name!r}; valid names: {', '.join(sorted(_REGISTRY))} "

@@ -47,8 +47,8 @@ import numpy as np
 from keras import ops
 
 from zoo.augment import augment_bank, expand_rows, n_copies
-from zoo.dense import TrainingDiverged, build_dense_model, make_optimizer
 from zoo.errors import ZooError
+from zoo.network import TrainingDiverged, build_dense_model, make_optimizer
 from zoo.space import DenseConfig
 
 # Keras's BatchNormalization and LayerNormalization defaults, so a member's
@@ -188,7 +188,7 @@ class StackedLayerNormalization(keras.layers.Layer):
 class StackedNetwork(keras.layers.Layer):
     """The k members of one dense configuration: pixels ``(k, n, F)`` -> logits ``(k, n, C)``.
 
-    The layers mirror :func:`zoo.dense.build_dense_model` one for one (same
+    The layers mirror :func:`zoo.network.build_dense_model` one for one (same
     names, same initial values), so a member's weights drop into the plain
     network unchanged (:meth:`member_weights`).
 
@@ -573,7 +573,7 @@ def release_compiled() -> None:
 
 
 def plain_network(network: StackedNetwork, index: int):
-    """Builds :func:`zoo.dense.build_dense_model`'s network with member ``index``'s weights.
+    """Builds :func:`zoo.network.build_dense_model`'s network with member ``index``'s weights.
 
     The network is compiled with a fresh optimizer (the stack's optimizer
     state is not carried over).

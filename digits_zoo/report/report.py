@@ -15,7 +15,6 @@ swapped in at the end, so a failed report never leaves half of one.
 
 from __future__ import annotations
 
-import csv
 import html
 import json
 import shutil
@@ -28,15 +27,33 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from digits_zoo.report import plots
+from digits_zoo.artifacts import load_fitted
 from digits_zoo.leaderboard import read_leaderboard
-from zoo.files import atomic_write_text
-from digits_zoo.runs import RUN_FILE
+from digits_zoo.report.figures.predictions import confusion_matrix, misclassified_gallery
+from digits_zoo.report.figures.search import (
+    best_so_far,
+    completed_trials,
+    hyperparameter_effects,
+    leaderboard_chart,
+    learning_curves,
+)
+from digits_zoo.report.figures.style import save_figure
+from digits_zoo.rundir import (
+    LEADERBOARD,
+    REPORT_DIR,
+    TRIALS_CSV,
+    inside,
+    report_dir,
+    run_lock,
+    trials_csv_path,
+)
+from digits_zoo.runs import load_run, read_run_meta
+from search.records import read_record, read_trials_csv
 from zoo.errors import ZooError
+from zoo.files import atomic_write_text
+from zoo.space import DenseConfig
+from zoo.validation import check_integer
 
-REPORT_DIR = "report"
-TRIALS_CSV = "trials.csv"
-TRIALS_DIR = "trials"
 # Figure file names, in the order index.html shows them.
 FIGURES = (
     "leaderboard.png",
@@ -66,38 +83,6 @@ class Report:
     notes: dict[str, str] = field(default_factory=dict)
 
 
-def read_trials_csv(run_dir: str | Path) -> list[dict[str, str]]:
-    """Reads ``RUN_DIR/trials.csv`` as rows of strings; no rows when the run has no search."""
-    path = Path(run_dir) / TRIALS_CSV
-    if not path.is_file():
-        return []
-    with open(path, encoding="utf-8", newline="") as stream:
-        return list(csv.DictReader(stream))
-
-
-def read_trial_record(run_dir: str | Path, trial_id: str) -> dict[str, Any]:
-    """Reads ``RUN_DIR/trials/<trial_id>.json`` (fold scores and learning curves); ``{}`` if absent."""
-    path = Path(run_dir) / TRIALS_DIR / f"{trial_id}.json"
-    if not path.is_file():
-        return {}
-    return json.loads(path.read_text(encoding="utf-8"))
-
-
-def _check_run_dir(run_dir: Path) -> dict[str, Any]:
-    run_file = run_dir / RUN_FILE
-    if not run_file.is_file():
-        raise ZooError(
-            f"{str(run_dir)!r} is not a run directory (no {RUN_FILE}); pass the --run-dir of a "
-            "digits-zoo baselines or search run"
-        )
-    try:
-        return json.loads(run_file.read_text(encoding="utf-8"))
-    except ValueError:
-        raise ZooError(
-            f"{str(run_file)!r} is not valid JSON; restore it or start a new run"
-        ) from None
-
-
 class SplitPredictions(NamedTuple):
     """A fitted leaderboard model's predictions on its run's held-out test split."""
 
@@ -122,9 +107,6 @@ def predict_test_split(run_dir: str | Path, row: dict[str, Any]) -> SplitPredict
         ZooError: the row names no model file, the file is missing, or the
             run's data changed since it ran.
     """
-    from digits_zoo.artifacts import load_fitted
-    from digits_zoo.runs import load_run
-
     run_dir = Path(run_dir)
     if not row.get("model_path"):
         raise ZooError(f"the leaderboard row of {row['model']} names no model file")
@@ -161,26 +143,33 @@ def write_report(
     Raises:
         ZooError: not a run directory, no leaderboard, or a bad ``top``/``curves``.
     """
-    for name, value in (("--top", top), ("--curves", curves)):
-        if value is None and name == "--top":
-            continue
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ZooError(f"{name} must be an integer of at least 1 (got {value!r})")
+    if top is not None:
+        check_integer("--top", top, 1)
+    check_integer("--curves", curves, 1)
     say = progress or (lambda line: None)
     run_dir = Path(run_dir)
-    meta = _check_run_dir(run_dir)
+    meta = read_run_meta(run_dir)
     rows = read_leaderboard(run_dir)
     if not rows:
         raise ZooError(
             f"the leaderboard of {str(run_dir)!r} is empty; run digits-zoo baselines or search "
             "into it first"
         )
+    with run_lock(run_dir):
+        return _write_report(run_dir, meta, rows, top, curves, say)
+
+
+def _write_report(run_dir, meta, rows, top, curves, say) -> Report:
+    # Under the run's lock, staging folders of an earlier report are leftovers of a kill.
+    for leftover in run_dir.glob(".report-*"):
+        shutil.rmtree(leftover, ignore_errors=True)
+    inside(run_dir, REPORT_DIR)
     staging = Path(tempfile.mkdtemp(prefix=".report-", dir=run_dir))
     try:
         figures, notes = _draw_all(run_dir, staging, rows, top, curves, say)
         page = render_html(run_dir, meta, rows, figures, notes)
         atomic_write_text(staging / "index.html", page)
-        folder = _swap_in(staging, run_dir / REPORT_DIR)
+        folder = _swap_in(staging, report_dir(run_dir))
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -201,11 +190,11 @@ def _draw_all(
     notes: dict[str, str] = {}
 
     def save(name: str, figure) -> None:
-        plots.save_figure(figure, out / name)
+        save_figure(figure, out / name)
         figures.append(name)
         say(f"wrote {name}")
 
-    save("leaderboard.png", plots.leaderboard_chart(rows, top=top))
+    save("leaderboard.png", leaderboard_chart(rows, top=top))
 
     best = rows[0]
     try:
@@ -217,7 +206,7 @@ def _draw_all(
         accuracy = float(np.mean(y_pred == y_test))
         save(
             "confusion_matrix.png",
-            plots.confusion_matrix(
+            confusion_matrix(
                 y_test,
                 y_pred,
                 classes=classes,
@@ -227,13 +216,13 @@ def _draw_all(
         )
         save(
             "misclassified.png",
-            plots.misclassified_gallery(
+            misclassified_gallery(
                 x_test, y_test, y_pred, image_shape, title=f"{best['model']}, test split"
             ),
         )
 
     trials = read_trials_csv(run_dir)
-    done = plots.completed_trials(trials)
+    done = completed_trials(trials)
     if not trials:
         for name in ("hyperparameter_effects.png", "best_so_far.png", "learning_curves.png"):
             notes[name] = NO_SEARCH
@@ -242,12 +231,12 @@ def _draw_all(
         for name in ("hyperparameter_effects.png", "best_so_far.png", "learning_curves.png"):
             notes[name] = f"none of the search's {len(trials)} trials completed"
         return figures, notes
-    save("hyperparameter_effects.png", plots.hyperparameter_effects(done))
-    save("best_so_far.png", plots.best_so_far(done))
+    save("hyperparameter_effects.png", hyperparameter_effects(done))
+    save("best_so_far.png", best_so_far(done))
     leaders = sorted(done, key=lambda t: (-t["cv_accuracy_mean"], t["trial_id"]))[:curves]
     histories = {}
     for trial in leaders:
-        record = read_trial_record(run_dir, trial["trial_id"])
+        record = read_record(run_dir, trial["trial_id"])
         if record.get("histories"):
             label = (
                 f"{trial['trial_id']}: CV {trial['cv_accuracy_mean']:.2%}\n{_short_config(trial)}"
@@ -256,7 +245,7 @@ def _draw_all(
     if histories:
         save(
             "learning_curves.png",
-            plots.learning_curves(
+            learning_curves(
                 histories,
                 title=f"Learning curves of the top {len(histories)} trials "
                 "(mean over CV folds; band: min to max)",
@@ -269,8 +258,6 @@ def _draw_all(
 
 def _short_config(trial: dict[str, Any]) -> str:
     try:
-        from zoo.space import DenseConfig
-
         text = DenseConfig.from_dict(trial).short()
     except (ZooError, TypeError, ValueError):
         text = f"{trial.get('n_layers')}x{trial.get('units')} {trial.get('activation')}"
@@ -380,8 +367,8 @@ def render_html(
         f"CV {best['cv_accuracy_mean']:.2%} ± {best['cv_accuracy_std']:.2%}, "
         f"test {best['test_accuracy']:.2%}.</p>"
     )
-    sources = ["<a href='../leaderboard.csv'>leaderboard.csv</a>"]
-    if (run_dir / TRIALS_CSV).is_file():
+    sources = [f"<a href='../{LEADERBOARD}'>{LEADERBOARD}</a>"]
+    if trials_csv_path(run_dir).is_file():
         sources.append(f"<a href='../{TRIALS_CSV}'>{TRIALS_CSV}</a>")
     body.append(f"<p class='meta'>Data: {' · '.join(sources)}</p>")
     for title, names in _SECTIONS:

@@ -5,6 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 
+from digits_zoo.ship.evaluate import evaluate_export, format_confusion
+from digits_zoo.ship.export import export_run
+from digits_zoo.ship.inputs import predict_inputs
+from digits_zoo.ship.load import load_export
+from zoo.errors import ZooError
+
 EXPORT_DIR_HELP = "an export's base folder (its newest version is used) or one version folder"
 
 
@@ -57,8 +63,6 @@ def register(subparsers) -> None:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from digits_zoo.ship.export import export_run
-
     result = export_run(args.run_dir, rank=args.rank, model=args.model, out=args.out)
     meta = result.metadata
     check = meta["verification"]
@@ -81,9 +85,6 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from digits_zoo.ship.predict import load_export, predict_inputs
-    from zoo.errors import ZooError
-
     if args.top < 1:
         raise ZooError(f"--top must be at least 1 (got {args.top})")
     export = load_export(args.export_dir)
@@ -104,8 +105,6 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from digits_zoo.ship.predict import evaluate_export, format_confusion, load_export
-
     export = load_export(args.export_dir)
     scores = evaluate_export(export, args.data)
     if args.format == "json":

@@ -1,28 +1,20 @@
 """Shipping a leaderboard model: a versioned, self-verified export.
 
-Layout of an export (the TensorFlow Serving layout)::
-
-    OUT/                      the export's base folder (default RUN_DIR/export/<model>)
-      1/                      one folder per export, numbered 1, 2, ...; never overwritten
-        saved_model.pb        Keras rows: a SavedModel whose ``serving_default``
-        variables/            signature takes raw pixels and returns
-        metadata.json         ``probabilities`` and ``class``
-      2/
-        model.skops           scikit-learn rows: a skops file (no pickle)
-        metadata.json
+The export's layout (the TensorFlow Serving layout: one numbered folder per
+version under a base folder, by default ``RUN_DIR/export/<model>``) is spelled
+out in :mod:`digits_zoo.ship.layout`.
 
 Each version is written to a hidden temporary folder, reloaded and checked
 against the in-memory model on the run's held-out test split, and only then
 renamed to its number: a failed check leaves nothing behind, and a serving
-process watching ``OUT`` never sees a half-written version.
+process watching ``OUT`` never sees a half-written version. The hidden folder
+of an export that was killed is removed by the next export into that base.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,21 +23,36 @@ from typing import Any
 
 import numpy as np
 
-from digits_zoo.artifacts import load_fitted, save_fitted
+from digits_zoo.artifacts import (
+    DamagedModel,
+    load_run_model,
+    remove_stale,
+    remove_stale_saves,
+    save_fitted,
+    staging_folder,
+)
 from digits_zoo.leaderboard import read_leaderboard
-from zoo.files import atomic_write_text
-from zoo.protocol import config_json
+from digits_zoo.rundir import export_base, inside, run_lock
 from digits_zoo.runs import Run, library_versions, load_run
+from digits_zoo.ship.layout import (
+    METADATA,
+    PARTIAL_PREFIX,
+    SAVED_MODEL,
+    SIGNATURE,
+    SKOPS_MODEL,
+    check_versions,
+    is_version,
+    taken_numbers,
+)
+from digits_zoo.ship.load import load_export
 from zoo.data import Dataset
 from zoo.dense import DenseNetClassifier
 from zoo.ensemble import DenseEnsembleClassifier, is_network
 from zoo.errors import ZooError
+from zoo.files import atomic_write_text
+from zoo.protocol import config_json
+from zoo.registry import create_model, list_models
 
-EXPORT_DIR = "export"
-METADATA = "metadata.json"
-SAVED_MODEL = "saved_model.pb"
-SKOPS_MODEL = "model.skops"
-SIGNATURE = "serving_default"
 # How far the reloaded export's probabilities may drift from the in-memory model's.
 TOLERANCE = 1e-5
 
@@ -126,8 +133,6 @@ def refit_row(run: Run, row: dict[str, Any]) -> Any:
     Raises:
         ZooError: the row's config cannot be rebuilt.
     """
-    from zoo.registry import create_model, list_models
-
     config = json.loads(row["config"] or "{}")
     if row["kind"] == "keras":
         try:
@@ -147,7 +152,7 @@ def refit_row(run: Run, row: dict[str, Any]) -> Any:
     else:
         raise ZooError(
             f"cannot refit {row['model']}: it is not a zoo entry and its fitted model "
-            f"({row.get('model_path') or 'no model_path'}) is not on disk"
+            f"({row.get('model_path') or 'no model_path'}) is not on disk or is damaged"
         )
     return estimator.fit(run.dataset.scale(run.dataset.x_train), run.dataset.y_train)
 
@@ -157,17 +162,28 @@ def fitted_model(
 ) -> tuple[Any, bool]:
     """Returns a row's fitted model and whether it had to be refit.
 
-    The model saved in the run directory is used when it is there; otherwise
-    the model is refit (and saved back), and ``progress`` says so.
+    The model saved in the run directory is used when it is there and loads;
+    a missing or damaged one (a save that was cut short) is refit (and saved
+    back), and ``progress`` says so.
+
+    Raises:
+        ZooError: the row's ``model_path`` leads outside the run directory,
+            its file names untrusted types, or it cannot be refit.
     """
     relative = row.get("model_path") or ""
-    path = run.path / relative if relative else None
-    if path is not None and path.is_file():
-        return load_fitted(path), False
-    where = str(path) if path is not None else "no model_path in the leaderboard"
+    path = inside(run.path, relative) if relative else None
+    if path is None:
+        problem = "fitted model not on disk (no model_path in the leaderboard)"
+    elif not path.is_file():
+        problem = f"fitted model not on disk ({path})"
+    else:
+        try:
+            return load_run_model(run.path, relative), False
+        except DamagedModel as damage:
+            problem = f"fitted model damaged ({damage.reason}: {path})"
     progress(
-        f"{row['model']}: fitted model not on disk ({where}); refitting it from its recorded "
-        f"config (seed {json.loads(row['config'] or '{}').get('seed', run.seed)}) on the run's "
+        f"{row['model']}: {problem}; refitting it from its recorded config (seed "
+        f"{json.loads(row['config'] or '{}').get('seed', run.seed)}) on the run's "
         f"{len(run.dataset.y_train)} training images"
     )
     estimator = refit_row(run, row)
@@ -199,12 +215,27 @@ def export_run(
         says so).
 
     Raises:
-        ZooError: a bad choice of row, no run there, or an export that failed
-            its own check (nothing is left behind then).
+        ZooError: a bad choice of row, no run there, another digits-zoo process
+            writing the run, or an export that failed its own check (nothing
+            is left behind then).
     """
     if rank is not None and (isinstance(rank, bool) or rank < 1):
         raise ZooError(f"--rank must be a positive integer (got {rank})")
     run = load_run(run_dir)
+    # One writer per run: a refit saves into models/, and the export base's
+    # hidden folders found under the lock are leftovers of killed exports.
+    with run_lock(run.path):
+        return _export_locked(run, rank, model, out, progress)
+
+
+def _export_locked(
+    run: Run,
+    rank: int | None,
+    model: str | None,
+    out: str | Path | None,
+    progress: Callable[[str], None],
+) -> ExportResult:
+    remove_stale_saves(run.path)
     rows = read_leaderboard(run.path)
     if not rows:
         raise ZooError(
@@ -219,8 +250,10 @@ def export_run(
             f"({rows[0]['kind']}), instead (run digits-zoo search for networks)"
         )
     row = select_row(rows, rank=rank, model=model)
-    base = Path(out) if out is not None else run.path / EXPORT_DIR / row["model"]
+    base = Path(out) if out is not None else export_base(run.path, row["model"])
     _check_base(base)
+    # Refused before a refit, not after it.
+    check_versions(base)
     estimator, refit = fitted_model(run, row, progress)
     info = {
         "config": json.loads(row["config"] or "{}"),
@@ -256,7 +289,7 @@ def export_run(
 def _check_base(base: Path) -> None:
     if base.exists() and not base.is_dir():
         raise ZooError(f"--out is a file (got {str(base)!r}); pass a folder for the export")
-    if (base / METADATA).is_file() or (base / SAVED_MODEL).is_file():
+    if is_version(base) or (base / SAVED_MODEL).is_file():
         raise ZooError(
             f"--out is a version folder of an export (got {str(base)!r}); pass its parent, "
             "the base folder, so that the new export gets the next version number"
@@ -264,12 +297,11 @@ def _check_base(base: Path) -> None:
 
 
 def next_version(base: str | Path) -> int:
-    """Returns the next free version number in an export's base folder (1 for a new one)."""
-    base = Path(base)
-    if not base.is_dir():
-        return 1
-    numbers = [int(p.name) for p in base.iterdir() if p.name.isdigit() and p.is_dir()]
-    return max(numbers, default=0) + 1
+    """Returns the next free version number in an export's base folder (1 for a new one).
+
+    Any numbered name counts, a file or a link too, so a number is never reused.
+    """
+    return max(taken_numbers(base), default=0) + 1
 
 
 def export_estimator(
@@ -307,17 +339,21 @@ def export_estimator(
 
     Raises:
         ExportVerificationError: the reloaded export disagrees; nothing is published.
+        ZooError: ``out`` holds a numbered folder without its metadata (not
+            ours; TensorFlow Serving would serve it).
     """
     base = Path(out)
     _check_base(base)
     base.mkdir(parents=True, exist_ok=True)
+    # Hidden folders no running export holds are leftovers of killed ones.
+    remove_stale(base, PARTIAL_PREFIX)
+    check_versions(base)
     is_keras = is_network(estimator)
     metadata = _metadata(estimator, dataset, name, kind or ("keras" if is_keras else "sklearn"))
     metadata.update(info or {})
-    partial = Path(tempfile.mkdtemp(prefix=".partial-", dir=base))
-    # mkdtemp makes a private folder; a published version is readable like any other file.
-    partial.chmod(0o755)
-    try:
+    with staging_folder(base, PARTIAL_PREFIX) as partial:
+        # mkdtemp makes a private folder; a published version is readable like any other file.
+        partial.chmod(0o755)
         if is_keras:
             write_saved_model(estimator, partial, dataset.image_shape, dataset.pixel_max)
         else:
@@ -337,10 +373,8 @@ def export_estimator(
             "test_accuracy": float(np.mean(expected_classes == dataset.y_test)),
         }
         atomic_write_text(partial / METADATA, json.dumps(metadata, indent=2) + "\n")
+        # On success the folder is renamed away; on any failure nothing stays behind.
         return ExportResult(*_publish(partial, base), metadata)
-    finally:
-        # On success the folder was renamed away; on any failure nothing stays behind.
-        shutil.rmtree(partial, ignore_errors=True)
 
 
 def _publish(partial: Path, base: Path) -> tuple[Path, int]:
@@ -348,7 +382,7 @@ def _publish(partial: Path, base: Path) -> tuple[Path, int]:
     for _ in range(1000):
         version = next_version(base)
         target = base / str(version)
-        if target.exists():
+        if os.path.lexists(target):
             continue
         try:
             os.rename(partial, target)
@@ -492,10 +526,10 @@ def verify_export(
     """Reloads a written export from disk and checks it predicts what was expected.
 
     The export is loaded the way ``digits-zoo predict`` loads it
-    (:func:`digits_zoo.ship.predict.load_export`): a SavedModel with
+    (:func:`digits_zoo.ship.load.load_export`): a SavedModel with
     ``tf.saved_model.load`` and called through its ``serving_default``
-    signature on the raw pixels, a skops file trusting only scikit-learn and
-    numpy types.
+    signature on the raw pixels, a skops file trusting only the types of the
+    zoo's own scikit-learn models.
 
     Args:
         folder: the version folder (with its ``metadata.json``).
@@ -509,8 +543,6 @@ def verify_export(
     Raises:
         ExportVerificationError: different classes, or probabilities too far apart.
     """
-    from digits_zoo.ship.predict import load_export
-
     probabilities, classes = load_export(folder).predict_proba(x_raw)
     expected_probabilities = np.asarray(expected_probabilities)
     if probabilities.shape != expected_probabilities.shape:

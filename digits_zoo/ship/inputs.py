@@ -1,4 +1,4 @@
-"""Using an export: load it, turn inputs into the dataset's format, predict, evaluate.
+"""Reading what ``digits-zoo predict`` is given: pictures, ``.npy`` arrays, ``.csv`` pixel rows.
 
 Inputs are converted to pixels exactly as the dataset stores them; the export
 does its own scaling. Images are converted the way the dataset was made:
@@ -16,172 +16,17 @@ Both sizes follow the export's recorded image shape.
 
 from __future__ import annotations
 
-import json
 import math
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from digits_zoo.ship.export import METADATA, SAVED_MODEL, SIGNATURE, SKOPS_MODEL
+from digits_zoo.ship.load import LoadedExport
+from zoo.data import read_number_rows
 from zoo.errors import ZooError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
-_FORMATS = {"tf_saved_model": SAVED_MODEL, "skops": SKOPS_MODEL}
-_NOT_AN_EXPORT = "pass the folder digits-zoo export wrote, or one of its numbered versions"
-
-
-def resolve_export(path: str | Path) -> Path:
-    """Returns the version folder an EXPORT_DIR argument means.
-
-    Args:
-        path: an export's base folder (its newest version is used) or one
-            version folder.
-
-    Raises:
-        ZooError: no such folder, or no export in it.
-    """
-    path = Path(path)
-    if not path.exists():
-        raise ZooError(f"export folder not found (got {str(path)!r}); {_NOT_AN_EXPORT}")
-    if not path.is_dir():
-        raise ZooError(
-            f"the export must be a folder (got the file {str(path)!r}); {_NOT_AN_EXPORT}"
-        )
-    if (path / METADATA).is_file():
-        return path
-    versions = [
-        (int(child.name), child)
-        for child in path.iterdir()
-        if child.name.isdigit() and (child / METADATA).is_file()
-    ]
-    if not versions:
-        raise ZooError(
-            f"{str(path)!r} is not an export (no {METADATA} in it or in a numbered version "
-            f"folder); {_NOT_AN_EXPORT}"
-        )
-    return max(versions)[1]
-
-
-@dataclass
-class LoadedExport:
-    """An export loaded for prediction: its metadata and its model.
-
-    Attributes:
-        path: the version folder.
-        metadata: its ``metadata.json``.
-        model: the SavedModel's ``serving_default`` signature, or the
-            scikit-learn estimator.
-    """
-
-    path: Path
-    metadata: dict[str, Any]
-    model: Any
-
-    @property
-    def name(self) -> str:
-        """The exported model's leaderboard name."""
-        return self.metadata["model"]
-
-    @property
-    def format(self) -> str:
-        """``tf_saved_model`` or ``skops``."""
-        return self.metadata["format"]
-
-    @property
-    def classes(self) -> np.ndarray:
-        """The class labels, in the order of the probability columns."""
-        return np.asarray(self.metadata["classes"], dtype="int64")
-
-    @property
-    def image_shape(self) -> tuple[int, ...]:
-        """The shape of one image, such as ``(8, 8)``."""
-        return tuple(int(s) for s in self.metadata["dataset"]["image_shape"])
-
-    @property
-    def n_features(self) -> int:
-        """Pixels per image."""
-        return int(self.metadata["dataset"]["n_features"])
-
-    @property
-    def pixel_max(self) -> float:
-        """The largest raw pixel value (16 for the bundled digits)."""
-        return float(self.metadata["dataset"]["pixel_max"])
-
-    def predict_proba(self, x_raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Predicts raw pixel rows.
-
-        Args:
-            x_raw: ``[n, n_features]`` raw pixel values (see :func:`as_rows`).
-
-        Returns:
-            ``(probabilities, classes)``: float32 ``[n, n_classes]`` in the
-            order of :attr:`classes`, and the predicted label of each row.
-        """
-        x_raw = np.asarray(x_raw, dtype="float32")
-        if self.format == "tf_saved_model":
-            import tensorflow as tf
-
-            outputs = self.model(pixels=tf.constant(x_raw))
-            return outputs["probabilities"].numpy(), outputs["class"].numpy()
-        scaled = x_raw / np.float32(self.pixel_max)
-        probabilities = np.asarray(self.model.predict_proba(scaled), dtype="float32")
-        return probabilities, np.asarray(self.model.predict(scaled)).astype("int64")
-
-
-def load_export(path: str | Path) -> LoadedExport:
-    """Loads an export (base folder or version folder) for prediction.
-
-    A SavedModel is loaded with ``tf.saved_model.load``; a skops file
-    trusting only scikit-learn and numpy types, so neither runs code from
-    the file.
-
-    Raises:
-        ZooError: not an export, or a damaged one.
-    """
-    from digits_zoo.artifacts import load_fitted
-
-    folder = resolve_export(path)
-    metadata = _read_metadata(folder)
-    model_file = folder / _FORMATS[metadata["format"]]
-    if not model_file.is_file():
-        raise ZooError(
-            f"the export {str(folder)!r} lacks its model file {model_file.name}; export again"
-        )
-    if metadata["format"] == "skops":
-        return LoadedExport(folder, metadata, load_fitted(model_file))
-    import tensorflow as tf
-
-    try:
-        signature = tf.saved_model.load(str(folder)).signatures[SIGNATURE]
-    except Exception as error:  # TensorFlow raises many kinds for a damaged SavedModel.
-        raise ZooError(
-            f"cannot load the SavedModel in {str(folder)!r} ({error.__class__.__name__}); "
-            "the export is damaged, export again"
-        ) from None
-    return LoadedExport(folder, metadata, signature)
-
-
-def _read_metadata(folder: Path) -> dict[str, Any]:
-    path = folder / METADATA
-    try:
-        metadata = json.loads(path.read_text(encoding="utf-8"))
-        dataset = metadata["dataset"]
-        valid = (
-            metadata["format"] in _FORMATS
-            and len(metadata["classes"]) >= 2
-            and int(dataset["n_features"]) == math.prod(dataset["image_shape"])
-            and float(dataset["pixel_max"]) > 0
-        )
-    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError):
-        valid = False
-    if not valid:
-        raise ZooError(
-            f"{str(path)!r} is not the metadata of a digits-zoo export (unreadable or "
-            f"incomplete); {_NOT_AN_EXPORT}"
-        )
-    return metadata
 
 
 def as_rows(array: np.ndarray, export: LoadedExport, source: str) -> np.ndarray:
@@ -375,34 +220,14 @@ def read_pixel_csv(path: str | Path, export: LoadedExport) -> np.ndarray:
     Raises:
         ZooError: unreadable, non-numeric, ragged, or the wrong number of columns.
     """
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
+    n_features = export.n_features
+    layout = f"{n_features} pixels, optionally then a label"
+    table = read_number_rows(path, layout=layout)
+    if table.shape[1] not in (n_features, n_features + 1):
         raise ZooError(
-            f"cannot read {str(path)!r} ({error.__class__.__name__}); pass a readable text CSV"
-        ) from None
-    rows = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            rows.append([float(cell) for cell in line.split(",")])
-        except ValueError:
-            raise ZooError(
-                f"{path}: line {number} is not comma-separated numbers (got {line[:40]!r}); "
-                "the CSV must hold pixel rows with no header"
-            ) from None
-        if len(rows[-1]) not in (export.n_features, export.n_features + 1):
-            raise ZooError(
-                f"{path}: line {number} has {len(rows[-1])} columns; this export takes "
-                f"{export.n_features} pixels per row (optionally then a label)"
-            )
-    if not rows:
-        raise ZooError(f"{path} holds no rows; expected {export.n_features} pixels per line")
-    if len({len(row) for row in rows}) > 1:
-        raise ZooError(f"{path}: rows have different numbers of columns; keep one layout per file")
-    table = np.asarray(rows, dtype="float32")
-    return table[:, : export.n_features]
+            f"{path}: each row has {table.shape[1]} columns; this export takes {layout}, per row"
+        )
+    return table[:, :n_features].astype("float32")
 
 
 def read_input(path: str | Path, export: LoadedExport) -> np.ndarray:
@@ -474,77 +299,3 @@ def predict_inputs(
             }
         )
     return results
-
-
-def read_labelled(path: str | Path) -> tuple[np.ndarray, np.ndarray, str]:
-    """Reads labelled raw pixel rows in a format the dataset loaders accept.
-
-    A ``.csv`` is the optdigits layout (pixels, then the label in the last
-    column) and every row is used; a ``.npz`` or an MNIST IDX folder carries
-    its own test part, which is used.
-
-    Returns:
-        ``(x, y, description)``.
-
-    Raises:
-        DataError: a missing or malformed file.
-    """
-    from zoo.data import load_dataset, read_csv_rows
-    from zoo.errors import DataError
-
-    path = Path(path)
-    if not path.exists():
-        raise DataError(f"data path not found (got {str(path)!r}); pass an existing file or folder")
-    if path.is_file() and path.suffix.lower() == ".csv":
-        x, y = read_csv_rows(path)
-        return x, y, f"{path}: {len(y)} labelled rows"
-    dataset = load_dataset(path)
-    return dataset.x_test, dataset.y_test, f"{path}: its test part, {len(dataset.y_test)} rows"
-
-
-def evaluate_export(export: LoadedExport, data: str | Path) -> dict[str, Any]:
-    """Scores an export on a labelled data file.
-
-    Returns:
-        ``rows``, ``correct``, ``accuracy``, ``macro_f1`` and
-        ``confusion_matrix`` (rows: true class, columns: predicted class, both
-        in the order of ``labels``), plus ``export``, ``model`` and ``data``.
-
-    Raises:
-        ZooError: bad data, or data of another shape or pixel range than the export's.
-    """
-    from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
-
-    x, y, description = read_labelled(data)
-    if x.shape[1] != export.n_features:
-        raise ZooError(
-            f"{data}: rows have {x.shape[1]} pixels but the export takes {export.n_features} "
-            f"({'x'.join(map(str, export.image_shape))}); pass data of the kind it was trained on"
-        )
-    x = as_rows(x, export, str(data))
-    _, predicted = export.predict_proba(x)
-    labels = sorted(set(np.unique(y).tolist()) | set(np.unique(predicted).tolist()))
-    return {
-        "export": str(export.path),
-        "model": export.name,
-        "data": description,
-        "rows": int(len(y)),
-        "correct": int(np.sum(predicted == y)),
-        "accuracy": float(accuracy_score(y, predicted)),
-        "macro_f1": float(f1_score(y, predicted, average="macro")),
-        "labels": [int(label) for label in labels],
-        "confusion_matrix": confusion_matrix(y, predicted, labels=labels).tolist(),
-    }
-
-
-def format_confusion(labels: list[int], matrix: list[list[int]]) -> str:
-    """Renders a confusion matrix as an aligned table (rows true, columns predicted)."""
-    names = [str(label) for label in labels]
-    width = max(len(str(value)) for row in matrix for value in row)
-    width = max(width, *(len(name) for name in names))
-    label_width = max(len("true"), *(len(name) for name in names))
-    lines = [" " * label_width + "  " + " ".join(name.rjust(width) for name in names)]
-    for name, row in zip(names, matrix, strict=True):
-        cells = " ".join(str(value).rjust(width) for value in row)
-        lines.append(f"{name.rjust(label_width)}  {cells}")
-    return "\n".join(lines)

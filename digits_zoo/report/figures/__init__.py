@@ -1,0 +1,1 @@
+"""Figures of digits, models and searches, one module per subject; import from the modules."""

@@ -1,0 +1,191 @@
+"""The search runner: a keras-tuner search over a run, then its best trials on the leaderboard.
+
+``search`` runs the trials (state in ``RUN_DIR/tuner/``, records in
+``RUN_DIR/trials/``); this module gives it the run's data and folds, then
+refits the top trials on the whole training part, tests them once on the
+held-out split, and adds them and their ensemble to the leaderboard.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from typing import Any
+
+import numpy as np
+
+from digits_zoo.artifacts import load_fitted, save_fitted
+from digits_zoo.leaderboard import merge_rows, read_leaderboard
+from digits_zoo.rundir import leaderboard_path, run_lock
+from digits_zoo.runs import Run
+from search.records import completed_trials, duration, read_out_of_fold, write_trials_csv
+from search.runner import is_remote_worker, run_trials
+from search.spec import SearchContext, SearchSpec
+from zoo.dense import DenseNetClassifier
+from zoo.ensemble import DenseEnsembleClassifier
+from zoo.protocol import config_json, refit_and_test, test_fitted
+from zoo.space import DenseConfig
+
+
+def search_context(run: Run) -> SearchContext:
+    """What the search needs of a run: its folder, data, folds, seed and data source."""
+    source = {
+        "data": run.meta["data"],
+        "test_size": run.meta["test_size"],
+        "folds": run.n_folds,
+        "seed": run.seed,
+    }
+    return SearchContext(run.path, run.dataset, run.folds, run.seed, source)
+
+
+def run_search(
+    run: Run,
+    spec: SearchSpec,
+    *,
+    workers: int = 1,
+    overwrite: bool = False,
+    progress: Callable[[str], None] = print,
+    worker_timeout: float | None = None,
+) -> list[dict[str, Any]]:
+    """Runs (or resumes) a search, then refits its top trials into the leaderboard.
+
+    Args:
+        run: the opened run.
+        spec: the search settings.
+        workers: trials run at once (see ``search.runner.run_trials``).
+        overwrite: forget this tuner's earlier trials in the run directory.
+        progress: receives the progress lines.
+        worker_timeout: with workers, seconds without a finished trial after
+            which the search is stopped.
+
+    Returns:
+        The whole leaderboard, best first.
+
+    Raises:
+        ZooError: bad settings, before any training.
+    """
+    # One writer per run directory; a worker of a search spread over hosts by
+    # hand writes only its own trials' files, under its chief's lock.
+    lock = nullcontext() if is_remote_worker() else run_lock(run.path)
+    with lock:
+        finish = run_trials(
+            search_context(run),
+            spec,
+            workers=workers,
+            overwrite=overwrite,
+            progress=progress,
+            worker_timeout=worker_timeout,
+        )
+        if not finish:
+            return rank_existing(run)
+        return finish_search(run, spec, progress)
+
+
+def leaderboard_name(trial: dict[str, Any]) -> str:
+    """The leaderboard name of a trial's model: ``search_<tuner>_<id>_<layers>x<units>_<act>``."""
+    return f"search_{trial['trial_id']}_{trial['n_layers']}x{trial['units']}_{trial['activation']}"
+
+
+def ensemble_name(spec: SearchSpec, n_members: int) -> str:
+    """The leaderboard name of a search's ensemble: ``ensemble_<tuner>_top<n>``."""
+    return f"ensemble_{spec.tuner}_top{n_members}"
+
+
+def finish_search(
+    run: Run, spec: SearchSpec, progress: Callable[[str], None] = print
+) -> list[dict[str, Any]]:
+    """Refits the top trials on the whole training part, tests them, merges them into the leaderboard.
+
+    Idempotent: a top trial already on the leaderboard with its model on disk
+    is not refit again.
+
+    Returns:
+        The whole leaderboard, best first.
+    """
+    completed = completed_trials(write_trials_csv(run.path, spec))
+    existing = {row["model"]: row for row in rank_existing(run)}
+    board = list(existing.values())
+    for trial in completed[: spec.top_k]:
+        name = leaderboard_name(trial)
+        known = existing.get(name)
+        if known and known.get("model_path") and (run.path / known["model_path"]).exists():
+            continue
+        config = DenseConfig.from_dict(trial)
+        estimator = DenseNetClassifier.from_config(
+            config, epochs=int(trial["epochs"]), seed=run.seed
+        )
+        started = time.monotonic()
+        result = refit_and_test(
+            name, "keras", estimator, run.dataset, json.loads(trial["cv_folds"])
+        )
+        row = result.row()
+        row["source"] = "search"
+        row["model_path"] = save_fitted(result.fitted, run.path, name)
+        board = merge_rows(run.path, [row])
+        progress(
+            f"refit {name}: cv {row['cv_accuracy_mean']:.4f}, test {row['test_accuracy']:.4f} "
+            f"({duration(time.monotonic() - started)})"
+        )
+    if spec.ensemble_size >= 2:
+        board = add_ensemble(run, spec, completed[: spec.ensemble_size], progress) or board
+    return board or rank_existing(run)
+
+
+def add_ensemble(
+    run: Run,
+    spec: SearchSpec,
+    members: list[dict[str, Any]],
+    progress: Callable[[str], None] = print,
+) -> list[dict[str, Any]] | None:
+    """Adds the soft-voting ensemble of the best trials to the leaderboard.
+
+    Its CV score is measured on the run's folds with no new training: for
+    fold ``f`` it averages the members' out-of-fold probabilities on fold
+    ``f``'s validation rows, each predicted by the member's fold-``f`` network,
+    which never trained on those rows. Its test score averages the refit
+    members (already on the leaderboard) on the held-out test split.
+
+    Returns:
+        The leaderboard, or ``None`` when there are too few members with
+        out-of-fold probabilities on disk (trials of an older search).
+    """
+    if len(members) < 2:
+        return None
+    probabilities = [read_out_of_fold(run.path, m["trial_id"]) for m in members]
+    if any(p is None for p in probabilities):
+        progress("no ensemble: some top trials have no out-of-fold probabilities on disk")
+        return None
+    board = {row["model"]: row for row in read_leaderboard(run.path)}
+    member_rows = [board.get(leaderboard_name(m)) for m in members]
+    if any(row is None or not row.get("model_path") for row in member_rows):
+        progress("no ensemble: some top trials are not on the leaderboard")
+        return None
+    name = ensemble_name(spec, len(members))
+    fitted = [load_fitted(run.path / row["model_path"]) for row in member_rows]
+    ensemble = DenseEnsembleClassifier.from_fitted(fitted)
+    known = board.get(name)
+    if known and known.get("config") == config_json(ensemble) and known.get("model_path"):
+        if (run.path / known["model_path"]).exists():
+            return None
+    y = run.dataset.y_train
+    classes = np.asarray(run.dataset.classes)
+    averaged = np.mean(probabilities, axis=0)
+    cv_scores = [
+        float(np.mean(classes[averaged[val].argmax(axis=1)] == y[val])) for _, val in run.folds
+    ]
+    fit_seconds = sum(float(row["fit_seconds"]) for row in member_rows)
+    row = test_fitted(name, "keras", ensemble, run.dataset, cv_scores, fit_seconds).row()
+    row["source"] = "search"
+    row["model_path"] = save_fitted(ensemble, run.path, name)
+    progress(
+        f"ensemble of {', '.join(m['trial_id'] for m in members)}: "
+        f"cv {row['cv_accuracy_mean']:.4f}, test {row['test_accuracy']:.4f}"
+    )
+    return merge_rows(run.path, [row])
+
+
+def rank_existing(run: Run) -> list[dict[str, Any]]:
+    """The run's leaderboard, or nothing if it has none yet."""
+    return read_leaderboard(run.path) if leaderboard_path(run.path).is_file() else []

@@ -1,0 +1,83 @@
+"""Scoring an export on labelled data: accuracy, macro-F1 and the confusion matrix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
+
+from digits_zoo.ship.inputs import as_rows
+from digits_zoo.ship.load import LoadedExport
+from zoo.data import load_dataset, read_csv_rows
+from zoo.errors import DataError, ZooError
+
+
+def read_labelled(path: str | Path) -> tuple[np.ndarray, np.ndarray, str]:
+    """Reads labelled raw pixel rows in a format the dataset loaders accept.
+
+    A ``.csv`` is the optdigits layout (pixels, then the label in the last
+    column) and every row is used; a ``.npz`` or an MNIST IDX folder carries
+    its own test part, which is used.
+
+    Returns:
+        ``(x, y, description)``.
+
+    Raises:
+        DataError: a missing or malformed file.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"data path not found (got {str(path)!r}); pass an existing file or folder")
+    if path.is_file() and path.suffix.lower() == ".csv":
+        x, y = read_csv_rows(path)
+        return x, y, f"{path}: {len(y)} labelled rows"
+    dataset = load_dataset(path)
+    return dataset.x_test, dataset.y_test, f"{path}: its test part, {len(dataset.y_test)} rows"
+
+
+def evaluate_export(export: LoadedExport, data: str | Path) -> dict[str, Any]:
+    """Scores an export on a labelled data file.
+
+    Returns:
+        ``rows``, ``correct``, ``accuracy``, ``macro_f1`` and
+        ``confusion_matrix`` (rows: true class, columns: predicted class, both
+        in the order of ``labels``), plus ``export``, ``model`` and ``data``.
+
+    Raises:
+        ZooError: bad data, or data of another shape or pixel range than the export's.
+    """
+    x, y, description = read_labelled(data)
+    if x.shape[1] != export.n_features:
+        raise ZooError(
+            f"{data}: rows have {x.shape[1]} pixels but the export takes {export.n_features} "
+            f"({'x'.join(map(str, export.image_shape))}); pass data of the kind it was trained on"
+        )
+    x = as_rows(x, export, str(data))
+    _, predicted = export.predict_proba(x)
+    labels = sorted(set(np.unique(y).tolist()) | set(np.unique(predicted).tolist()))
+    return {
+        "export": str(export.path),
+        "model": export.name,
+        "data": description,
+        "rows": int(len(y)),
+        "correct": int(np.sum(predicted == y)),
+        "accuracy": float(accuracy_score(y, predicted)),
+        "macro_f1": float(f1_score(y, predicted, average="macro")),
+        "labels": [int(label) for label in labels],
+        "confusion_matrix": confusion_matrix(y, predicted, labels=labels).tolist(),
+    }
+
+
+def format_confusion(labels: list[int], matrix: list[list[int]]) -> str:
+    """Renders a confusion matrix as an aligned table (rows true, columns predicted)."""
+    names = [str(label) for label in labels]
+    width = max(len(str(value)) for row in matrix for value in row)
+    width = max(width, *(len(name) for name in names))
+    label_width = max(len("true"), *(len(name) for name in names))
+    lines = [" " * label_width + "  " + " ".join(name.rjust(width) for name in names)]
+    for name, row in zip(names, matrix, strict=True):
+        cells = " ".join(str(value).rjust(width) for value in row)
+        lines.append(f"{name.rjust(label_width)}  {cells}")
+    return "\n".join(lines)

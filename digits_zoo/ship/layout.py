@@ -1,0 +1,111 @@
+"""The export format: file names, the serving signature and the numbered version folders.
+
+Writing an export (:mod:`digits_zoo.ship.export`) and loading one
+(:mod:`digits_zoo.ship.load`) both read these names from here, so the two
+sides cannot drift apart and neither imports the other. Layout of an export
+(the TensorFlow Serving layout)::
+
+    OUT/                      the export's base folder
+      1/                      one folder per export, numbered 1, 2, ...; never overwritten
+        saved_model.pb        Keras rows: a SavedModel whose ``serving_default``
+        variables/            signature takes raw pixels and returns
+        metadata.json         ``probabilities`` and ``class``
+      2/
+        model.skops           scikit-learn rows: a skops file (no pickle)
+        metadata.json
+      .partial-<random>/      an export being written; a killed one's is removed by the next
+
+A numbered folder without ``metadata.json`` is never one of ours (a version is
+complete before it gets its number): loading and exporting refuse it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from zoo.errors import ZooError
+
+METADATA = "metadata.json"
+SAVED_MODEL = "saved_model.pb"
+SKOPS_MODEL = "model.skops"
+SIGNATURE = "serving_default"
+# The prefix of the hidden folder an export is written in before it gets its number.
+PARTIAL_PREFIX = ".partial-"
+# The metadata's ``format`` and the model file each format is stored in.
+MODEL_FILES = {"tf_saved_model": SAVED_MODEL, "skops": SKOPS_MODEL}
+
+
+def version_folders(base: str | Path) -> list[tuple[int, Path]]:
+    """Returns the numbered version folders in an export's base folder, lowest number first.
+
+    Every numbered folder counts, whole or not, so that a version number is
+    never handed out twice; a version is whole when it holds its
+    ``metadata.json`` (see :func:`is_version`).
+
+    Args:
+        base: the export's base folder; a missing one has no versions.
+    """
+    base = Path(base)
+    if not base.is_dir():
+        return []
+    return sorted(
+        (int(child.name), child)
+        for child in base.iterdir()
+        if child.name.isdigit() and child.is_dir()
+    )
+
+
+def is_version(folder: str | Path) -> bool:
+    """Whether ``folder`` is one version of an export (it holds its ``metadata.json``)."""
+    return (Path(folder) / METADATA).is_file()
+
+
+def taken_numbers(base: str | Path) -> set[int]:
+    """Every number used by a name in an export's base folder: folders, files and links alike."""
+    base = Path(base)
+    if not base.is_dir():
+        return set()
+    return {int(name) for name in os.listdir(base) if name.isdigit()}
+
+
+def check_versions(base: str | Path) -> None:
+    """Refuses an export's base folder that holds a numbered folder without its ``metadata.json``.
+
+    digits-zoo renames a version to its number only once it is complete, so
+    such a folder is not one of its own: TensorFlow Serving would still serve
+    its number, newer than the versions beside it perhaps.
+
+    Raises:
+        ZooError: naming the first such folder.
+    """
+    for _, folder in version_folders(base):
+        if not is_version(folder):
+            raise ZooError(
+                f"incomplete export version: a numbered folder without {METADATA}, which "
+                f"TensorFlow Serving would still serve (got {str(folder)!r}); delete that "
+                "folder, then rerun"
+            )
+
+
+def check_contained(root: str | Path, folder: str | Path) -> None:
+    """Refuses ``folder`` (an export version) if it, or a link in it, leads outside ``root``.
+
+    Args:
+        root: the export folder the user named (base or version folder).
+        folder: the version folder inside it.
+
+    Raises:
+        ZooError: naming the link.
+    """
+    root = Path(root).resolve()
+    paths = [Path(folder)]
+    for parent, folders, files in os.walk(folder):
+        paths.extend(Path(parent) / name for name in (*folders, *files))
+    for path in paths:
+        resolved = path.resolve()
+        if resolved != root and root not in resolved.parents:
+            raise ZooError(
+                f"a link in the export leads outside it, to {str(resolved)!r} (got "
+                f"{str(path)!r}); remove the link or export again"
+            )

@@ -1,0 +1,95 @@
+"""The tuner's view of the zoo's dense-net space, and the oracle that explores it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras_tuner as kt
+
+from search.ktcompat import oracle_seed, reseed_gaussian_process_proposals
+from search.spec import OBJECTIVE, SearchSpec
+from zoo.errors import ZooError
+from zoo.network import build_dense_model
+from zoo.space import DenseConfig
+
+
+def make_oracle(spec: SearchSpec, seed: int) -> kt.Oracle:
+    """The keras-tuner oracle of a search: random, Bayesian or Hyperband, seeded."""
+    objective = kt.Objective(OBJECTIVE, direction="max")
+    common = {
+        "objective": objective,
+        "seed": oracle_seed(seed),
+        # Diverged trials are recorded as failed and the search goes on.
+        "max_consecutive_failed_trials": spec.max_trials + 1,
+    }
+    if spec.tuner == "random":
+        return kt.oracles.RandomSearchOracle(max_trials=spec.max_trials, **common)
+    if spec.tuner == "bayesian":
+        return ResumableBayesianOracle(
+            max_trials=spec.max_trials,
+            # 3 random points for short searches, up to 10 for long ones, before the GP.
+            num_initial_points=min(spec.max_trials, max(3, min(10, spec.max_trials // 3))),
+            **common,
+        )
+    oracle = kt.oracles.HyperbandOracle(max_epochs=spec.epochs, factor=3, **common)
+    # Hyperband has no trial budget of its own; the oracle stops at max_trials.
+    oracle.max_trials = spec.max_trials
+    return oracle
+
+
+class ResumableBayesianOracle(kt.oracles.BayesianOptimizationOracle):
+    """keras-tuner's Bayesian oracle, made to continue its sequence on resume and never repeat.
+
+    Each proposal's random restart points are seeded from the seed and the
+    trial count (see ``search.ktcompat``), so a search stopped and resumed
+    proposes what an uninterrupted one would; a proposal equal to an earlier
+    trial's configuration (the Gaussian process can land on a tried point) is
+    replaced by a random untried one.
+    """
+
+    def populate_space(self, trial_id):
+        reseed_gaussian_process_proposals(self, len(self.trials))
+        proposal = super().populate_space(trial_id)
+        values = proposal.get("values")
+        if values and any(
+            _same_values(values, trial.hyperparameters.values)
+            for trial in self.trials.values()
+            if trial.trial_id != trial_id
+        ):
+            return self._random_populate_space()
+        return proposal
+
+
+def _same_values(proposal: dict[str, Any], tried: dict[str, Any]) -> bool:
+    shared = set(proposal) & set(tried)
+    return bool(shared) and all(proposal[name] == tried[name] for name in shared)
+
+
+class DenseHyperModel(kt.HyperModel):
+    """The tuner's view of the zoo's dense-net space (declared in ``zoo.space``).
+
+    Args:
+        input_dim: features per image.
+        n_classes: number of classes.
+        fixed: hyperparameters pinned to one value.
+    """
+
+    def __init__(self, input_dim: int, n_classes: int, fixed: dict[str, Any] | None = None):
+        super().__init__(name="dense_net")
+        if input_dim < 1 or n_classes < 2:
+            raise ZooError(f"need inputs and 2+ classes (got {input_dim}, {n_classes})")
+        self.input_dim = input_dim
+        self.n_classes = n_classes
+        self.fixed = dict(fixed or {})
+
+    def declare_hyperparameters(self, hp: kt.HyperParameters) -> None:
+        """Declares the space's hyperparameters on ``hp`` (pinned ones as fixed)."""
+        DenseConfig.from_hp(hp, self.fixed)
+
+    def config(self, hp: kt.HyperParameters) -> DenseConfig:
+        """Reads a trial's config from its hyperparameters."""
+        return DenseConfig.from_hp(hp, self.fixed)
+
+    def build(self, hp: kt.HyperParameters):
+        """The default-config network for ``hp`` (keras-tuner's smoke test of the space)."""
+        return build_dense_model(self.config(hp), self.input_dim, self.n_classes)

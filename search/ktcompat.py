@@ -1,0 +1,75 @@
+"""Every use of keras-tuner's private internals, in one place.
+
+keras-tuner's public API does not cover four things the search needs; each
+is wrapped here and pinned to the version it was written against by
+``tests/test_ktcompat.py``, so an upgrade that moves them fails one test
+instead of a search.
+"""
+
+from __future__ import annotations
+
+import keras_tuner as kt
+import numpy as np
+
+TESTED_VERSION = "1.4.8"
+
+
+def oracle_seed(seed: int) -> int:
+    """The seed to give an oracle for a run's ``seed``.
+
+    keras-tuner reads ``seed=0`` as "no seed" (``seed or random.randint(...)``),
+    so every seed is shifted by one.
+    """
+    return seed + 1
+
+
+def quiet_failed_trial_tracebacks() -> None:
+    """Stops keras-tuner from printing a failed trial's traceback (its ``DEBUG`` flag)."""
+    try:
+        from keras_tuner.src import config as tuner_config
+    except ImportError:  # a keras-tuner that moved it: tracebacks stay
+        return
+    tuner_config.DEBUG = False
+
+
+def attach_oracle(oracle: kt.Oracle, directory: str, project: str) -> None:
+    """Points a stand-alone oracle at a tuner's saved state, as a ``Tuner`` would."""
+    oracle._set_project_dir(directory, project)
+
+
+def fail_orphaned_trials(oracle: kt.Oracle, message: str) -> list[str]:
+    """Marks the reloaded oracle's RUNNING trials as FAILED and saves it.
+
+    ``Oracle.reload`` moves trials that were running into its retry queue; a
+    worker that asks again gets them back. When that worker is gone for good,
+    they are taken out of the queue and ended here.
+
+    Returns:
+        The ids of the trials marked failed.
+    """
+    failed = []
+    for trial_id in list(oracle._retry_queue):
+        trial = oracle.trials[trial_id]
+        if trial.status != "RUNNING":
+            continue
+        oracle._retry_queue.remove(trial_id)
+        trial.status = "FAILED"
+        trial.message = message
+        oracle.end_order.append(trial_id)
+        oracle._save_trial(trial)
+        failed.append(trial_id)
+    oracle.save()
+    return failed
+
+
+def reseed_gaussian_process_proposals(oracle: kt.Oracle, draw: int) -> None:
+    """Seeds the Bayesian oracle's restart points for its ``draw``-th proposal.
+
+    ``BayesianOptimizationOracle`` draws the starting points of its acquisition
+    search from ``_random_state``, created from the seed in ``__init__`` and not
+    saved with the oracle: every resumed process started that stream afresh and
+    proposed again what the first process had proposed. Seeding it from the
+    seed and the number of trials so far makes a resumed search continue the
+    same sequence as an uninterrupted one.
+    """
+    oracle._random_state = np.random.RandomState((oracle.seed * 7919 + draw) % (2**32))

@@ -1,0 +1,179 @@
+"""Trial records: what each finished trial leaves on disk, and the tables rebuilt from them.
+
+A trial writes ``trials/<tuner>_<id>.json`` (config, fold scores, per-fold
+learning curves, seconds, status) and ``trials/<tuner>_<id>.oof.npy`` (its
+out-of-fold probabilities); keras-tuner keeps its own ``trial.json``. Every
+table of trials (``trials.csv``, the report, the progress line, the budget)
+is rebuilt from these files, never from memory.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from search import paths
+from search.spec import TUNERS, SearchSpec, read_spec, read_specs
+from zoo.errors import ZooError
+from zoo.files import atomic_write, atomic_write_text, read_json
+from zoo.space import DenseConfig, space_names
+
+TRIAL_COLUMNS = [
+    "trial_id", "status", "cv_accuracy_mean", "cv_accuracy_std", "cv_folds", "seconds",
+    "epochs", "config", *space_names(), "message",
+]  # fmt: skip
+
+
+def trial_name(tuner: str, trial_id: str) -> str:
+    """The name of a trial's files: ``<tuner>_<trial id>``."""
+    return f"{tuner}_{trial_id}"
+
+
+def read_record(directory: str | Path, name: str) -> dict[str, Any]:
+    """A trial's record, or ``{}`` if it has none yet.
+
+    Raises:
+        ZooError: the record is damaged.
+    """
+    path = paths.record_path(directory, name)
+    if not path.is_file():
+        return {}
+    record = read_json(path, "trial record")
+    if not isinstance(record, dict):
+        raise ZooError(
+            f"damaged trial record (not a JSON object) (got {str(path)!r}); delete it and "
+            "rerun the search to redo the trial"
+        )
+    return record
+
+
+def write_record(directory: str | Path, name: str, record: dict[str, Any]) -> None:
+    """Writes a trial's record (atomically)."""
+    atomic_write_text(paths.record_path(directory, name), json.dumps(record) + "\n")
+
+
+def trial_records(directory: str | Path, tuner: str) -> list[dict[str, Any]]:
+    """The trial records of the folder's ``tuner`` search."""
+    return [
+        read_record(directory, path.name[: -len(".json")])
+        for path in sorted(paths.trials_dir(directory).glob(f"{tuner}_*.json"))
+    ]
+
+
+def write_out_of_fold(directory: str | Path, name: str, probabilities: np.ndarray) -> None:
+    """Writes a trial's out-of-fold probabilities (atomically)."""
+    atomic_write(
+        paths.out_of_fold_path(directory, name),
+        lambda stream: np.save(stream, probabilities),
+        binary=True,
+    )
+
+
+def read_out_of_fold(directory: str | Path, name: str) -> np.ndarray | None:
+    """A trial's out-of-fold probabilities, or ``None`` if it has none (or a damaged one)."""
+    path = paths.out_of_fold_path(directory, name)
+    if not path.is_file():
+        return None
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError):
+        return None
+
+
+def first_line(text: str) -> str:
+    """The last non-empty line of a message (a traceback's is the error), cut to 160 characters."""
+    lines = [line for line in str(text).strip().splitlines() if line.strip()]
+    return lines[-1][:160] if lines else ""
+
+
+def duration(seconds: float) -> str:
+    """``1m05s`` or ``42s``."""
+    seconds = int(round(seconds))
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
+def read_trials(directory: str | Path, spec: SearchSpec) -> list[dict[str, Any]]:
+    """Reads every trial of a search from disk: keras-tuner's state plus the trial records.
+
+    Returns:
+        One dict per trial, in trial order, with ``trial_id`` (the file name),
+        ``status``, ``cv_accuracy_mean``, ``cv_accuracy_std``, ``cv_folds``,
+        ``seconds``, ``epochs``, ``config`` (JSON), each hyperparameter, ``message``.
+    """
+    project = paths.tuner_project(directory, spec.tuner)
+    rows = []
+    for trial_file in sorted(project.glob("trial_*/trial.json")):
+        state = read_json(trial_file, "keras-tuner trial state")
+        if not isinstance(state, dict) or "trial_id" not in state:
+            raise ZooError(
+                f"damaged keras-tuner trial state (no trial_id) (got {str(trial_file)!r}); "
+                "restore it, or rerun the search with --overwrite"
+            )
+        name = trial_name(spec.tuner, state["trial_id"])
+        record = read_record(directory, name)
+        values = state.get("hyperparameters", {}).get("values", {})
+        config = DenseConfig.from_dict({**values, **spec.fixed})
+        scores = record.get("cv_scores") if state.get("status") == "COMPLETED" else None
+        rows.append(
+            {
+                "trial_id": name,
+                "status": state.get("status"),
+                "cv_accuracy_mean": float(np.mean(scores)) if scores else "",
+                "cv_accuracy_std": float(np.std(scores)) if scores else "",
+                "cv_folds": json.dumps(scores) if scores else "",
+                "seconds": record.get("seconds", ""),
+                "epochs": record.get("epochs", values.get("tuner/epochs", spec.epochs)),
+                "config": config.to_json(),
+                **config.to_dict(),
+                "message": first_line(state.get("message") or record.get("message") or ""),
+            }
+        )
+    return rows
+
+
+def write_trials_csv(directory: str | Path, spec: SearchSpec) -> list[dict[str, Any]]:
+    """Rebuilds ``trials.csv`` from disk (every tuner's trials) and returns this search's."""
+    rows = []
+    recorded = read_specs(directory)["searches"]
+    for tuner in TUNERS:
+        if paths.tuner_project(directory, tuner).is_dir() and tuner in recorded:
+            rows.extend(read_trials(directory, read_spec(directory, tuner)))
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=TRIAL_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(paths.trials_csv_path(directory), buffer.getvalue())
+    return [row for row in rows if row["trial_id"].startswith(f"{spec.tuner}_")]
+
+
+def read_trials_csv(directory: str | Path) -> list[dict[str, str]]:
+    """The rows of ``trials.csv`` as strings, or ``[]`` when the folder holds no search."""
+    path = paths.trials_csv_path(directory)
+    if not path.is_file():
+        return []
+    with open(path, newline="", encoding="utf-8") as stream:
+        return list(csv.DictReader(stream))
+
+
+def completed_trials(trials: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The trials that completed with a score, best CV first (ties by name)."""
+    completed = [t for t in trials if t["status"] == "COMPLETED" and t["cv_accuracy_mean"] != ""]
+    return sorted(completed, key=lambda t: (-t["cv_accuracy_mean"], t["trial_id"]))
+
+
+def summarize_best(trials: list[dict[str, Any]]) -> str:
+    """One line on the best completed trial, for the end of a search."""
+    completed = completed_trials(trials)
+    if not completed:
+        return "no trial completed"
+    best = completed[0]
+    failed = len([t for t in trials if t["status"] != "COMPLETED"])
+    return (
+        f"{len(completed)} trials completed, {failed} failed; best {best['trial_id']} "
+        f"cv {best['cv_accuracy_mean']:.4f} ({DenseConfig.from_dict(best).short()})"
+    )

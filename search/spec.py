@@ -1,0 +1,173 @@
+"""What a search runs (:class:`SearchSpec`) and what it runs on (:class:`SearchContext`).
+
+Both are recorded in the folder's ``search.json`` so that resumes and
+distributed workers agree with the process that started the search.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from search import paths
+from zoo.data import Dataset, load_dataset
+from zoo.errors import ZooError
+from zoo.files import atomic_write_text, read_json
+from zoo.protocol import Folds, make_folds
+from zoo.validation import check_integer
+
+TUNERS = ("random", "bayesian", "hyperband")
+OBJECTIVE = "cv_accuracy"
+BUDGET_ONE_PROCESS = (
+    "--budget-minutes works in one process only; drop it or use --max-trials "
+    "to bound a distributed search"
+)
+
+
+@dataclass(frozen=True)
+class SearchSpec:
+    """What a search runs; recorded in ``search.json`` so workers and resumes agree."""
+
+    tuner: str = "bayesian"
+    max_trials: int = 10
+    epochs: int = 20
+    top_k: int = 3
+    fixed: dict[str, Any] = field(default_factory=dict)
+    ensemble: int | None = None
+    budget_minutes: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.tuner not in TUNERS:
+            raise ZooError(f"--tuner must be one of {', '.join(TUNERS)} (got {self.tuner!r})")
+        check_integer("--max-trials", self.max_trials, 1)
+        check_integer("--epochs", self.epochs, 1)
+        check_integer("--top-k", self.top_k, 0)
+        if self.ensemble is not None:
+            check_integer("--ensemble", self.ensemble, 0)
+        if self.ensemble is not None and self.ensemble > self.top_k:
+            raise ZooError(
+                f"--ensemble {self.ensemble} averages the top trials refit by --top-k, so "
+                f"--top-k must be at least {self.ensemble} (got {self.top_k})"
+            )
+        budget = self.budget_minutes
+        if budget is not None and (
+            isinstance(budget, bool)
+            or not isinstance(budget, (int, float))
+            or not 0 < budget < float("inf")
+        ):
+            raise ZooError(f"--budget-minutes must be a positive number (got {budget!r})")
+        if self.tuner == "hyperband" and self.epochs < 3:
+            raise ZooError(
+                f"--epochs must be at least 3 for hyperband (got {self.epochs}); "
+                "it trains trials for 1/3 of the epochs and then the full count"
+            )
+
+    @property
+    def ensemble_size(self) -> int:
+        """How many top trials the ensemble row averages (``top_k`` unless set; <2: none)."""
+        return self.top_k if self.ensemble is None else self.ensemble
+
+    def to_dict(self) -> dict[str, Any]:
+        """Returns the spec as plain JSON-ready values."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class SearchContext:
+    """What a search runs on: its folder, the data, the CV folds and the seed.
+
+    Args:
+        directory: the folder the search keeps its state in (the run directory).
+        dataset: the data; trials see its training part only.
+        folds: the CV folds every trial is scored on.
+        seed: the seed of the oracle and of every fit.
+        source: how another process reloads the same data and folds:
+            ``data`` (a path, or ``None`` for the bundled digits), ``test_size``
+            and ``folds`` (the fold count).
+    """
+
+    directory: Path
+    dataset: Dataset
+    folds: Folds
+    seed: int
+    source: dict[str, Any]
+
+    @classmethod
+    def from_source(cls, directory: str | Path, source: dict[str, Any]) -> SearchContext:
+        """Reloads the data and folds that ``source`` records (in a worker process)."""
+        dataset = load_dataset(source["data"], test_size=source["test_size"], seed=source["seed"])
+        folds = make_folds(dataset.y_train, source["folds"], source["seed"])
+        return cls(Path(directory), dataset, folds, source["seed"], dict(source))
+
+
+def read_specs(directory: str | Path) -> dict[str, Any]:
+    """The whole ``search.json``: the current tuner, each tuner's settings, the data source."""
+    path = paths.spec_path(directory)
+    if not path.is_file():
+        return {"current": None, "searches": {}}
+    specs = read_json(path, "search settings")
+    if not isinstance(specs, dict) or not isinstance(specs.get("searches"), dict):
+        raise ZooError(
+            f"{path} is not a digits-zoo search record (damaged or edited); restore it, or "
+            "delete it and rerun the search with --overwrite"
+        )
+    return specs
+
+
+def prepare_search(context: SearchContext, spec: SearchSpec, overwrite: bool = False) -> None:
+    """Records the search settings in ``search.json``, refusing an incompatible resume.
+
+    The file keeps each tuner's settings (a folder may hold a random and a
+    Bayesian search side by side), names the current one and records the data
+    source, which the distributed workers read.
+
+    Raises:
+        ZooError: this tuner's recorded search used other epochs or pinned values.
+    """
+    directory = context.directory
+    specs = read_specs(directory)
+    recorded = specs["searches"].get(spec.tuner)
+    if recorded and not overwrite:
+        # More trials or another top-k extend a search; other epochs or pinned
+        # values would make its trials incomparable.
+        changed = [k for k in ("epochs", "fixed") if recorded.get(k) != spec.to_dict()[k]]
+        if changed:
+            raise ZooError(
+                f"{directory} holds a {spec.tuner} search with other settings "
+                f"({', '.join(f'{k}={recorded.get(k)!r}' for k in changed)}); rerun with the same "
+                "flags to resume, or pass --overwrite to start it afresh"
+            )
+    if overwrite:
+        shutil.rmtree(paths.tuner_project(directory, spec.tuner), ignore_errors=True)
+        for record in paths.trials_dir(directory).glob(f"{spec.tuner}_*"):
+            record.unlink()
+        for log in paths.logs_dir(directory).glob(f"{spec.tuner}_*"):
+            shutil.rmtree(log, ignore_errors=True)
+    specs["current"] = spec.tuner
+    specs["searches"][spec.tuner] = spec.to_dict()
+    specs["source"] = {**context.source, "seed": context.seed}
+    atomic_write_text(paths.spec_path(directory), json.dumps(specs, indent=2) + "\n")
+
+
+def read_spec(directory: str | Path, tuner: str | None = None) -> SearchSpec:
+    """Reads the recorded settings of a folder's search (the current one by default)."""
+    specs = read_specs(directory)
+    tuner = tuner or specs["current"]
+    if tuner not in specs["searches"]:
+        raise ZooError(
+            f"{directory} holds no {tuner or ''} search; start one with digits-zoo search"
+        )
+    return SearchSpec(**specs["searches"][tuner])
+
+
+def read_context(directory: str | Path) -> SearchContext:
+    """Reloads the context of the folder's recorded search (for a worker process)."""
+    specs = read_specs(directory)
+    if "source" not in specs:
+        raise ZooError(
+            f"{paths.spec_path(directory)} records no data source; rerun digits-zoo search there"
+        )
+    return SearchContext.from_source(directory, specs["source"])

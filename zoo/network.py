@@ -1,0 +1,116 @@
+"""The Keras network builder and optimizer for a DenseConfig.
+
+Keras is imported inside the functions: it is a heavy library (and it picks
+its backend when first imported), so ``import zoo`` stays free of it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from zoo.errors import ZooError
+from zoo.space import DenseConfig
+
+
+class TrainingDiverged(ArithmeticError):
+    """Training produced a non-finite loss (the learning rate is usually too high)."""
+
+
+def build_dense_model(
+    config: DenseConfig,
+    input_dim: int,
+    n_classes: int,
+    weights: dict[str, list[np.ndarray]] | None = None,
+):
+    """Builds and compiles the dense network a config describes.
+
+    The network takes flat inputs already scaled to ``[0, 1]`` and returns
+    class probabilities (softmax).
+
+    Args:
+        config: the hyperparameters.
+        input_dim: number of input features (64 for the bundled 8x8 digits).
+        n_classes: number of classes.
+        weights: optional trained weights by layer name (``hidden_0``,
+            ``batch_norm_0``, ``layer_norm_0``, ``probabilities``), in each
+            layer's Keras order, to start from instead of fresh ones.
+
+    Returns:
+        A compiled ``keras.Model`` trained with one-hot targets.
+    """
+    import keras
+
+    if input_dim < 1 or n_classes < 2:
+        raise ZooError(
+            f"a dense net needs at least 1 input and 2 classes (got {input_dim} inputs, "
+            f"{n_classes} classes)"
+        )
+    # Keras's random initializers compile a JAX function per new kernel shape
+    # (a second or more for a whole network); weights about to be replaced
+    # start as zeros instead, and get the usual initializer back afterwards.
+    kernel_initializer = "glorot_uniform" if weights is None else "zeros"
+    regularizer = keras.regularizers.L2(config.l2) if config.l2 else None
+    inputs = keras.Input(shape=(input_dim,), name="pixels")
+    x = inputs
+    for index in range(config.n_layers):
+        x = keras.layers.Dense(
+            config.units,
+            use_bias=config.normalization == "none",
+            kernel_initializer=kernel_initializer,
+            kernel_regularizer=regularizer,
+            name=f"hidden_{index}",
+        )(x)
+        if config.normalization == "batch":
+            x = keras.layers.BatchNormalization(name=f"batch_norm_{index}")(x)
+        elif config.normalization == "layer":
+            x = keras.layers.LayerNormalization(name=f"layer_norm_{index}")(x)
+        x = keras.layers.Activation(config.activation, name=f"{config.activation}_{index}")(x)
+        if config.dropout_rate:
+            x = keras.layers.Dropout(config.dropout_rate, name=f"dropout_{index}")(x)
+    outputs = keras.layers.Dense(
+        n_classes,
+        activation="softmax",
+        kernel_initializer=kernel_initializer,
+        name="probabilities",
+    )(x)
+    model = keras.Model(inputs, outputs, name=f"dense_{config.n_layers}x{config.units}")
+    if weights is not None:
+        for name, values in weights.items():
+            layer = model.get_layer(name)
+            layer.set_weights(values)
+            if isinstance(layer, keras.layers.Dense):
+                layer.kernel_initializer = keras.initializers.GlorotUniform()
+    model.compile(
+        optimizer=make_optimizer(config),
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
+        metrics=["accuracy"],
+    )
+    return model
+
+
+def make_optimizer(config: DenseConfig, total_steps: int | None = None):
+    """Returns the Keras optimizer a config names, at its learning rate.
+
+    Args:
+        config: the hyperparameters.
+        total_steps: the training steps of the whole fit; with
+            ``lr_schedule="cosine"`` the rate decays from ``learning_rate``
+            to zero over them (without it the rate is held, as for a
+            network compiled only to be saved or exported).
+    """
+    import keras
+
+    learning_rate: Any = config.learning_rate
+    if config.lr_schedule == "cosine" and total_steps:
+        learning_rate = keras.optimizers.schedules.CosineDecay(
+            config.learning_rate, decay_steps=int(total_steps)
+        )
+    optimizers = {
+        "adam": keras.optimizers.Adam,
+        "adamw": keras.optimizers.AdamW,
+        "rmsprop": keras.optimizers.RMSprop,
+        "sgd": lambda learning_rate: keras.optimizers.SGD(learning_rate, momentum=0.9),
+    }
+    return optimizers[config.optimizer](learning_rate=learning_rate)
