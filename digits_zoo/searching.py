@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from digits_zoo.artifacts import load_fitted, save_fitted
+from digits_zoo.artifacts import is_loadable, load_run_model, save_fitted
 from digits_zoo.leaderboard import merge_rows, read_leaderboard
 from digits_zoo.rundir import leaderboard_path, run_lock
 from digits_zoo.runs import Run
@@ -110,7 +110,7 @@ def finish_search(
     for trial in completed[: spec.top_k]:
         name = leaderboard_name(trial)
         known = existing.get(name)
-        if known and known.get("model_path") and (run.path / known["model_path"]).exists():
+        if known and known.get("model_path") and is_loadable(run.path, known["model_path"]):
             continue
         config = DenseConfig.from_dict(trial)
         estimator = DenseNetClassifier.from_config(
@@ -163,11 +163,11 @@ def add_ensemble(
         progress("no ensemble: some top trials are not on the leaderboard")
         return None
     name = ensemble_name(spec, len(members))
-    fitted = [load_fitted(run.path / row["model_path"]) for row in member_rows]
+    fitted = [load_run_model(run.path, row["model_path"]) for row in member_rows]
     ensemble = DenseEnsembleClassifier.from_fitted(fitted)
     known = board.get(name)
     if known and known.get("config") == config_json(ensemble) and known.get("model_path"):
-        if (run.path / known["model_path"]).exists():
+        if is_loadable(run.path, known["model_path"]):
             return None
     y = run.dataset.y_train
     classes = np.asarray(run.dataset.classes)

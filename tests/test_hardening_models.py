@@ -113,18 +113,21 @@ def knn_export(run_dir, tmp_path_factory) -> Path:
 
 @pytest.fixture
 def pixels_csv(tmp_path) -> Path:
+    """Three images of the bundled digits as CSV pixel rows."""
     path = tmp_path / "rows.csv"
     np.savetxt(path, load_digits().data[:3], fmt="%d", delimiter=",")
     return path
 
 
 def one_line(error: BaseException) -> str:
+    """Checks an error's message is one line in the house format, and returns it."""
     text = str(error)
     assert "\n" not in text and "(got " in text and "; " in text, text
     return text
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:
+    """Every file under ``folder`` and its bytes."""
     return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
 
 
@@ -275,6 +278,18 @@ def test_a_save_does_not_write_through_a_link_out_of_the_run(run_copy, outside, 
     assert snapshot(outside) == before
 
 
+def test_a_save_replaces_a_link_inside_the_run_instead_of_writing_through_it(run_copy):
+    models = run_copy / "models"
+    model = load_fitted(models / f"{SKLEARN_MODEL}.skops")
+    (models / "kept.skops").write_bytes(b"kept")
+    (models / f"{SKLEARN_MODEL}.skops").unlink()
+    (models / f"{SKLEARN_MODEL}.skops").symlink_to("kept.skops")
+    save_fitted(model, run_copy, SKLEARN_MODEL)
+    assert not (models / f"{SKLEARN_MODEL}.skops").is_symlink()
+    assert (models / "kept.skops").read_bytes() == b"kept"
+    assert is_loadable(run_copy, f"models/{SKLEARN_MODEL}.skops")
+
+
 def test_export_refuses_a_model_link_out_of_the_run(run_copy, outside, cli_error):
     link = run_copy / "models" / f"{KERAS_MODEL}.keras"
     shutil.copy(link, outside / "model.keras")
@@ -379,14 +394,15 @@ def crafted_pipeline(written: Path) -> Pipeline:
     return Pipeline([("write", writer), ("classify", neighbours)])
 
 
-def test_a_skops_file_with_a_function_is_refused_before_loading(
-    knn_export, tmp_path, pixels_csv, cli_error
-):
+def test_a_skops_file_with_a_function_is_refused_before_loading(knn_export, tmp_path, cli_error):
     written = tmp_path / "written.txt"
     base = tmp_path / "handed"
     shutil.copytree(knn_export, base)
     skops.io.dump(crafted_pipeline(written), base / "1" / SKOPS_MODEL)
-    error = cli_error("predict", base, pixels_csv, match="does not trust")
+    # One image: the file the pipeline writes holds one row, so its labels fit.
+    image = tmp_path / "image.npy"
+    np.save(image, load_digits().data[0])
+    error = cli_error("predict", base, image, match="does not trust")
     assert "'sklearn.datasets._svmlight_format_io.dump_svmlight_file'" in error
     with pytest.raises(UntrustedModel, match="dump_svmlight_file") as caught:
         load_fitted(base / "1" / SKOPS_MODEL)

@@ -223,11 +223,11 @@ class Memorizer(ClassifierMixin, BaseEstimator):
         return self
 
 
-def test_load_fitted_refuses_types_outside_sklearn_and_numpy(tmp_path):
+def test_load_fitted_refuses_types_it_does_not_trust(tmp_path):
     path = tmp_path / "models" / "foreign.skops"
     path.parent.mkdir()
     skops.io.dump(Memorizer().fit([[0], [1]], [0, 1]), path)
-    with pytest.raises(ZooError, match="holds types outside scikit-learn and numpy"):
+    with pytest.raises(ZooError, match="names types digits-zoo does not trust"):
         load_fitted(path)
 
 

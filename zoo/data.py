@@ -7,7 +7,10 @@ Formats, known from the path:
 * ``*.npz``: the Keras MNIST layout (``x_train, y_train, x_test, y_test``);
 * a folder: MNIST IDX files (``train-images-idx3-ubyte[.gz]`` and friends).
 
-Nothing is ever downloaded.
+Pixels must lie in 0..255; the range (0..1, 0..16 or 0..255) is inferred
+from the data, and a 0..16 file with a few stray values above 16 is refused
+rather than read as 8-bit images (see ``_infer_pixel_max``). Labels are class
+numbers: integers in ``0..MAX_LABEL - 1``. Nothing is ever downloaded.
 """
 
 from __future__ import annotations
@@ -15,8 +18,10 @@ from __future__ import annotations
 import gzip
 import hashlib
 import math
+import os
 import zipfile
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +31,17 @@ from sklearn.model_selection import train_test_split
 from zoo.errors import DataError
 
 DEFAULT_TEST_SIZE = 0.2
+
+# Labels are class numbers: small non-negative integers. The bound keeps them exact as
+# int64 and float64 (1e20 and 2e20 would otherwise overflow into one class).
+MAX_LABEL = 10**6
+
+# Fewer values than this fraction above 16 in data that is otherwise 0..16 mark a damaged
+# optdigits file, not 8-bit images (see _infer_pixel_max).
+CORRUPT_FRACTION = 0.01
+
+# The most bytes one IDX file may declare; the whole of MNIST's training images is 47 MB.
+MAX_IDX_BYTES = 4 * 2**30
 
 
 @dataclass(frozen=True, eq=False)
@@ -40,7 +56,7 @@ class Dataset:
         name: ``digits`` or the file's path.
         x_train, y_train, x_test, y_test: flat float32 pixels and int64 labels.
         image_shape: the shape of one image, such as ``(8, 8)``.
-        pixel_max: the largest value a pixel can take (16, 255, ...).
+        pixel_max: the largest value a pixel can take: 1, 16 or 255.
         test_source: ``split`` (made here, with ``split_seed``) or ``file``.
         split_seed: the seed of the stratified split, when one was made.
     """
@@ -123,10 +139,11 @@ def load_dataset(
         return _load_idx_folder(path)
     suffix = path.suffix.lower()
     if suffix == ".csv":
-        x, y = read_csv_rows(path)
+        x, y, lines = _read_labelled_table(path)
         side = math.isqrt(x.shape[1])
         shape = (side, side) if side * side == x.shape[1] else (x.shape[1],)
-        return _split(str(path), x, y, shape, _pixel_max(x), test_size, seed)
+        pixel_max = _infer_pixel_max([(x, lambda row: f"line {lines[row]}")], str(path))
+        return _split(str(path), x, y, shape, pixel_max, test_size, seed)
     if suffix == ".npz":
         return _load_npz(path)
     raise DataError(
@@ -151,6 +168,11 @@ def read_number_rows(path: str | Path, *, layout: str) -> np.ndarray:
     Raises:
         DataError: unreadable, empty, non-numeric, ragged, or NaN or infinite values.
     """
+    return _read_numbered_rows(path, layout)[0]
+
+
+def _read_numbered_rows(path: str | Path, layout: str) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`read_number_rows`, plus the file's line number of each row (blank lines skipped)."""
     try:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
@@ -158,6 +180,7 @@ def read_number_rows(path: str | Path, *, layout: str) -> np.ndarray:
             f"cannot read {str(path)!r} ({error.__class__.__name__}); pass a readable text CSV"
         ) from None
     rows = []
+    lines = []
     width = None
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
@@ -171,33 +194,43 @@ def read_number_rows(path: str | Path, *, layout: str) -> np.ndarray:
                 f"first row; every line holds {layout}"
             )
         try:
-            rows.append([float(cell) for cell in cells])
+            # One array per row: a list of Python floats would take three times the memory.
+            rows.append(np.array([float(cell) for cell in cells], dtype="float64"))
         except ValueError:
             bad = next(c for c in cells if not _is_float(c))
             raise DataError(
                 f"{path}: line {number} has a non-numeric value (got {bad.strip()!r}); the CSV "
                 f"must be comma-separated numbers only, with no header: each line holds {layout}"
             ) from None
+        lines.append(number)
     if not rows:
         raise DataError(f"{path} holds no rows; each line should hold {layout}")
-    table = np.asarray(rows, dtype="float64")
+    table = np.stack(rows)
     if not np.isfinite(table).all():
         raise DataError(f"{path} holds NaN or infinite values; every value must be finite")
-    return table
+    return table, np.asarray(lines)
 
 
 def read_csv_rows(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """Reads an optdigits-style CSV: pixel columns then an integer label, no header.
 
     Raises:
-        DataError: unreadable, empty, non-numeric, ragged, or non-integer labels.
+        DataError: unreadable, empty, non-numeric, ragged, or labels that are not
+            integers in ``0..MAX_LABEL - 1``.
     """
+    x, y, _ = _read_labelled_table(path)
+    return x, y
+
+
+def _read_labelled_table(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`read_csv_rows`, plus the file's line number of each row."""
     layout = "pixel columns then a label"
-    table = read_number_rows(path, layout=layout)
+    table, lines = _read_numbered_rows(path, layout)
     if table.shape[1] < 2:
         raise DataError(f"{path}: rows have {table.shape[1]} column; expected {layout}")
     x, y = table[:, :-1], table[:, -1]
-    return x.astype("float32"), _integer_labels(y, path)
+    labels = _integer_labels(y, path, lambda row: f"line {lines[row]}")
+    return x.astype("float32"), labels, lines
 
 
 def _is_float(text: str) -> bool:
@@ -208,27 +241,90 @@ def _is_float(text: str) -> bool:
     return True
 
 
-def _integer_labels(y: np.ndarray, source) -> np.ndarray:
+def _integer_labels(y: np.ndarray, source, position: Callable[[int], str]) -> np.ndarray:
+    """Checks labels are whole numbers in ``0..MAX_LABEL - 1``; ``position(i)`` names label i."""
     y = np.asarray(y)
     if y.ndim != 1:
         raise DataError(f"{source}: labels must be one value per image (got shape {y.shape})")
-    if not np.issubdtype(y.dtype, np.number) or not np.all(np.isfinite(y)):
+    if y.dtype.kind not in "iuf":
         raise DataError(f"{source}: labels must be integers (got dtype {y.dtype})")
-    if not np.all(y == np.round(y)):
-        bad = y[y != np.round(y)][0]
+    if y.dtype.kind == "f":
+        finite = np.isfinite(y)
+        whole = np.zeros_like(finite)
+        whole[finite] = y[finite] == np.round(y[finite])
+        if not whole.all():
+            row = int(np.argmin(whole))
+            raise DataError(
+                f"{source}: labels must be integers (got {_number(y[row])}) at {position(row)}; "
+                "is the label the last column?"
+            )
+    outside = (y < 0) | (y >= MAX_LABEL)
+    if outside.any():
+        row = int(np.argmax(outside))
         raise DataError(
-            f"{source}: labels must be integers (got {bad}); is the label the last column?"
+            f"{source}: labels must be integers in 0..{MAX_LABEL - 1} (got {_number(y[row])} at "
+            f"{position(row)}); labels are class numbers such as 0..9"
         )
     return y.astype("int64")
 
 
-def _pixel_max(x: np.ndarray) -> float:
-    """The pixel range a dataset's values live in: 16 (optdigits), 255 (8-bit) or 1."""
-    top = float(np.max(x)) if x.size else 0.0
-    for limit in (1.0, 16.0, 255.0):
-        if top <= limit:
-            return limit
-    return top
+def _number(value) -> str:
+    """A number as a person would write it: ``17``, ``1.5``, ``1e+20``."""
+    return f"{float(value):.10g}"
+
+
+def _infer_pixel_max(parts: list[tuple[np.ndarray, Callable[[int], str]]], source) -> float:
+    """Infers the range a dataset's raw pixels live in, or refuses data that fits none.
+
+    The rule, on every value of every part:
+
+    * a value below 0 or above 255, or one that is not finite: refused;
+    * largest value at most 1: ``0..1`` (binary or already scaled pixels);
+    * largest value at most 16: ``0..16`` (the optdigits counts);
+    * otherwise ``0..255`` (8-bit images such as MNIST), but only when at least
+      ``CORRUPT_FRACTION`` (1%) of the values exceed 16. Fewer than that in data
+      that is otherwise ``0..16`` is almost certainly a damaged optdigits file
+      (8-bit digit images have far more ink than 1% of their pixels): refused,
+      naming the largest stray value and where it is, rather than scaling every
+      pixel by 1/255.
+
+    Args:
+        parts: ``(rows, position)`` pairs: 2-D ``[n, n_features]`` pixel rows and a
+            function naming row ``i`` in messages (``"line 12"``, ``"x_train[3]"``).
+        source: the data's name, for messages.
+
+    Returns:
+        1.0, 16.0 or 255.0.
+
+    Raises:
+        DataError: values outside ``0..255``, or a 0..16 file with a few values above 16.
+    """
+    top, where = 0.0, ""
+    for rows, position in parts:
+        _check_pixels(rows, source)
+        if rows.size:
+            row = int(np.argmax(rows.max(axis=1)))
+            if float(rows[row].max()) > top:
+                top, where = float(rows[row].max()), position(row)
+    if top <= 1:
+        return 1.0
+    if top <= 16:
+        return 16.0
+    if top > 255:
+        raise DataError(
+            f"{source}: pixel values must lie in 0..255 (got {_number(top)} at {where}); pass "
+            "raw 8-bit (0..255) or optdigits (0..16) pixels"
+        )
+    total = sum(int(rows.size) for rows, _ in parts)
+    above = sum(int(np.count_nonzero(rows > 16)) for rows, _ in parts)
+    if above < CORRUPT_FRACTION * total:
+        raise DataError(
+            f"{source}: pixel values must lie in 0..16 (optdigits) or 0..255 (8-bit images): "
+            f"{above} of {total} values exceed 16, the largest {_number(top)} at {where}; fewer "
+            f"than {CORRUPT_FRACTION:.0%} above 16 marks a damaged 0..16 file, not 8-bit "
+            "images: correct those values"
+        )
+    return 255.0
 
 
 def _check_pixels(x: np.ndarray, source) -> None:
@@ -268,15 +364,30 @@ def _split(name, x, y, image_shape, pixel_max, test_size, seed) -> Dataset:
     )
 
 
-def _from_parts(name, x_train, y_train, x_test, y_test) -> Dataset:
-    """Validates a dataset that ships its own test part."""
+def _from_parts(name, x_train, y_train, x_test, y_test, where=None) -> Dataset:
+    """Validates a dataset that ships its own test part.
+
+    ``where`` maps each part (``x_train``, ...) to its name in messages (default:
+    the part's own name, as in a .npz).
+    """
+    where = {key: key for key in ("x_train", "y_train", "x_test", "y_test")} | (where or {})
     arrays = {}
     for key, array in (("x_train", x_train), ("x_test", x_test)):
         array = np.asarray(array)
-        if array.ndim < 2 or not np.issubdtype(array.dtype, np.number):
+        if array.ndim < 2 or array.dtype.kind not in "iuf":
             raise DataError(
-                f"{name}: {key} must be a numeric array of images (got shape {array.shape}, "
-                f"dtype {array.dtype})"
+                f"{name}: {where[key]} must be a numeric array of images (got shape "
+                f"{array.shape}, dtype {array.dtype})"
+            )
+        if len(array) == 0:
+            raise DataError(
+                f"{name}: {where[key]} holds no images (got shape {array.shape}); both parts "
+                "need at least one image per class"
+            )
+        if math.prod(array.shape[1:]) == 0:
+            raise DataError(
+                f"{name}: {where[key]} images have no pixels (got shape {array.shape}); pass "
+                "images of at least one pixel"
             )
         arrays[key] = array
     if arrays["x_train"].shape[1:] != arrays["x_test"].shape[1:]:
@@ -284,8 +395,8 @@ def _from_parts(name, x_train, y_train, x_test, y_test) -> Dataset:
             f"{name}: train and test images differ in shape ({arrays['x_train'].shape[1:]} "
             f"against {arrays['x_test'].shape[1:]})"
         )
-    y_train = _integer_labels(np.asarray(y_train), name)
-    y_test = _integer_labels(np.asarray(y_test), name)
+    y_train = _integer_labels(y_train, name, lambda i: f"{where['y_train']}[{i}]")
+    y_test = _integer_labels(y_test, name, lambda i: f"{where['y_test']}[{i}]")
     for key, labels in (("train", y_train), ("test", y_test)):
         if len(labels) != len(arrays[f"x_{key}"]):
             raise DataError(
@@ -294,13 +405,17 @@ def _from_parts(name, x_train, y_train, x_test, y_test) -> Dataset:
     image_shape = tuple(int(s) for s in arrays["x_train"].shape[1:])
     x_train = arrays["x_train"].reshape(len(y_train), -1).astype("float32")
     x_test = arrays["x_test"].reshape(len(y_test), -1).astype("float32")
-    _check_pixels(x_train, name)
-    _check_pixels(x_test, name)
+    pixel_max = _infer_pixel_max(
+        [
+            (x_train, lambda i: f"{where['x_train']}[{i}]"),
+            (x_test, lambda i: f"{where['x_test']}[{i}]"),
+        ],
+        name,
+    )
     _check_classes(y_train, name)
     unseen = sorted(int(c) for c in set(np.unique(y_test)) - set(np.unique(y_train)))
     if unseen:
         raise DataError(f"{name}: test labels {unseen} never appear in the training part")
-    pixel_max = _pixel_max(np.concatenate([x_train.ravel()[:100000], x_test.ravel()[:100000]]))
     return Dataset(str(name), x_train, y_train, x_test, y_test, image_shape, pixel_max, "file")
 
 
@@ -348,35 +463,83 @@ def _find_idx(folder: Path, key: str) -> Path:
 def read_idx(path: Path) -> np.ndarray:
     """Reads one IDX file (optionally gzipped) into an array.
 
+    The sizes in the header are checked before the data are read: against the
+    file's length, or for a gzipped file against ``MAX_IDX_BYTES``, and then
+    the stream is read in chunks up to what the header promises, so a short
+    stream allocates only what it holds.
+
     Raises:
         DataError: unreadable, a bad magic number, or a size that does not match.
     """
     try:
         opener = gzip.open if path.suffix == ".gz" else open
         with opener(path, "rb") as handle:
-            raw = handle.read()
+            magic = handle.read(4)
+            if (
+                len(magic) < 4
+                or magic[:2] != b"\0\0"
+                or magic[2] not in _IDX_TYPES
+                or magic[3] == 0
+            ):
+                raise DataError(
+                    f"{path} is not an IDX file (bad magic number {magic.hex() or 'empty'})"
+                )
+            dims = handle.read(4 * magic[3])
+            if len(dims) < 4 * magic[3]:
+                raise DataError(f"{path} is truncated: its header is incomplete")
+            shape = tuple(int.from_bytes(dims[i : i + 4], "big") for i in range(0, len(dims), 4))
+            dtype = np.dtype(_IDX_TYPES[magic[2]])
+            header = 4 + len(dims)
+            # Python integers: a product of 32-bit sizes cannot overflow.
+            body = math.prod(shape) * dtype.itemsize
+            if path.suffix != ".gz":
+                size = os.fstat(handle.fileno()).st_size
+                if size != header + body:
+                    raise DataError(
+                        f"{path} holds {size} bytes but its header promises {header + body} "
+                        f"(shape {shape})"
+                    )
+            elif body > MAX_IDX_BYTES:
+                raise DataError(
+                    f"{path}: its header promises {header + body} bytes (shape {shape}), more "
+                    f"than the {MAX_IDX_BYTES} bytes one IDX file may hold; is it a valid IDX file?"
+                )
+            raw = _read_at_most(handle, body + 1)
     except (OSError, EOFError, zlib.error) as error:
         raise DataError(
             f"cannot read {str(path)!r} ({error.__class__.__name__}); is it a valid IDX file?"
         ) from None
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_TYPES or raw[3] == 0:
-        raise DataError(f"{path} is not an IDX file (bad magic number {raw[:4].hex() or 'empty'})")
-    ndim = raw[3]
-    header = 4 + 4 * ndim
-    if len(raw) < header:
-        raise DataError(f"{path} is truncated: its header is incomplete")
-    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    dtype = np.dtype(_IDX_TYPES[raw[2]])
-    expected = header + int(np.prod(shape)) * dtype.itemsize
-    if len(raw) != expected:
+    if len(raw) < body:
         raise DataError(
-            f"{path} holds {len(raw)} bytes but its header promises {expected} (shape {shape})"
+            f"{path} holds {header + len(raw)} bytes but its header promises {header + body} "
+            f"(shape {shape})"
         )
-    return np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape)
+    if len(raw) > body:
+        raise DataError(
+            f"{path} holds more than the {header + body} bytes its header promises (shape {shape})"
+        )
+    return np.frombuffer(raw, dtype=dtype).reshape(shape)
+
+
+def _read_at_most(handle, limit: int) -> bytearray:
+    """Reads up to ``limit`` bytes in chunks, so that a short stream allocates only what it has."""
+    data = bytearray()
+    while len(data) < limit:
+        chunk = handle.read(min(limit - len(data), 2**24))
+        if not chunk:
+            break
+        data += chunk
+    return data
 
 
 def _load_idx_folder(folder: Path) -> Dataset:
-    parts = {key: read_idx(_find_idx(folder, key)) for key in _IDX_NAMES}
+    files = {key: _find_idx(folder, key) for key in _IDX_NAMES}
+    parts = {key: read_idx(path) for key, path in files.items()}
     return _from_parts(
-        str(folder), parts["x_train"], parts["y_train"], parts["x_test"], parts["y_test"]
+        str(folder),
+        parts["x_train"],
+        parts["y_train"],
+        parts["x_test"],
+        parts["y_test"],
+        where={key: path.name for key, path in files.items()},
     )

@@ -27,7 +27,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from digits_zoo.artifacts import load_fitted
+from digits_zoo.artifacts import DamagedModel, load_run_model
 from digits_zoo.leaderboard import read_leaderboard
 from digits_zoo.report.figures.predictions import confusion_matrix, misclassified_gallery
 from digits_zoo.report.figures.search import (
@@ -110,11 +110,16 @@ def predict_test_split(run_dir: str | Path, row: dict[str, Any]) -> SplitPredict
     run_dir = Path(run_dir)
     if not row.get("model_path"):
         raise ZooError(f"the leaderboard row of {row['model']} names no model file")
-    model_file = run_dir / row["model_path"]
+    model_file = inside(run_dir, row["model_path"])
     if not model_file.is_file():
         raise ZooError(f"the fitted model of {row['model']} is missing ({row['model_path']})")
     run = load_run(run_dir)
-    model = load_fitted(model_file)
+    try:
+        model = load_run_model(run_dir, row["model_path"])
+    except DamagedModel as error:
+        raise ZooError(
+            f"{error}; run digits-zoo export {run_dir} --model {row['model']} to refit it"
+        ) from None
     dataset = run.dataset
     y_pred = np.asarray(model.predict(dataset.scale(dataset.x_test)))
     return SplitPredictions(

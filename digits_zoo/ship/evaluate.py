@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
 
-from digits_zoo.ship.inputs import as_rows
+from digits_zoo.ship.inputs import as_rows, check_input_size
 from digits_zoo.ship.load import LoadedExport
 from zoo.data import load_dataset, read_csv_rows
 from zoo.errors import DataError, ZooError
@@ -19,17 +19,21 @@ def read_labelled(path: str | Path) -> tuple[np.ndarray, np.ndarray, str]:
 
     A ``.csv`` is the optdigits layout (pixels, then the label in the last
     column) and every row is used; a ``.npz`` or an MNIST IDX folder carries
-    its own test part, which is used.
+    its own test part, which is used. A file larger than
+    :data:`~digits_zoo.ship.inputs.MAX_INPUT_BYTES` is refused unread.
 
     Returns:
         ``(x, y, description)``.
 
     Raises:
         DataError: a missing or malformed file.
+        ZooError: a file too large to read.
     """
     path = Path(path)
     if not path.exists():
         raise DataError(f"data path not found (got {str(path)!r}); pass an existing file or folder")
+    if path.is_file():
+        check_input_size(path)
     if path.is_file() and path.suffix.lower() == ".csv":
         x, y = read_csv_rows(path)
         return x, y, f"{path}: {len(y)} labelled rows"
@@ -46,13 +50,22 @@ def evaluate_export(export: LoadedExport, data: str | Path) -> dict[str, Any]:
         in the order of ``labels``), plus ``export``, ``model`` and ``data``.
 
     Raises:
-        ZooError: bad data, or data of another shape or pixel range than the export's.
+        ZooError: bad data, data of another shape or pixel range than the export's,
+            or labels that are not among the model's classes (the model could never
+            predict them, so they would only count as silent errors).
     """
     x, y, description = read_labelled(data)
     if x.shape[1] != export.n_features:
         raise ZooError(
             f"{data}: rows have {x.shape[1]} pixels but the export takes {export.n_features} "
             f"({'x'.join(map(str, export.image_shape))}); pass data of the kind it was trained on"
+        )
+    classes = [int(label) for label in export.classes]
+    unknown = sorted(set(np.unique(y).tolist()) - set(classes))
+    if unknown:
+        raise ZooError(
+            f"{data}: labels {unknown} are not classes of this model (it knows {classes}); "
+            "evaluate on data labelled with the model's classes only"
         )
     x = as_rows(x, export, str(data))
     _, predicted = export.predict_proba(x)

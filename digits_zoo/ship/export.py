@@ -222,8 +222,8 @@ def export_run(
     if rank is not None and (isinstance(rank, bool) or rank < 1):
         raise ZooError(f"--rank must be a positive integer (got {rank})")
     run = load_run(run_dir)
-    # One writer per run: a refit saves into models/, and the export base's
-    # hidden folders found under the lock are leftovers of killed exports.
+    # One writer per run (export, search, baselines, report): a refit saves into
+    # models/ and the default export base is inside the run.
     with run_lock(run.path):
         return _export_locked(run, rank, model, out, progress)
 

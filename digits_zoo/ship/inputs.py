@@ -12,11 +12,18 @@ does its own scaling. Images are converted the way the dataset was made:
   ``28 x 28`` image so that its centre of mass is the image's centre.
 
 Both sizes follow the export's recorded image shape.
+
+Inputs are bounded before they are read: a file may hold at most
+``MAX_INPUT_BYTES`` (256 MiB) and a picture at most ``MAX_IMAGE_PIXELS``
+(4096 x 4096) pixels, read from its header before it is decoded. A digit needs
+8x8 to 28x28 pixels; a phone photo of one (12 M pixels) still fits.
 """
 
 from __future__ import annotations
 
 import math
+import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +34,32 @@ from zoo.data import read_number_rows
 from zoo.errors import ZooError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+
+# The decoders Pillow may use, whatever a file's name says: the formats of IMAGE_SUFFIXES
+# (JPEG's opener also reads the MPO JPEGs of phone cameras), so no other plugin runs (EPS
+# would start Ghostscript).
+IMAGE_FORMATS = ("PNG", "JPEG", "BMP", "GIF", "TIFF", "WEBP")
+
+# The largest input file read by predict or evaluate (a full MNIST CSV is 110 MB).
+MAX_INPUT_BYTES = 256 * 2**20
+
+# The largest picture decoded: 4096 x 4096. A 12000 x 12000 PNG compresses to 700 KB but
+# decodes to gigabytes; Pillow only warns below 89 M pixels.
+MAX_IMAGE_PIXELS = 4096 * 4096
+
+
+def check_input_size(path: str | Path) -> None:
+    """Refuses a file larger than ``MAX_INPUT_BYTES``, from its size on disk, before reading it.
+
+    Raises:
+        ZooError: the file is too large.
+    """
+    size = os.stat(path).st_size
+    if size > MAX_INPUT_BYTES:
+        raise ZooError(
+            f"{path} is too large to read (got {size:,} bytes; at most {MAX_INPUT_BYTES:,}); "
+            "split it into smaller files"
+        )
 
 
 def as_rows(array: np.ndarray, export: LoadedExport, source: str) -> np.ndarray:
@@ -44,9 +77,10 @@ def as_rows(array: np.ndarray, export: LoadedExport, source: str) -> np.ndarray:
         raise ZooError(f"{source}: pixels must be numbers (got dtype {array.dtype})")
     single = [(export.n_features,), export.image_shape, (*export.image_shape, 1)]
     if tuple(array.shape) in single:
-        array = array.reshape(1, -1)
+        array = array.reshape(1, export.n_features)
     elif array.ndim >= 1 and tuple(array.shape[1:]) in single:
-        array = array.reshape(len(array), -1)
+        # The width is spelled out: -1 cannot be inferred for zero images.
+        array = array.reshape(len(array), export.n_features)
     else:
         shapes = ", ".join(str(list(shape)) for shape in single)
         raise ZooError(
@@ -180,18 +214,38 @@ def _fit(crop: np.ndarray, size: tuple[int, int], centred: bool = True) -> np.nd
 def read_image(path: str | Path, export: LoadedExport) -> np.ndarray:
     """Reads a picture of one digit as one row of the export's raw pixels.
 
+    Only the decoders of ``IMAGE_FORMATS`` are tried. The picture's size is
+    read from its header and checked against ``MAX_IMAGE_PIXELS`` before it is
+    decoded; Pillow's own decompression-bomb warning counts as a refusal too.
+
     Raises:
-        ZooError: unreadable, corrupt or blank pictures.
+        ZooError: unreadable, corrupt, blank or too large pictures.
     """
     from PIL import Image, UnidentifiedImageError
 
+    too_large = (
+        f"at most {MAX_IMAGE_PIXELS:,} = 4096x4096); crop or shrink the picture to the digit"
+    )
     try:
-        with Image.open(path) as image:
-            image.load()
-            row = image_to_pixels(image, export.image_shape, export.pixel_max)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path, formats=IMAGE_FORMATS) as image:
+                width, height = image.size
+                if width * height > MAX_IMAGE_PIXELS:
+                    raise ZooError(
+                        f"picture too large (got {width}x{height} = {width * height:,} pixels; "
+                        f"{too_large}"
+                    )
+                image.load()
+                row = image_to_pixels(image, export.image_shape, export.pixel_max)
     except ZooError as error:
         raise ZooError(f"{path}: {error}") from None
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as error:
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError):
+        raise ZooError(
+            f"{path}: picture too large (got more than {Image.MAX_IMAGE_PIXELS:,} pixels; "
+            f"{too_large}"
+        ) from None
+    except (UnidentifiedImageError, OSError, ValueError) as error:
         raise ZooError(
             f"cannot read {str(path)!r} as an image ({error.__class__.__name__}); pass a "
             "PNG or JPEG picture of one digit"
@@ -202,15 +256,47 @@ def read_image(path: str | Path, export: LoadedExport) -> np.ndarray:
 def read_array(path: str | Path) -> np.ndarray:
     """Reads a ``.npy`` array without unpickling anything.
 
+    The header's shape and dtype are checked against the file's length before
+    the data are read, so a header that promises more than the file holds
+    allocates nothing.
+
     Raises:
-        ZooError: unreadable or not a plain numeric array.
+        ZooError: unreadable, not a plain numeric array, or shorter or longer than
+            its header says.
     """
+    advice = "save it with numpy.save"
     try:
+        with open(path, "rb") as handle:
+            version = np.lib.format.read_magic(handle)
+            if version == (1, 0):
+                shape, _, dtype = np.lib.format.read_array_header_1_0(handle)
+            elif version == (2, 0):
+                shape, _, dtype = np.lib.format.read_array_header_2_0(handle)
+            else:
+                raise ZooError(
+                    f"{path}: pixels must be a plain numeric array (got .npy format version "
+                    f"{version[0]}.{version[1]}, which numpy writes for named fields); {advice}"
+                )
+            header = handle.tell()
+            size = os.fstat(handle.fileno()).st_size
+        if dtype.hasobject:
+            raise ZooError(
+                f"cannot read {str(path)!r} as a .npy array (got dtype {dtype}, which only "
+                f"unpickling could read); {advice}"
+            )
+        # Python integers: a product of the header's sizes cannot overflow.
+        promised = header + math.prod(shape) * dtype.itemsize
+        if size != promised:
+            raise ZooError(
+                f"{path} holds {size} bytes but its header promises {promised} bytes (shape "
+                f"{list(shape)}, dtype {dtype}); {advice}"
+            )
         return np.load(path, allow_pickle=False)
+    except ZooError:
+        raise
     except (OSError, ValueError, EOFError) as error:
         raise ZooError(
-            f"cannot read {str(path)!r} as a .npy array ({error.__class__.__name__}); save it "
-            "with numpy.save"
+            f"cannot read {str(path)!r} as a .npy array ({error.__class__.__name__}); {advice}"
         ) from None
 
 
@@ -243,6 +329,7 @@ def read_input(path: str | Path, export: LoadedExport) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise ZooError(f"input not found (got {str(path)!r}); pass an existing file")
+    check_input_size(path)
     suffix = path.suffix.lower()
     if suffix == ".npy":
         return as_rows(read_array(path), export, str(path))
