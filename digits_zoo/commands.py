@@ -15,8 +15,8 @@ from digits_zoo.rundir import (
 )
 from digits_zoo.runs import open_run
 from zoo.errors import ZooError
+from zoo.families import ALL, DENSE, classic_family_names, family_names
 from zoo.registry import list_models, model_entry
-from zoo.space import parse_fixed
 from zoo.validation import check_integer
 
 
@@ -25,7 +25,8 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--data",
         default=None,
-        help="a .csv (optdigits layout), a .npz (MNIST layout) or a folder of MNIST IDX "
+        help="optdigits (UCI's writer-independent protocol: 30 writers to train, 13 new ones "
+        "to test), a .csv (optdigits layout), a .npz (MNIST layout) or a folder of MNIST IDX "
         "files; default: scikit-learn's bundled digits",
     )
     parser.add_argument("--folds", type=int, default=5, help="cross-validation folds (default 5)")
@@ -58,12 +59,32 @@ def register(subparsers) -> None:
     baselines.set_defaults(handler=_baselines)
 
     search = subparsers.add_parser(
-        "search", help="search the dense-net space with keras-tuner, scored by the run's CV folds"
+        "search",
+        help="search a model family's space (dense nets by default) with keras-tuner, scored by "
+        "the run's CV folds",
     )
     add_run_arguments(search)
-    search.add_argument("--tuner", default="bayesian", help="random, bayesian or hyperband")
-    search.add_argument("--max-trials", type=int, default=10, help="trials in all (default 10)")
-    search.add_argument("--epochs", type=int, default=20, help="epochs per fit (default 20)")
+    classic = classic_family_names()
+    search.add_argument(
+        "--family",
+        default=DENSE,
+        metavar="NAME",
+        help=f"the models searched: {', '.join(family_names())}, or {ALL} (default {DENSE}). "
+        f"{ALL} searches the {len(classic)} classic families one after another, then {DENSE}; "
+        f"with --budget-minutes M each classic family may spend M/{2 * len(classic)} plus what "
+        f"the families before it left unspent, and {DENSE} gets the rest (at least M/2)",
+    )
+    search.add_argument(
+        "--tuner",
+        default="bayesian",
+        help="random, bayesian or hyperband (hyperband: dense only)",
+    )
+    search.add_argument(
+        "--max-trials", type=int, default=10, help="trials in all, per family (default 10)"
+    )
+    search.add_argument(
+        "--epochs", type=int, default=20, help="epochs per fit of a dense net (default 20)"
+    )
     search.add_argument(
         "--top-k", type=int, default=3, help="best trials refit and tested into the leaderboard"
     )
@@ -72,14 +93,15 @@ def register(subparsers) -> None:
         type=int,
         default=None,
         metavar="N",
-        help="average the top N trials into an ensemble row (default: --top-k; 0 or 1: none)",
+        help="average the top N dense trials into an ensemble row (default: --top-k; 0 or 1: none)",
     )
     search.add_argument(
         "--budget-minutes",
         type=float,
         default=None,
         metavar="M",
-        help="start no trial once this search's trials have taken M minutes (one process)",
+        help="start no trial once this search's trials have taken M minutes, shared among "
+        "the families with --family all (one process)",
     )
     search.add_argument(
         "--workers", type=int, default=1, help="trials at once (keras-tuner distributed mode)"
@@ -89,10 +111,13 @@ def register(subparsers) -> None:
         action="append",
         default=[],
         metavar="NAME=VALUE",
-        help="pin a hyperparameter, e.g. --fix n_layers=2 (repeatable)",
+        help="pin a hyperparameter of the family, e.g. --fix n_layers=2 or --fix gamma=0.2 "
+        "(repeatable; with --family all, in every family that has it)",
     )
     search.add_argument(
-        "--overwrite", action="store_true", help="forget this tuner's earlier trials in the run"
+        "--overwrite",
+        action="store_true",
+        help="forget this tuner's earlier trials of the family in the run",
     )
     search.set_defaults(handler=_search)
 
@@ -141,23 +166,24 @@ def _leaderboard(args) -> int:
 
 def _search(args) -> int:
     # The search imports Keras and keras-tuner (seconds): only this command pays for them.
-    from digits_zoo.searching import run_search
+    from digits_zoo.searching import run_searches, search_specs
     from search.records import read_trials, summarize_best
     from search.runner import WORKERS_LIMIT, max_workers
-    from search.spec import BUDGET_ONE_PROCESS, SearchSpec
+    from search.spec import BUDGET_ONE_PROCESS
 
     # Every flag is checked before any data is loaded or any training starts.
-    spec = SearchSpec(
+    specs = search_specs(
+        args.family,
+        args.fix,
         tuner=args.tuner,
         max_trials=args.max_trials,
         epochs=args.epochs,
         top_k=args.top_k,
-        fixed=parse_fixed(args.fix),
         ensemble=args.ensemble,
         budget_minutes=args.budget_minutes,
     )
     check_integer("--workers", args.workers, 1, max_workers(), WORKERS_LIMIT)
-    if spec.budget_minutes is not None and args.workers > 1:
+    if args.budget_minutes is not None and args.workers > 1:
         raise ZooError(BUDGET_ONE_PROCESS)
     run = open_run(
         args.run_dir,
@@ -167,17 +193,25 @@ def _search(args) -> int:
         test_size=args.test_size,
         overwrite=args.overwrite,
     )
-    print(
-        f"{spec.tuner} search of {spec.max_trials} trials x {args.folds} folds x {spec.epochs} "
-        + (
-            f"epochs (budget {spec.budget_minutes:g} min) on"
-            if spec.budget_minutes
-            else "epochs on"
-        )
-        + f" {run.dataset.name} ({run.meta.get('device', '?')}), run dir {run.path}"
+    budget = f" (budget {args.budget_minutes:g} min)" if args.budget_minutes else ""
+    if args.family == DENSE:
+        what = f"{args.tuner} search of {args.max_trials} trials x {args.folds} folds x "
+        what += f"{args.epochs} epochs{budget}"
+    else:
+        families = ", ".join(spec.family for spec in specs)
+        what = f"{args.tuner} search of {families}: {args.max_trials} trials each x "
+        what += f"{args.folds} folds{budget}"
+    print(f"{what} on {run.dataset.name} ({run.meta.get('device', '?')}), run dir {run.path}")
+    board = run_searches(
+        run,
+        specs,
+        budget_minutes=args.budget_minutes,
+        workers=args.workers,
+        overwrite=args.overwrite,
     )
-    board = run_search(run, spec, workers=args.workers, overwrite=args.overwrite)
-    print(summarize_best(read_trials(run.path, spec)))
+    for spec in specs:
+        summary = summarize_best(read_trials(run.path, spec))
+        print(summary if len(specs) == 1 else f"{spec.family}: {summary}")
     if board:
         print()
         print(format_table(board))

@@ -15,7 +15,7 @@ from typing import Any
 
 from digits_zoo.rundir import RUN_FILE
 from digits_zoo.rundir import run_file as run_file_path
-from zoo.data import DEFAULT_TEST_SIZE, Dataset, load_dataset
+from zoo.data import DATASET_NAMES, DEFAULT_TEST_SIZE, Dataset, load_dataset
 from zoo.errors import ZooError
 from zoo.files import atomic_write_text, read_json
 from zoo.protocol import Folds, make_folds
@@ -74,6 +74,8 @@ def device_description() -> str:
 def _data_argument(data: str | None) -> str | None:
     if data is None or data == "digits":
         return None
+    if data in DATASET_NAMES:
+        return data
     return str(Path(data).resolve())
 
 

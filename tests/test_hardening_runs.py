@@ -189,11 +189,12 @@ def _bayesian_configs(directory: Path, stops: list[int]) -> list[dict]:
     import keras_tuner as kt
 
     from search.hypermodel import DenseHyperModel, make_oracle
+    from search.ktcompat import attach_oracle
 
     best = None
     for max_trials in stops:
         oracle = make_oracle(SearchSpec(tuner="bayesian", max_trials=max_trials), seed=0)
-        oracle._set_project_dir(str(directory), "bayesian")
+        attach_oracle(oracle, str(directory), "bayesian")
         if (directory / "bayesian" / "oracle.json").is_file():
             oracle.reload()
         hp = kt.HyperParameters()
