@@ -15,7 +15,12 @@ from zoo.errors import ZooError
 
 # Modules that add subcommands: each has ``register(subparsers)``, which adds
 # parsers whose defaults hold ``handler(args) -> int``.
-COMMAND_MODULES = ("digits_zoo.commands", "digits_zoo.ship.commands", "digits_zoo.report.report")
+COMMAND_MODULES = (
+    "digits_zoo.commands",
+    "digits_zoo.ship.commands",
+    "digits_zoo.report.report",
+    "digits_zoo.serve.commands",
+)
 
 
 class _Parser(argparse.ArgumentParser):

@@ -1,0 +1,244 @@
+"""The drawing page in a real headless Chromium: draw, read the answer, collect a digit.
+
+Needs Debian's ``chromium`` and ``chromium-driver`` (``.ci/run`` installs them) and
+Selenium. Without them the test is skipped, except under ``CI=true``, where a
+missing browser fails the run so that CI always drives the real page.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from digits_zoo.baselines import run_baselines
+from digits_zoo.runs import open_run
+from digits_zoo.ship.export import export_run
+from digits_zoo.ship.load import load_export
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+MODEL = "knn_k1"
+
+pytestmark = pytest.mark.slow
+
+
+def _missing_browser() -> str | None:
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        return "Selenium is not installed (pip install selenium)"
+    for path, package in ((CHROMIUM, "chromium"), (CHROMEDRIVER, "chromium-driver")):
+        if not os.access(path, os.X_OK):
+            return f"{path} is missing (apt-get install {package})"
+    return None
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """A headless Chromium driven through chromedriver."""
+    missing = _missing_browser()
+    if missing:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI must drive the real page: {missing}")
+        pytest.skip(missing)
+    from selenium import webdriver
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+
+    options = Options()
+    options.binary_location = CHROMIUM
+    for argument in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--window-size=1100,800",
+    ):
+        options.add_argument(argument)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    yield driver
+    driver.quit()
+
+
+@pytest.fixture(scope="module")
+def export_dir(tmp_path_factory) -> Path:
+    """A k-NN exported from a small run: its answers for clear digits are certain."""
+    run = open_run(tmp_path_factory.mktemp("run"), seed=0, n_folds=2)
+    run_baselines(run, [MODEL], progress=lambda line: None)
+    return export_run(run.path, model=MODEL, progress=lambda line: None).path.parent
+
+
+@pytest.fixture(scope="module")
+def server(export_dir, tmp_path_factory):
+    """``digits-zoo serve`` on a free loopback port: ``(url, collect file)``."""
+    collect = tmp_path_factory.mktemp("collect") / "collected.csv"
+    command = [
+        sys.executable, "-m", "digits_zoo.cli", "serve", str(export_dir),
+        "--port", "0", "--collect", str(collect),
+    ]  # fmt: skip
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+    url = None
+    for line in process.stdout:
+        if line.startswith("serving "):
+            url = line.split(" at ", 1)[1].strip()
+            break
+    if url is None:
+        process.wait(timeout=10)
+        pytest.fail(f"digits-zoo serve did not start: {process.stderr.read()}")
+    yield url, collect
+    process.terminate()
+    process.wait(timeout=30)
+
+
+def draw(driver, pad, points: list[tuple[float, float]], touch: bool = False) -> None:
+    """Draws one stroke through ``points`` (0..1 across the pad) with pointer events."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.actions import interaction
+    from selenium.webdriver.common.actions.action_builder import ActionBuilder
+    from selenium.webdriver.common.actions.pointer_input import PointerInput
+
+    side = pad.size["width"]
+
+    def offset(x: float, y: float) -> tuple[int, int]:
+        # Selenium measures offsets from the element's centre.
+        return round((x - 0.5) * side), round((y - 0.5) * side)
+
+    if touch:
+        builder = ActionBuilder(
+            driver, mouse=PointerInput(interaction.POINTER_TOUCH, "finger"), duration=10
+        )
+        builder.pointer_action.move_to(pad, *offset(*points[0])).pointer_down()
+        for point in points[1:]:
+            builder.pointer_action.move_to(pad, *offset(*point))
+        builder.pointer_action.pointer_up()
+        builder.perform()
+        return
+    chain = ActionChains(driver, duration=10)
+    chain.move_to_element_with_offset(pad, *offset(*points[0])).click_and_hold()
+    for point in points[1:]:
+        chain.move_to_element_with_offset(pad, *offset(*point))
+    chain.release().perform()
+
+
+def zero() -> list[tuple[float, float]]:
+    """An upright oval, top to top."""
+    return [
+        (0.5 + 0.22 * math.sin(2 * math.pi * i / 32), 0.5 - 0.32 * math.cos(2 * math.pi * i / 32))
+        for i in range(33)
+    ]
+
+
+def one() -> list[tuple[float, float]]:
+    """A straight down stroke."""
+    return [(0.5, 0.18 + 0.64 * i / 12) for i in range(13)]
+
+
+def wait_for_reading(driver, count_before: str) -> str:
+    """Waits until the page shows a new reading; returns the predicted digit shown."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(driver, 30).until(
+        lambda d: d.execute_script("return document.body.dataset.readings || '0'") != count_before
+    )
+    return driver.find_element(By.ID, "predicted").text
+
+
+def readings(driver) -> str:
+    return driver.execute_script("return document.body.dataset.readings || '0'")
+
+
+def test_a_drawn_digit_is_read_and_collected_in_a_real_browser(
+    browser, server, export_dir, tmp_path
+):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    url, collect = server
+    browser.set_window_size(1100, 800)
+    browser.get(url)
+    WebDriverWait(browser, 30).until(
+        lambda d: d.execute_script("return document.body.dataset.ready === 'true'")
+    )
+    pad = browser.find_element(By.ID, "pad")
+    assert browser.find_element(By.ID, "predicted").text == "?"
+    assert not browser.find_element(By.ID, "chooser").is_displayed()  # one model: no chooser
+
+    before = readings(browser)
+    draw(browser, pad, zero())
+    assert wait_for_reading(browser, before) == "0"
+    bars = browser.find_elements(By.CSS_SELECTOR, "#bars li")
+    assert [bar.get_attribute("data-class") for bar in bars] == [str(d) for d in range(10)]
+    probabilities = [float(bar.get_attribute("data-probability")) for bar in bars]
+    assert math.isclose(sum(probabilities), 1.0, abs_tol=1e-5)
+    assert int(np.argmax(probabilities)) == 0
+    (top,) = browser.find_elements(By.CSS_SELECTOR, "#bars li.top")
+    assert top.get_attribute("data-class") == "0"
+    browser.save_screenshot(str(tmp_path / "page.png"))
+
+    # "Wrong: 3": the drawing, converted to the dataset's format, joins the CSV labelled 3.
+    browser.find_element(By.ID, "wrong-3").click()
+    WebDriverWait(browser, 30).until(
+        lambda d: d.execute_script("return document.body.dataset.collected") == "1"
+    )
+    assert "Saved as a 3" in browser.find_element(By.ID, "status").text
+    (line,) = collect.read_text().splitlines()
+    row = np.array(line.split(","), dtype=float)
+    assert row.shape == (65,) and row[-1] == 3
+    pixels = row[:-1]
+    assert pixels.min() >= 0 and pixels.max() <= 16 and np.all(pixels == np.round(pixels))
+    # The row is what the model read: it still reads it as the 0 shown.
+    _, classes = load_export(export_dir).predict_proba(pixels[None])
+    assert classes[0] == 0
+    assert browser.find_element(By.ID, "predicted").text == "?"  # the pad is cleared
+
+    # Undo and Clear.
+    before = readings(browser)
+    draw(browser, pad, one())
+    assert wait_for_reading(browser, before) == "1"
+    before = readings(browser)
+    browser.find_element(By.ID, "undo").click()
+    assert wait_for_reading(browser, before) == "?"
+    assert browser.find_element(By.ID, "undo").get_attribute("disabled") is not None
+    before = readings(browser)
+    draw(browser, pad, one())
+    wait_for_reading(browser, before)
+    before = readings(browser)
+    browser.find_element(By.ID, "clear").click()
+    assert wait_for_reading(browser, before) == "?"
+    assert len(collect.read_text().splitlines()) == 1
+
+
+def test_the_page_works_with_a_finger_at_phone_width(browser, server, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    url, _ = server
+    # Chromium's windows are at least 500 pixels wide: a phone's screen is emulated.
+    metrics = {"width": 420, "height": 900, "deviceScaleFactor": 2, "mobile": True}
+    browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", metrics)
+    browser.get(url)
+    WebDriverWait(browser, 30).until(
+        lambda d: d.execute_script("return document.body.dataset.ready === 'true'")
+    )
+    width = browser.execute_script("return document.documentElement.clientWidth")
+    scroll_width = browser.execute_script("return document.documentElement.scrollWidth")
+    assert width == 420 and scroll_width <= width, "the page scrolls sideways at phone width"
+    pad = browser.find_element(By.ID, "pad")
+    assert 300 <= pad.size["width"] <= width
+    before = readings(browser)
+    draw(browser, pad, one(), touch=True)
+    assert wait_for_reading(browser, before) == "1"
+    # Sharp on a 2x screen: the canvas has two pixels per CSS pixel.
+    assert abs(int(pad.get_attribute("width")) - 2 * pad.size["width"]) <= 2
+    browser.save_screenshot(str(tmp_path / "phone.png"))
+    browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
