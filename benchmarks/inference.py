@@ -1,16 +1,20 @@
-"""Inference speed of an exported SavedModel against scikit-learn's SVC and k-NN.
+"""Inference speed of one exported network in each format, against scikit-learn's SVC and k-NN.
 
 Measures, in one process and on the same inputs (the whole bundled digits
 set, 1,797 rows of raw 0..16 pixels):
 
 * throughput: predictions per second when all 1,797 rows go in one call;
-* latency: the median and 99th percentile of one-image calls.
+* latency: the median and 99th percentile of one-image calls;
+* the size of each format's files.
 
-The export is called the way ``digits-zoo predict`` calls it (numpy in,
-``serving_default`` signature, numpy out; scaling happens inside the model).
-The scikit-learn models get the same raw pixels and scale them in the timed
-call, as a user of them has to. Without ``--export`` a small network is
-trained and exported into a temporary folder first.
+The formats are the files of one export (``--format all``): the SavedModel
+(TensorFlow), ``model.onnx`` (ONNX Runtime) and ``model.tflite`` (LiteRT's
+interpreter), plus a second version of the same fitted network with int8
+weights (``--format litert --quantize``). Each is called the way
+``digits-zoo predict`` calls it (numpy in, numpy out; scaling happens inside
+the model). The scikit-learn models get the same raw pixels and scale them in
+the timed call, as a user of them has to. Without ``--export`` a small network
+is trained and exported into a temporary folder first.
 
 Usage::
 
@@ -33,7 +37,12 @@ import numpy as np
 # Runs from a checkout without installing: the repository root holds zoo/ and search/.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import zoo  # noqa: E402, F401  (sets the Keras backend and quiets TensorFlow first)
+# The programs' settings (JAX backend, quiet TensorFlow) before anything imports Keras:
+# importing zoo sets nothing.
+from zoo.environment import set_process_defaults  # noqa: E402
+
+set_process_defaults()
+
 from zoo.errors import ZooError  # noqa: E402
 
 NETWORK = "dense_2x256"
@@ -47,22 +56,38 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--export",
         default=None,
-        help="an existing export of a bundled-digits network (default: train and export "
-        f"{NETWORK} into a temporary folder)",
+        help="an existing export version of a bundled-digits network: each format it holds is "
+        f"measured (default: train {NETWORK}, export it with --format all into a temporary "
+        "folder, and once more with --format litert --quantize)",
     )
     return parser.parse_args(argv)
 
 
-def make_export(folder: Path, epochs: int) -> Path:
-    """Trains the zoo's ``dense_2x256`` on the bundled digits' training part and exports it."""
+def make_exports(folder: Path, epochs: int) -> tuple[Path, Path]:
+    """Trains the zoo's ``dense_2x256`` on the bundled digits' training part and exports it.
+
+    Returns:
+        The version with every format, and the version with the int8 LiteRT file.
+    """
     from digits_zoo.ship.export import export_estimator
     from zoo import create_model, load_dataset
 
     dataset = load_dataset()
     network = create_model(NETWORK, epochs=epochs)
     network.fit(dataset.scale(dataset.x_train), dataset.y_train)
-    result = export_estimator(network, dataset, folder, name=NETWORK)
-    return result.path
+    every = export_estimator(network, dataset, folder, name=NETWORK, format="all")
+    int8 = export_estimator(network, dataset, folder, name=NETWORK, format="litert", quantize=True)
+    return every.path, int8.path
+
+
+def format_bytes(version: Path, format_name: str) -> int:
+    """The bytes a format takes in a version folder (a SavedModel: its .pb and variables/)."""
+    from digits_zoo.ship.layout import MODEL_FILES
+
+    if format_name != "tf_saved_model":
+        return (version / MODEL_FILES[format_name]).stat().st_size
+    files = [version / MODEL_FILES[format_name], *(version / "variables").rglob("*")]
+    return sum(path.stat().st_size for path in files if path.is_file())
 
 
 def time_calls(call: Callable[[], object], repeats: int) -> np.ndarray:
@@ -105,25 +130,38 @@ def main(argv: list[str] | None = None) -> int:
     from sklearn.svm import SVC
 
     from digits_zoo.runs import library_versions
-    from digits_zoo.ship.load import load_export
+    from digits_zoo.ship.load import load_export, recorded_formats
     from zoo import load_dataset
 
     batch_repeats, singles = (5, 300) if args.quick else (30, 3000)
     with tempfile.TemporaryDirectory() as scratch:
         try:
             if args.export is None:
-                print(f"training and exporting {NETWORK} (a few seconds)...", file=sys.stderr)
-                export_path = make_export(Path(scratch) / "export", epochs=3 if args.quick else 20)
+                print(
+                    f"training {NETWORK} and exporting it in every format (about a minute)...",
+                    file=sys.stderr,
+                )
+                every, int8 = make_exports(Path(scratch) / "export", epochs=3 if args.quick else 20)
+                versions_to_load = [(every, None), (int8, "litert")]
             else:
-                export_path = Path(args.export)
-            export = load_export(export_path)
+                every = load_export(args.export).path
+                versions_to_load = [(every, None)]
+            exports = {}
+            for version, only in versions_to_load:
+                base = load_export(version)
+                for format_name, record in recorded_formats(base.metadata).items():
+                    if only is not None and format_name != only:
+                        continue
+                    key = format_name + ("_int8" if record.get("quantization") else "")
+                    exports[key] = (version, format_name, load_export(version, format_name))
         except ZooError as error:
             print(f"inference.py: error: {error}", file=sys.stderr)
             return 2
-        if export.n_features != 64 or export.pixel_max != 16:
+        first = next(iter(exports.values()))[2]
+        if first.n_features != 64 or first.pixel_max != 16:
             print(
                 f"inference.py: error: the export is not a bundled-digits model (got "
-                f"{export.n_features} pixels of 0..{export.pixel_max:g}); pass one made on "
+                f"{first.n_features} pixels of 0..{first.pixel_max:g}); pass one made on "
                 "the bundled digits",
                 file=sys.stderr,
             )
@@ -135,27 +173,54 @@ def main(argv: list[str] | None = None) -> int:
         # The same two baselines as the zoo's svc_rbf (without calibration) and knn_k3.
         svc = SVC(C=10.0, gamma="scale").fit(train, dataset.y_train)
         knn = KNeighborsClassifier(n_neighbors=3, weights="distance").fit(train, dataset.y_train)
-        methods = {
-            "export": (
-                f"export ({export.name}, SavedModel)",
-                lambda x: export.predict_proba(x),
-            ),
-            "svc": ("SVC (rbf, C=10)", lambda x: svc.predict(x / np.float32(16.0))),
-            "knn": ("KNN (k=3, distance)", lambda x: knn.predict(x / np.float32(16.0))),
+        labels = {
+            "tf_saved_model": "SavedModel (TensorFlow)",
+            "onnx": "ONNX (ONNX Runtime)",
+            "litert": "LiteRT (float32)",
+            "litert_int8": "LiteRT (int8 weights)",
+            "skops": "skops (scikit-learn)",
         }
+        methods = {
+            key: (
+                f"{export.name}: {labels[key]}",
+                export.predict_proba,
+                format_bytes(version, format_name),
+            )
+            for key, (version, format_name, export) in exports.items()
+        }
+        methods["svc"] = ("SVC (rbf, C=10)", lambda x: svc.predict(x / np.float32(16.0)), None)
+        methods["knn"] = (
+            "KNN (k=3, distance)",
+            lambda x: knn.predict(x / np.float32(16.0)),
+            None,
+        )
         figures = {
-            key: {"label": label, **measure(predict, x_all, batch_repeats, singles)}
-            for key, (label, predict) in methods.items()
+            key: {
+                "label": label,
+                "bytes": size,
+                **measure(predict, x_all, batch_repeats, singles),
+            }
+            for key, (label, predict, size) in methods.items()
         }
 
     versions = library_versions()
+    runtimes = ", ".join(
+        f"{name} {_version(name)}"
+        for name in ("tensorflow-cpu", "onnxruntime", "ai-edge-litert", "scikit-learn")
+    )
     print(
         f"Inference on the bundled digits ({len(x_all):,} rows), {os.cpu_count()} CPU cores, "
-        f"tensorflow {versions.get('tensorflow-cpu', versions.get('tensorflow', '?'))}, "
-        f"scikit-learn {versions['scikit-learn']}; {batch_repeats} batch calls, "
+        f"python {versions['python']}, {runtimes}; {batch_repeats} batch calls, "
         f"{singles} one-image calls each"
     )
-    header = ("method", "throughput (rows/s)", "batch (ms)", "latency median (ms)", "p99 (ms)")
+    header = (
+        "method",
+        "throughput (rows/s)",
+        "batch (ms)",
+        "latency median (ms)",
+        "p99 (ms)",
+        "size (KiB)",
+    )
     lines = [header] + [
         (
             f["label"],
@@ -163,6 +228,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{f['batch_seconds_median'] * 1e3:.2f}",
             f"{f['latency_median_ms']:.3f}",
             f"{f['latency_p99_ms']:.3f}",
+            "" if f["bytes"] is None else f"{f['bytes'] / 1024:,.0f}",
         )
         for f in figures.values()
     ]
@@ -174,16 +240,48 @@ def main(argv: list[str] | None = None) -> int:
         print("  ".join(cells))
         if number == 0:
             print("  ".join("-" * w for w in widths))
-    export_speed = figures["export"]["throughput_per_s"]
+    checks = {}
+    for key, (_, format_name, export) in exports.items():
+        check = recorded_formats(export.metadata)[format_name]["verification"]
+        checks[key] = check
+        change = check.get("accuracy_change")
+        print(
+            f"{labels[key]}: test accuracy {check['test_accuracy']:.4f}"
+            + ("" if change is None else f" ({change:+.4f} against the in-memory model)")
+            + f", {check['classes_differ']} of {check['rows']} test classes differ, largest "
+            f"probability difference {check['max_probability_difference']:.2g}"
+        )
     fastest_baseline = max(figures[key]["throughput_per_s"] for key in ("svc", "knn"))
-    met = export_speed >= fastest_baseline
-    print(
-        f"target (export throughput >= the fastest baseline's): {'met' if met else 'NOT met'} "
-        f"({export_speed / fastest_baseline:.1f}x)"
-    )
+    met = {}
+    for key in exports:
+        speed = figures[key]["throughput_per_s"]
+        met[key] = speed >= fastest_baseline
+        print(
+            f"target ({labels[key]} throughput >= the fastest baseline's): "
+            f"{'met' if met[key] else 'NOT met'} ({speed / fastest_baseline:.1f}x)"
+        )
     if args.json:
-        print(json.dumps({"rows": int(len(x_all)), "methods": figures, "target_met": met}))
+        print(
+            json.dumps(
+                {
+                    "rows": int(len(x_all)),
+                    "methods": figures,
+                    "target_met": all(met.values()),
+                    "targets": met,
+                    "checks": checks,
+                }
+            )
+        )
     return 0
+
+
+def _version(package: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return "not installed"
 
 
 if __name__ == "__main__":

@@ -115,6 +115,9 @@ def test_export_writes_serving_layout_with_new_versions(run_dir, keras_export):
     metadata = json.loads((keras_export / "1" / METADATA).read_text())
     row = next(r for r in read_leaderboard(run_dir) if r["model"] == KERAS_MODEL)
     assert metadata["format"] == "tf_saved_model" and metadata["model"] == KERAS_MODEL
+    # The default (--format savedmodel) writes the SavedModel alone, as before portable formats.
+    assert list(metadata["formats"]) == ["tf_saved_model"]
+    assert not list((keras_export / "1").glob("model.*"))
     assert metadata["dataset"]["image_shape"] == [8, 8] and metadata["dataset"]["pixel_max"] == 16
     assert metadata["classes"] == list(range(10)) and metadata["class_names"][3] == "3"
     assert metadata["config"] == json.loads(row["config"]) and metadata["config"]["epochs"] == 15

@@ -8,20 +8,26 @@ import json
 from digits_zoo.ship.evaluate import evaluate_export, format_confusion
 from digits_zoo.ship.export import export_run
 from digits_zoo.ship.inputs import predict_inputs
+from digits_zoo.ship.layout import FORMAT_CHOICES, FORMAT_LABELS
 from digits_zoo.ship.load import load_export
 from zoo.errors import ZooError
 
-EXPORT_DIR_HELP = "an export's base folder (its newest version is used) or one version folder"
+EXPORT_DIR_HELP = (
+    "an export's base folder (its newest version is used), one version folder, or one model "
+    "file in a version folder (model.onnx, model.tflite) to run that file"
+)
 
 
 def register(subparsers) -> None:
     """Adds the ``export``, ``predict`` and ``evaluate`` subcommands."""
     export = subparsers.add_parser(
         "export",
-        help="export a leaderboard model as a verified, versioned SavedModel (or skops file)",
+        help="export a leaderboard model as a verified, versioned SavedModel (or skops file), "
+        "with ONNX and LiteRT files beside it on request",
         description="Exports the best Keras row of a run's leaderboard (or the row chosen by "
         "--rank or --model) as the next version under --out, in the TensorFlow Serving layout, "
-        "and checks the reloaded export against the in-memory model on the test split.",
+        "and checks each reloaded file, with its own runtime, against the in-memory model on "
+        "the test split.",
     )
     export.add_argument("run_dir", metavar="RUN_DIR", help="the run directory")
     choice = export.add_mutually_exclusive_group()
@@ -29,6 +35,20 @@ def register(subparsers) -> None:
     choice.add_argument("--model", help="export the row of this model name")
     export.add_argument(
         "--out", default=None, help="the export's base folder (default RUN_DIR/export/<model>)"
+    )
+    export.add_argument(
+        "--format",
+        choices=tuple(FORMAT_CHOICES),
+        default="savedmodel",
+        help="savedmodel: the model's own format only (a SavedModel, or skops for scikit-learn "
+        "rows); onnx, litert or all: also model.onnx / model.tflite beside it, in the same "
+        "version (LiteRT for networks only; all gives scikit-learn rows ONNX)",
+    )
+    export.add_argument(
+        "--quantize",
+        action="store_true",
+        help="the LiteRT file with int8 weights (dynamic range): about a quarter of the size; "
+        "the accuracy change on the test split is printed",
     )
     export.set_defaults(handler=_export)
 
@@ -63,19 +83,44 @@ def register(subparsers) -> None:
 
 
 def _export(args: argparse.Namespace) -> int:
-    result = export_run(args.run_dir, rank=args.rank, model=args.model, out=args.out)
-    meta = result.metadata
-    check = meta["verification"]
-    kind = "SavedModel" if result.format == "tf_saved_model" else "skops file"
-    print(f"exported {meta['model']} ({meta['kind']}) as {kind} version {result.version}:")
-    print(f"  {result.path}")
-    print(
-        f"verified: reloaded from disk, it predicts the same classes as the in-memory model on "
-        f"all {check['rows']} test images (largest probability difference "
-        f"{check['max_probability_difference']:.2g}); test accuracy {check['test_accuracy']:.6f}"
+    result = export_run(
+        args.run_dir,
+        rank=args.rank,
+        model=args.model,
+        out=args.out,
+        format=args.format,
+        quantize=args.quantize,
     )
+    meta = result.metadata
+    print(f"exported {meta['model']} ({meta['kind']}) as version {result.version}: {result.path}")
+    for name, record in result.formats.items():
+        check = record["verification"]
+        label = FORMAT_LABELS[name] + (" (int8)" if record.get("quantization") else "")
+        size = f", {record['bytes'] / 1024:,.0f} KiB" if "bytes" in record else ""
+        print(f"  {label}: {record['file']}{size}")
+        agreement = (
+            f"the same classes as the in-memory model on all {check['rows']} test images"
+            if not check["classes_differ"]
+            else f"{check['classes_differ']} of {check['rows']} test classes differ from the "
+            "in-memory model's"
+        )
+        print(
+            f"    verified with {record['runtime']}: {agreement}, largest probability "
+            f"difference {check['max_probability_difference']:.2g} (allowed "
+            f"{check['tolerance']:g})"
+        )
+        if "accuracy_change" in check:
+            print(
+                f"    test accuracy {check['test_accuracy']:.6f} "
+                f"({check['accuracy_change']:+.6f} against the in-memory model's "
+                f"{meta['verification']['test_accuracy']:.6f})"
+            )
+    print(f"test accuracy {meta['verification']['test_accuracy']:.6f}")
     base = result.path.parent
     print(f"next: digits-zoo predict {base} digit.png   |   digits-zoo evaluate {base} --data FILE")
+    for name, record in result.formats.items():
+        if name in ("onnx", "litert"):
+            print(f"      digits-zoo evaluate {result.path / record['file']} --data FILE")
     if result.format == "tf_saved_model":
         print(
             f"serve: tensorflow_model_server --rest_api_port=8501 --model_name={meta['model']} "
@@ -110,7 +155,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     if args.format == "json":
         print(json.dumps(scores, indent=1))
         return 0
-    print(f"export: {scores['export']} ({scores['model']})")
+    print(f"export: {export.model_file} ({scores['model']}, {FORMAT_LABELS[export.format]})")
     print(f"data:   {scores['data']}")
     print(f"accuracy  {scores['accuracy']:.6f}  ({scores['correct']}/{scores['rows']})")
     print(f"macro-F1  {scores['macro_f1']:.6f}")

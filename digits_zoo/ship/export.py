@@ -9,6 +9,13 @@ against the in-memory model on the run's held-out test split, and only then
 renamed to its number: a failed check leaves nothing behind, and a serving
 process watching ``OUT`` never sees a half-written version. The hidden folder
 of an export that was killed is removed by the next export into that base.
+
+A version holds the model's own format (SavedModel or skops) and, with
+``format``, portable files beside it: ONNX (networks by Keras's own exporter,
+:mod:`digits_zoo.ship.keras_formats`; scikit-learn models by skl2onnx,
+:mod:`digits_zoo.ship.sklearn_onnx`) and LiteRT (networks only). Each file is
+checked by its own runtime (TensorFlow, skops, ONNX Runtime, LiteRT) before the
+version is published.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +42,14 @@ from digits_zoo.artifacts import (
 from digits_zoo.leaderboard import read_leaderboard
 from digits_zoo.rundir import export_base, inside, run_lock
 from digits_zoo.runs import Run, library_versions, load_run
+from digits_zoo.ship.keras_formats import write_network_files
 from digits_zoo.ship.layout import (
+    FORMAT_CHOICES,
+    FORMAT_LABELS,
+    INPUT_NAME,
     METADATA,
+    MODEL_FILES,
+    ONNX_MODEL,
     PARTIAL_PREFIX,
     SAVED_MODEL,
     SIGNATURE,
@@ -45,6 +59,8 @@ from digits_zoo.ship.layout import (
     taken_numbers,
 )
 from digits_zoo.ship.load import load_export
+from digits_zoo.ship.runtimes import UnloadableModel, sha256
+from digits_zoo.ship.sklearn_onnx import write_sklearn_onnx
 from zoo.data import Dataset
 from zoo.dense import DenseNetClassifier
 from zoo.ensemble import DenseEnsembleClassifier, is_network
@@ -53,8 +69,20 @@ from zoo.files import atomic_write_text
 from zoo.protocol import config_json
 from zoo.registry import create_model, list_models
 
-# How far the reloaded export's probabilities may drift from the in-memory model's.
+# How far the reloaded export's probabilities may drift from the in-memory model's, in
+# every format (float32 throughout; measured at most 1e-6: 6e-8 for networks in ONNX and
+# LiteRT, 8e-7 for scikit-learn models in ONNX, which compute in float64 in memory).
 TOLERANCE = 1e-5
+# The same for a LiteRT file with int8 weights (--quantize); its classes may then differ from
+# the in-memory model's where two classes are this close (measured: at most 0.01).
+QUANTIZED_TOLERANCE = 0.05
+# The runtime that checks (and runs) each format, by package name.
+RUNTIMES = {
+    "tf_saved_model": "tensorflow",
+    "skops": "skops",
+    "onnx": "onnxruntime",
+    "litert": "ai-edge-litert",
+}
 
 
 class ExportVerificationError(ZooError):
@@ -77,8 +105,50 @@ class ExportResult:
 
     @property
     def format(self) -> str:
-        """``tf_saved_model`` or ``skops``."""
+        """The model's own format: ``tf_saved_model`` or ``skops``."""
         return self.metadata["format"]
+
+    @property
+    def formats(self) -> dict[str, dict[str, Any]]:
+        """Every format the version holds (its own first), each with its file and its check."""
+        return self.metadata["formats"]
+
+
+def portable_formats(
+    format: str, *, network: bool, name: str, quantize: bool = False
+) -> tuple[str, ...]:
+    """The portable formats an export writes beside the model's own, for a ``--format`` choice.
+
+    Args:
+        format: ``savedmodel``, ``onnx``, ``litert`` or ``all``.
+        network: whether the model is a Keras network (LiteRT is for networks only).
+        name: the model's name, for messages.
+        quantize: LiteRT with int8 weights; needs LiteRT among the formats.
+
+    Returns:
+        Some of ``onnx`` and ``litert``; ``all`` gives a scikit-learn model ONNX only.
+
+    Raises:
+        ZooError: an unknown choice, LiteRT for a scikit-learn model, or
+            ``quantize`` without LiteRT.
+    """
+    if format not in FORMAT_CHOICES:
+        raise ZooError(f"--format must be one of {', '.join(FORMAT_CHOICES)} (got {format!r})")
+    if format == "litert" and not network:
+        raise ZooError(
+            f"LiteRT export is for networks only (got {name}, a scikit-learn model); export "
+            "it with --format onnx, which ONNX Runtime runs on phones, in browsers and in C++, "
+            "C# and Java"
+        )
+    chosen = tuple(f for f in FORMAT_CHOICES[format] if network or f != "litert")
+    if quantize and "litert" not in chosen:
+        raise ZooError(
+            "--quantize makes a LiteRT file with int8 weights, which this export does not "
+            f"write (got --format {format} for {name}, "
+            f"{'a network' if network else 'a scikit-learn model'}); "
+            + ("pass --format litert or all" if network else "drop --quantize")
+        )
+    return chosen
 
 
 def select_row(
@@ -198,6 +268,8 @@ def export_run(
     rank: int | None = None,
     model: str | None = None,
     out: str | Path | None = None,
+    format: str = "savedmodel",
+    quantize: bool = False,
     progress: Callable[[str], None] = print,
 ) -> ExportResult:
     """Exports one leaderboard row of a run as a new, verified version.
@@ -207,6 +279,10 @@ def export_run(
         rank: export the row of this rank instead of the best Keras row.
         model: export the row of this model name instead.
         out: the export's base folder (default ``RUN_DIR/export/<model>``).
+        format: the portable files to add beside the model's own format
+            (see :func:`portable_formats`): ``savedmodel`` (none), ``onnx``,
+            ``litert`` or ``all``.
+        quantize: the LiteRT file with int8 weights (dynamic range).
         progress: receives one line per step worth telling.
 
     Returns:
@@ -221,11 +297,15 @@ def export_run(
     """
     if rank is not None and (isinstance(rank, bool) or rank < 1):
         raise ZooError(f"--rank must be a positive integer (got {rank})")
+    # An unknown choice is refused before the run is opened; one the row's kind cannot have,
+    # once the row is known, still before any refit.
+    if format not in FORMAT_CHOICES:
+        portable_formats(format, network=True, name="the model")
     run = load_run(run_dir)
     # One writer per run (export, search, baselines, report): a refit saves into
     # models/ and the default export base is inside the run.
     with run_lock(run.path):
-        return _export_locked(run, rank, model, out, progress)
+        return _export_locked(run, rank, model, out, format, quantize, progress)
 
 
 def _export_locked(
@@ -233,6 +313,8 @@ def _export_locked(
     rank: int | None,
     model: str | None,
     out: str | Path | None,
+    format: str,
+    quantize: bool,
     progress: Callable[[str], None],
 ) -> ExportResult:
     remove_stale_saves(run.path)
@@ -250,6 +332,10 @@ def _export_locked(
             f"({rows[0]['kind']}), instead (run digits-zoo search for networks)"
         )
     row = select_row(rows, rank=rank, model=model)
+    network = row["kind"] == "keras"
+    portable_formats(format, network=network, name=row["model"], quantize=quantize)
+    if format == "all" and not network:
+        progress(f"{row['model']} is a scikit-learn model: --format all writes ONNX, not LiteRT")
     base = Path(out) if out is not None else export_base(run.path, row["model"])
     _check_base(base)
     # Refused before a refit, not after it.
@@ -274,7 +360,14 @@ def _export_locked(
         },
     }
     result = export_estimator(
-        estimator, run.dataset, base, name=row["model"], kind=row["kind"], info=info
+        estimator,
+        run.dataset,
+        base,
+        name=row["model"],
+        kind=row["kind"],
+        info=info,
+        format=format,
+        quantize=quantize,
     )
     measured = result.metadata["verification"]["test_accuracy"]
     if round(measured, 6) != round(float(row["test_accuracy"]), 6):
@@ -314,13 +407,19 @@ def export_estimator(
     info: dict[str, Any] | None = None,
     reference: Any = None,
     tolerance: float = TOLERANCE,
+    format: str = "savedmodel",
+    quantize: bool = False,
 ) -> ExportResult:
     """Writes a fitted model as the next version under ``out``, checks it, then publishes it.
 
     Keras networks become a SavedModel with the preprocessing inside (see
-    :func:`write_saved_model`); scikit-learn models a skops file. The written
-    model is reloaded from disk and must predict, on ``dataset.x_test``, the
-    classes ``reference`` predicts, with probabilities within ``tolerance``.
+    :func:`write_saved_model`); scikit-learn models a skops file. ``format``
+    adds ONNX and LiteRT files beside it, with the same input and outputs.
+    Each written file is reloaded from disk by its own runtime and must
+    predict, on ``dataset.x_test``, the classes ``reference`` predicts, with
+    probabilities within ``tolerance`` (a LiteRT file with int8 weights: within
+    :data:`QUANTIZED_TOLERANCE`, its classes free to differ where the in-memory
+    model's top two are that close).
 
     Args:
         estimator: a fitted zoo classifier (trained on ``dataset.scale``-d pixels).
@@ -332,23 +431,28 @@ def export_estimator(
         info: more metadata (config, scores, seed, source), merged in.
         reference: the model whose predictions the export must reproduce
             (default: ``estimator``).
-        tolerance: the largest allowed probability difference.
+        tolerance: the largest allowed probability difference (float formats).
+        format: ``savedmodel`` (the model's own format only), ``onnx``,
+            ``litert`` or ``all`` (see :func:`portable_formats`).
+        quantize: write the LiteRT file with int8 weights (dynamic range).
 
     Returns:
         The published version.
 
     Raises:
-        ExportVerificationError: the reloaded export disagrees; nothing is published.
+        ExportVerificationError: a reloaded file disagrees; nothing is published.
         ZooError: ``out`` holds a numbered folder without its metadata (not
-            ours; TensorFlow Serving would serve it).
+            ours; TensorFlow Serving would serve it), a format this model
+            cannot have, or a converter that failed.
     """
+    is_keras = is_network(estimator)
+    portable = portable_formats(format, network=is_keras, name=name, quantize=quantize)
     base = Path(out)
     _check_base(base)
     base.mkdir(parents=True, exist_ok=True)
     # Hidden folders no running export holds are leftovers of killed ones.
     remove_stale(base, PARTIAL_PREFIX)
     check_versions(base)
-    is_keras = is_network(estimator)
     metadata = _metadata(estimator, dataset, name, kind or ("keras" if is_keras else "sklearn"))
     metadata.update(info or {})
     with staging_folder(base, PARTIAL_PREFIX) as partial:
@@ -358,23 +462,102 @@ def export_estimator(
             write_saved_model(estimator, partial, dataset.image_shape, dataset.pixel_max)
         else:
             write_skops(estimator, partial)
+        own = metadata["format"]
+        metadata["formats"] = {own: _format_record(own, partial, network=is_keras)}
+        if is_keras and portable:
+            write_network_files(
+                estimator, partial, portable, pixel_max=dataset.pixel_max, quantize=quantize
+            )
+        elif portable:
+            write_sklearn_onnx(estimator, partial / ONNX_MODEL, pixel_max=dataset.pixel_max)
+        for each in portable:
+            quantized = quantize and each == "litert"
+            metadata["formats"][each] = _format_record(
+                each, partial, network=is_keras, dataset=dataset, quantized=quantized
+            )
         atomic_write_text(partial / METADATA, json.dumps(metadata, indent=2) + "\n")
         reference = estimator if reference is None else reference
         scaled_test = dataset.scale(dataset.x_test)
         expected_classes = np.asarray(reference.predict(scaled_test))
-        metadata["verification"] = {
-            **verify_export(
+        expected_probabilities = np.asarray(reference.predict_proba(scaled_test))
+        expected_accuracy = float(np.mean(expected_classes == dataset.y_test))
+        for each, record in metadata["formats"].items():
+            quantized = record.get("quantization") is not None
+            check = verify_export(
                 partial,
                 dataset.x_test,
                 expected_classes,
-                np.asarray(reference.predict_proba(scaled_test)),
-                tolerance=tolerance,
-            ),
-            "test_accuracy": float(np.mean(expected_classes == dataset.y_test)),
+                expected_probabilities,
+                tolerance=QUANTIZED_TOLERANCE if quantized else tolerance,
+                format=each,
+                labels=dataset.y_test,
+                allow_class_changes=quantized,
+            )
+            if quantized:
+                check["accuracy_change"] = check["test_accuracy"] - expected_accuracy
+            record["verification"] = check
+        # The model's own format's check, where exports before portable formats kept it.
+        metadata["verification"] = {
+            **metadata["formats"][metadata["format"]]["verification"],
+            "test_accuracy": expected_accuracy,
         }
         atomic_write_text(partial / METADATA, json.dumps(metadata, indent=2) + "\n")
         # On success the folder is renamed away; on any failure nothing stays behind.
         return ExportResult(*_publish(partial, base), metadata)
+
+
+def _package_version(package: str) -> str:
+    # TensorFlow installs as tensorflow-cpu here, as tensorflow elsewhere.
+    for name in (package, "tensorflow-cpu") if package == "tensorflow" else (package,):
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            pass
+    return "not installed"
+
+
+def _format_record(
+    format: str,
+    folder: Path,
+    *,
+    network: bool,
+    dataset: Dataset | None = None,
+    quantized: bool = False,
+) -> dict[str, Any]:
+    """What ``metadata.json`` says of one format's file: its name and runtime and, for a
+    portable file (``dataset`` given), its size, checksum, converter and signature."""
+    runtime = RUNTIMES[format]
+    record: dict[str, Any] = {
+        "file": MODEL_FILES[format],
+        "runtime": f"{runtime} {_package_version(runtime)}",
+    }
+    if dataset is None:
+        return record
+    if not network:
+        converter = f"skl2onnx {_package_version('skl2onnx')}"
+    elif format == "onnx":
+        converter = f"keras {_package_version('keras')} (tensorflow backend, tf2onnx {_package_version('tf2onnx')})"
+    else:
+        converter = f"keras {_package_version('keras')} (tensorflow backend, TFLite converter)"
+    data = (folder / MODEL_FILES[format]).read_bytes()
+    record.update(
+        {
+            "bytes": len(data),
+            "sha256": sha256(data),
+            "converter": converter,
+            "inputs": {
+                INPUT_NAME: f"float32 [n, {dataset.n_features}], raw pixel values "
+                f"0..{dataset.pixel_max:g} as the dataset stores them"
+            },
+            "outputs": {
+                "probabilities": "float32 [n, n_classes], columns in 'classes' order",
+                "class": "int64 [n], the most probable class label",
+            },
+        }
+    )
+    if format == "litert":
+        record["quantization"] = "dynamic_range_int8" if quantized else None
+    return record
 
 
 def _publish(partial: Path, base: Path) -> tuple[Path, int]:
@@ -451,8 +634,9 @@ def write_saved_model(
     or ``[n, *image_shape, 1]``, divides by ``pixel_max`` itself and returns
     ``probabilities`` (float32 ``[n, n_classes]``) and ``class`` (int64
     labels). The network itself is converted from JAX with jax2tf (for CPU and
-    CUDA) by Keras's ``ExportArchive``; the reshaping and scaling around it are
-    TensorFlow ops, since jax2tf needs inputs of a known rank. Keras also
+    CUDA) by Keras's ``ExportArchive`` (on the TensorFlow backend it is traced
+    as it is); the reshaping and scaling around it are TensorFlow ops, since
+    jax2tf needs inputs of a known rank. Keras also
     publishes the bare network as a second signature, ``network`` (flat
     pixels already scaled to ``[0, 1]``).
 
@@ -471,13 +655,24 @@ def write_saved_model(
             f"image shape {tuple(image_shape)} does not hold the network's {n_features} inputs"
         )
     archive = keras.export.ExportArchive()
+    # On JAX the network is converted by jax2tf: no gradients are served, and exporting for
+    # both platforms lets an export made on one kind of machine serve on the other. On
+    # TensorFlow (KERAS_BACKEND=tensorflow) it is TensorFlow already; Keras refuses the options.
+    jax_options = (
+        {
+            "jax2tf_kwargs": {
+                "with_gradient": False,
+                "native_serialization_platforms": ("cpu", "cuda"),
+            }
+        }
+        if keras.backend.backend() == "jax"
+        else {}
+    )
     network = archive.track_and_add_endpoint(
         "network",
         estimator.model_,
         input_signature=[tf.TensorSpec((None, n_features), tf.float32, name="scaled_pixels")],
-        # No gradients are served; exporting for both platforms lets an export made on
-        # one kind of machine serve on the other.
-        jax2tf_kwargs={"with_gradient": False, "native_serialization_platforms": ("cpu", "cuda")},
+        **jax_options,
     )
     classes = tf.constant(np.asarray(estimator.classes_, dtype="int64"))
     accepted = [(n_features,), tuple(image_shape), (*image_shape, 1)]
@@ -522,45 +717,68 @@ def verify_export(
     expected_probabilities: np.ndarray,
     *,
     tolerance: float = TOLERANCE,
+    format: str | None = None,
+    labels: np.ndarray | None = None,
+    allow_class_changes: bool = False,
 ) -> dict[str, Any]:
     """Reloads a written export from disk and checks it predicts what was expected.
 
     The export is loaded the way ``digits-zoo predict`` loads it
-    (:func:`digits_zoo.ship.load.load_export`): a SavedModel with
-    ``tf.saved_model.load`` and called through its ``serving_default``
-    signature on the raw pixels, a skops file trusting only the types of the
-    zoo's own scikit-learn models.
+    (:func:`digits_zoo.ship.load.load_export`), by its format's own runtime: a
+    SavedModel with ``tf.saved_model.load`` and called through its
+    ``serving_default`` signature on the raw pixels, a skops file trusting
+    only the types of the zoo's own scikit-learn models, an ONNX file with
+    ONNX Runtime, a LiteRT file with LiteRT's interpreter.
 
     Args:
         folder: the version folder (with its ``metadata.json``).
         x_raw: raw pixel rows, as the dataset stores them.
         expected_classes, expected_probabilities: the in-memory model's output.
         tolerance: the largest allowed probability difference.
+        format: the format to check (default: the model's own).
+        labels: the true labels of ``x_raw``; the summary then has the file's
+            own ``test_accuracy``.
+        allow_class_changes: classes may differ (a quantized file); the
+            probabilities must still be within ``tolerance``.
 
     Returns:
-        A summary: rows checked and the largest probability difference.
+        A summary: rows checked, classes that differ, the largest probability
+        difference and the tolerance (and ``test_accuracy`` with ``labels``).
 
     Raises:
         ExportVerificationError: different classes, or probabilities too far apart.
     """
-    probabilities, classes = load_export(folder).predict_proba(x_raw)
+    try:
+        export = load_export(folder, format=format)
+    except UnloadableModel as error:
+        written = format or json.loads((Path(folder) / METADATA).read_text())["format"]
+        raise ExportVerificationError(
+            f"the written {FORMAT_LABELS[written]} file does not load in {RUNTIMES[written]} "
+            f"({error.reason}); the export was deleted"
+        ) from None
+    what = f"the reloaded {FORMAT_LABELS[export.format]} file ({RUNTIMES[export.format]})"
+    probabilities, classes = export.predict_proba(x_raw)
     expected_probabilities = np.asarray(expected_probabilities)
     if probabilities.shape != expected_probabilities.shape:
         raise ExportVerificationError(
-            f"the reloaded export returns probabilities of shape {probabilities.shape}, the "
+            f"{what} returns probabilities of shape {probabilities.shape}, the "
             f"in-memory model {expected_probabilities.shape}; the export was deleted"
         )
     difference = float(np.max(np.abs(probabilities - expected_probabilities), initial=0.0))
     mismatched = int(np.sum(classes != np.asarray(expected_classes)))
-    if mismatched or not difference <= tolerance:
+    if (mismatched and not allow_class_changes) or not difference <= tolerance:
         raise ExportVerificationError(
-            f"the reloaded export disagrees with the in-memory model on the test split "
+            f"{what} disagrees with the in-memory model on the test split "
             f"({mismatched} of {len(probabilities)} classes differ, largest probability "
             f"difference {difference:.3g}, allowed {tolerance:g}); the export was deleted"
         )
-    return {
+    summary = {
         "rows": int(len(probabilities)),
-        "classes_equal": True,
+        "classes_equal": not mismatched,
+        "classes_differ": mismatched,
         "max_probability_difference": difference,
         "tolerance": tolerance,
     }
+    if labels is not None:
+        summary["test_accuracy"] = float(np.mean(classes == np.asarray(labels)))
+    return summary

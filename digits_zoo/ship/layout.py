@@ -9,11 +9,20 @@ sides cannot drift apart and neither imports the other. Layout of an export
       1/                      one folder per export, numbered 1, 2, ...; never overwritten
         saved_model.pb        Keras rows: a SavedModel whose ``serving_default``
         variables/            signature takes raw pixels and returns
-        metadata.json         ``probabilities`` and ``class``
+                              ``probabilities`` and ``class``
+        model.onnx            with --format onnx or all: the same function as ONNX
+        model.tflite          with --format litert or all: the same function for LiteRT
+        metadata.json         what the version holds, each file verified by its own runtime
       2/
         model.skops           scikit-learn rows: a skops file (no pickle)
+        model.onnx            with --format onnx or all
         metadata.json
       .partial-<random>/      an export being written; a killed one's is removed by the next
+
+Every version holds its model's own format (a SavedModel for networks, so that
+TensorFlow Serving pointed at ``OUT`` can serve any version; a skops file for
+scikit-learn models); the portable files --format asks for lie beside it, made
+from the same fitted model and checked in the same export.
 
 A numbered folder without ``metadata.json`` is never one of ours (a version is
 complete before it gets its number): loading and exporting refuse it.
@@ -29,11 +38,38 @@ from zoo.errors import ZooError
 METADATA = "metadata.json"
 SAVED_MODEL = "saved_model.pb"
 SKOPS_MODEL = "model.skops"
+ONNX_MODEL = "model.onnx"
+LITERT_MODEL = "model.tflite"
 SIGNATURE = "serving_default"
+# The input and the outputs of every format's serving function, as the SavedModel names them.
+INPUT_NAME = "pixels"
+OUTPUT_NAMES = ("probabilities", "class")
 # The prefix of the hidden folder an export is written in before it gets its number.
 PARTIAL_PREFIX = ".partial-"
-# The metadata's ``format`` and the model file each format is stored in.
-MODEL_FILES = {"tf_saved_model": SAVED_MODEL, "skops": SKOPS_MODEL}
+# The metadata's format names (Keras's names where Keras has one) and each one's model file.
+MODEL_FILES = {
+    "tf_saved_model": SAVED_MODEL,
+    "skops": SKOPS_MODEL,
+    "onnx": ONNX_MODEL,
+    "litert": LITERT_MODEL,
+}
+# A model file's name tells its format: ``predict OUT/3/model.onnx`` runs the ONNX file.
+FILE_FORMATS = {file: name for name, file in MODEL_FILES.items()}
+# How messages name each format.
+FORMAT_LABELS = {
+    "tf_saved_model": "SavedModel",
+    "skops": "skops file",
+    "onnx": "ONNX",
+    "litert": "LiteRT",
+}
+# The --format choices of ``digits-zoo export``: the portable formats each adds beside the
+# model's own. ``savedmodel`` adds none (a scikit-learn row's own format is skops).
+FORMAT_CHOICES = {
+    "savedmodel": (),
+    "onnx": ("onnx",),
+    "litert": ("litert",),
+    "all": ("onnx", "litert"),
+}
 
 
 def version_folders(base: str | Path) -> list[tuple[int, Path]]:

@@ -1,4 +1,11 @@
-"""Loading an export for prediction: its version folder, its metadata and its model."""
+"""Loading an export for prediction: its version folder, its metadata and one of its model files.
+
+A version holds its model's own format (a SavedModel, or a skops file for
+scikit-learn models) and may hold portable files beside it (``model.onnx``,
+``model.tflite``). A folder loads the model's own format, as before; a path to
+one model file in a version folder, or ``format=``, loads that file, with its
+format's own runtime.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +19,8 @@ import numpy as np
 
 from digits_zoo.artifacts import DamagedModel, load_fitted
 from digits_zoo.ship.layout import (
+    FILE_FORMATS,
+    FORMAT_LABELS,
     METADATA,
     MODEL_FILES,
     SIGNATURE,
@@ -20,9 +29,14 @@ from digits_zoo.ship.layout import (
     is_version,
     version_folders,
 )
+from digits_zoo.ship.runtimes import LiteRTModel, OnnxModel, sha256
 from zoo.errors import ZooError
 
-_NOT_AN_EXPORT = "pass the folder digits-zoo export wrote, or one of its numbered versions"
+_NOT_AN_EXPORT = (
+    "pass the folder digits-zoo export wrote, one of its numbered versions, or a model file in one"
+)
+# The portable formats, each run by its own runtime from the file's bytes.
+_RUNTIMES = {"onnx": OnnxModel, "litert": LiteRTModel}
 
 
 def resolve_export(path: str | Path) -> Path:
@@ -41,7 +55,8 @@ def resolve_export(path: str | Path) -> Path:
         raise ZooError(f"export folder not found (got {str(path)!r}); {_NOT_AN_EXPORT}")
     if not path.is_dir():
         raise ZooError(
-            f"the export must be a folder (got the file {str(path)!r}); {_NOT_AN_EXPORT}"
+            f"the export must be a folder, or one of {', '.join(MODEL_FILES.values())} in a "
+            f"version folder (got the file {str(path)!r}); {_NOT_AN_EXPORT}"
         )
     if is_version(path):
         return path
@@ -55,20 +70,33 @@ def resolve_export(path: str | Path) -> Path:
     return max(versions)[1]
 
 
+def recorded_formats(metadata: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The formats a version holds, by name, each with its file's record (file, checksum, check).
+
+    Exports made before portable formats existed record only ``format``.
+    """
+    return metadata.get("formats") or {
+        metadata["format"]: {"file": MODEL_FILES[metadata["format"]]}
+    }
+
+
 @dataclass
 class LoadedExport:
-    """An export loaded for prediction: its metadata and its model.
+    """An export loaded for prediction: its metadata and one of its model files.
 
     Attributes:
         path: the version folder.
         metadata: its ``metadata.json``.
-        model: the SavedModel's ``serving_default`` signature, or the
-            scikit-learn estimator.
+        model: the SavedModel's ``serving_default`` signature, the scikit-learn
+            estimator, or the :class:`~digits_zoo.ship.runtimes.OnnxModel` or
+            :class:`~digits_zoo.ship.runtimes.LiteRTModel` running the file.
+        loaded_format: the format loaded, when not the model's own.
     """
 
     path: Path
     metadata: dict[str, Any]
     model: Any
+    loaded_format: str | None = None
 
     @property
     def name(self) -> str:
@@ -77,8 +105,13 @@ class LoadedExport:
 
     @property
     def format(self) -> str:
-        """``tf_saved_model`` or ``skops``."""
-        return self.metadata["format"]
+        """The format loaded: ``tf_saved_model``, ``skops``, ``onnx`` or ``litert``."""
+        return self.loaded_format or self.metadata["format"]
+
+    @property
+    def model_file(self) -> Path:
+        """The file loaded (for a SavedModel, its ``saved_model.pb``)."""
+        return self.path / MODEL_FILES[self.format]
 
     @property
     def classes(self) -> np.ndarray:
@@ -111,6 +144,11 @@ class LoadedExport:
             order of :attr:`classes`, and the predicted label of each row.
         """
         x_raw = np.asarray(x_raw, dtype="float32")
+        if self.format in _RUNTIMES:
+            if not len(x_raw):
+                # Neither runtime takes an empty batch; nothing in, nothing out.
+                return np.zeros((0, len(self.classes)), "float32"), np.zeros(0, "int64")
+            return self.model.predict_proba(np.ascontiguousarray(x_raw))
         if self.format == "tf_saved_model":
             import tensorflow as tf
 
@@ -121,27 +159,68 @@ class LoadedExport:
         return probabilities, np.asarray(self.model.predict(scaled)).astype("int64")
 
 
-def load_export(path: str | Path) -> LoadedExport:
-    """Loads an export (base folder or version folder) for prediction.
+def load_export(path: str | Path, format: str | None = None) -> LoadedExport:
+    """Loads an export (base folder, version folder or model file) for prediction.
 
-    A SavedModel is loaded with ``tf.saved_model.load``; a skops file
-    trusting only the types of the zoo's own scikit-learn models
-    (:data:`digits_zoo.artifacts.SKOPS_TRUSTED_TYPES`), so neither runs code
-    from the file. Nothing is read through a link that leads outside ``path``.
+    A folder loads the model's own format, a model file in a version folder
+    (``.../3/model.onnx``) that file. A SavedModel is loaded with
+    ``tf.saved_model.load``; a skops file trusting only the types of the zoo's
+    own scikit-learn models (:data:`digits_zoo.artifacts.SKOPS_TRUSTED_TYPES`),
+    so neither runs code from the file; an ONNX file with ONNX Runtime and a
+    LiteRT file with LiteRT's interpreter, after their bytes are checked
+    against the checksum ``metadata.json`` records. Nothing is read through a
+    link that leads outside ``path``.
+
+    Args:
+        path: the export's base folder (its newest version), a version folder,
+            or one model file in a version folder.
+        format: the format to load from a folder (``onnx``, ``litert``, ...);
+            by default the model's own, or the one a model file's name says.
 
     Raises:
         ZooError: not an export, a damaged one, one with a link that leads
-            outside it, or a skops file that names other types.
+            outside it, a format the version does not hold, a file that does
+            not match its checksum, or a skops file that names other types.
     """
-    folder = resolve_export(path)
-    check_contained(path, folder)
+    path = Path(path)
+    if path.is_file() and path.name in FILE_FORMATS and is_version(path.parent):
+        named = FILE_FORMATS[path.name]
+        if format is not None and format != named:
+            raise ZooError(
+                f"{str(path)!r} is a {FORMAT_LABELS[named]} file, not {format}; pass its "
+                "version folder to choose another format"
+            )
+        format, folder, root = named, path.parent, path.parent
+    else:
+        folder, root = resolve_export(path), path
+    check_contained(root, folder)
     metadata = _read_metadata(folder)
-    model_file = folder / MODEL_FILES[metadata["format"]]
+    format = format or metadata["format"]
+    held = recorded_formats(metadata)
+    if format not in held:
+        kinds = ", ".join(f"{FORMAT_LABELS.get(name, name)} ({name})" for name in held)
+        raise ZooError(
+            f"the export {str(folder)!r} holds no {FORMAT_LABELS.get(format, format)} file "
+            f"(got format {format!r}; it holds {kinds}); pass one of those, or export again "
+            "with --format onnx, litert or all"
+        )
+    model_file = folder / MODEL_FILES[format]
     if not model_file.is_file():
         raise ZooError(
             f"the export {str(folder)!r} lacks its model file {model_file.name}; export again"
         )
-    if metadata["format"] == "skops":
+    loaded_format = None if format == metadata["format"] else format
+    if format in _RUNTIMES:
+        data = model_file.read_bytes()
+        recorded = held[format].get("sha256")
+        if recorded is not None and sha256(data) != recorded:
+            raise ZooError(
+                f"the export's {model_file.name} does not match the checksum in its {METADATA} "
+                f"(damaged or changed since it was exported; got {str(model_file)!r}); export again"
+            )
+        model = _RUNTIMES[format](data, model_file, int(metadata["dataset"]["n_features"]))
+        return LoadedExport(folder, metadata, model, loaded_format)
+    if format == "skops":
         try:
             model = load_fitted(model_file)
         except DamagedModel as damage:
@@ -149,7 +228,7 @@ def load_export(path: str | Path) -> LoadedExport:
                 f"the export's model file is damaged ({damage.reason}) (got "
                 f"{str(model_file)!r}); export again"
             ) from None
-        return LoadedExport(folder, metadata, model)
+        return LoadedExport(folder, metadata, model, loaded_format)
     import tensorflow as tf
 
     try:
@@ -159,7 +238,7 @@ def load_export(path: str | Path) -> LoadedExport:
             f"cannot load the SavedModel in {str(folder)!r} ({error.__class__.__name__}); "
             "the export is damaged, export again"
         ) from None
-    return LoadedExport(folder, metadata, signature)
+    return LoadedExport(folder, metadata, signature, loaded_format)
 
 
 def _read_metadata(folder: Path) -> dict[str, Any]:
@@ -169,11 +248,15 @@ def _read_metadata(folder: Path) -> dict[str, Any]:
         dataset = metadata["dataset"]
         valid = (
             metadata["format"] in MODEL_FILES
+            and all(
+                name in MODEL_FILES and record["file"] == MODEL_FILES[name]
+                for name, record in recorded_formats(metadata).items()
+            )
             and len(metadata["classes"]) >= 2
             and int(dataset["n_features"]) == math.prod(dataset["image_shape"])
             and float(dataset["pixel_max"]) > 0
         )
-    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError):
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError):
         valid = False
     if not valid:
         raise ZooError(
