@@ -15,7 +15,7 @@ from digits_zoo.rundir import (
 )
 from digits_zoo.runs import open_run
 from zoo.errors import ZooError
-from zoo.families import ALL, DENSE, classic_family_names, family_names
+from zoo.families import ALL, CLASSIC, DENSE, classic_family_names, family_names
 from zoo.registry import list_models, model_entry
 from zoo.validation import check_integer
 
@@ -69,10 +69,11 @@ def register(subparsers) -> None:
         "--family",
         default=DENSE,
         metavar="NAME",
-        help=f"the models searched: {', '.join(family_names())}, or {ALL} (default {DENSE}). "
-        f"{ALL} searches the {len(classic)} classic families one after another, then {DENSE}; "
-        f"with --budget-minutes M each classic family may spend M/{2 * len(classic)} plus what "
-        f"the families before it left unspent, and {DENSE} gets the rest (at least M/2)",
+        help=f"the models searched: {', '.join(family_names())}; {CLASSIC} (the "
+        f"{len(classic)} classic families one after another) or {ALL} (those, then {DENSE}); "
+        f"default {DENSE}. With --budget-minutes M, {ALL} gives each classic family "
+        f"M/{len(classic) * 5} plus what the families before it left unspent, and {DENSE} "
+        f"the rest (at least 4M/5); {CLASSIC} splits M equally",
     )
     search.add_argument(
         "--tuner",

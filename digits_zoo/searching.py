@@ -1,32 +1,35 @@
-"""The search runner: a keras-tuner search over a run, then its best trials on the leaderboard.
+"""The search runner: keras-tuner searches over a run, then their best trials on the leaderboard.
 
 ``search`` runs the trials (state in ``RUN_DIR/tuner/``, records in
 ``RUN_DIR/trials/``); this module gives it the run's data and folds, then
 refits the top trials on the whole training part, tests them once on the
-held-out split, and adds them and their ensemble to the leaderboard.
+held-out split, and adds them (and, for the dense nets, their ensemble) to the
+leaderboard. A search explores one model family (``zoo.families``), or several
+one after another under one time budget (``--family all``).
 """
 
 from __future__ import annotations
 
 import json
 import time
+import warnings
 from collections.abc import Callable
 from contextlib import nullcontext
 from typing import Any
 
 import numpy as np
+from sklearn.exceptions import ConvergenceWarning
 
 from digits_zoo.artifacts import is_loadable, load_run_model, save_fitted
 from digits_zoo.leaderboard import merge_rows, read_leaderboard
 from digits_zoo.rundir import leaderboard_path, run_lock
 from digits_zoo.runs import Run
 from search.records import completed_trials, duration, read_out_of_fold, write_trials_csv
-from search.runner import is_remote_worker, run_trials
+from search.runner import is_remote_worker, run_family_trials
 from search.spec import SearchContext, SearchSpec
-from zoo.dense import DenseNetClassifier
 from zoo.ensemble import DenseEnsembleClassifier
+from zoo.families import DENSE, expand_families, parse_fixed_for
 from zoo.protocol import config_json, refit_and_test, test_fitted
-from zoo.space import DenseConfig
 
 
 def search_context(run: Run) -> SearchContext:
@@ -38,6 +41,23 @@ def search_context(run: Run) -> SearchContext:
         "seed": run.seed,
     }
     return SearchContext(run.path, run.dataset, run.folds, run.seed, source)
+
+
+def search_specs(family: str, fix: list[str] | None = None, **settings: Any) -> list[SearchSpec]:
+    """The search settings of ``--family NAME``: one spec per family searched, in search order.
+
+    Args:
+        family: a family's name, or ``all`` (the classic families, then ``dense``).
+        fix: ``--fix NAME=VALUE`` assignments; with several families each pins
+            its name in every family that declares it.
+        **settings: the other :class:`search.spec.SearchSpec` fields.
+
+    Raises:
+        ZooError: an unknown family or hyperparameter, or bad settings.
+    """
+    families = expand_families(family)
+    fixed = parse_fixed_for(families, list(fix or []))
+    return [SearchSpec(**settings, family=name, fixed=fixed[name]) for name in families]
 
 
 def run_search(
@@ -55,10 +75,50 @@ def run_search(
         run: the opened run.
         spec: the search settings.
         workers: trials run at once (see ``search.runner.run_trials``).
-        overwrite: forget this tuner's earlier trials in the run directory.
+        overwrite: forget this search's earlier trials in the run directory.
         progress: receives the progress lines.
         worker_timeout: with workers, seconds without a finished trial after
             which the search is stopped.
+
+    Returns:
+        The whole leaderboard, best first.
+
+    Raises:
+        ZooError: bad settings, before any training.
+    """
+    return run_searches(
+        run,
+        [spec],
+        budget_minutes=spec.budget_minutes,
+        workers=workers,
+        overwrite=overwrite,
+        progress=progress,
+        worker_timeout=worker_timeout,
+    )
+
+
+def run_searches(
+    run: Run,
+    specs: list[SearchSpec],
+    *,
+    budget_minutes: float | None = None,
+    workers: int = 1,
+    overwrite: bool = False,
+    progress: Callable[[str], None] = print,
+    worker_timeout: float | None = None,
+) -> list[dict[str, Any]]:
+    """Runs (or resumes) several families' searches under one budget, then refits their top trials.
+
+    The trials of every family run first, one family after another (see
+    ``search.runner.run_family_trials`` for how the budget is shared); then
+    each family's top trials are refit and tested into the leaderboard, so the
+    refits do not eat into the budget of a later family.
+
+    Args:
+        run: the opened run.
+        specs: one spec per family, in search order (:func:`search_specs`).
+        budget_minutes: the time budget the families share, or ``None``.
+        workers, overwrite, progress, worker_timeout: as :func:`run_search`.
 
     Returns:
         The whole leaderboard, best first.
@@ -70,9 +130,10 @@ def run_search(
     # hand writes only its own trials' files, under its chief's lock.
     lock = nullcontext() if is_remote_worker() else run_lock(run.path)
     with lock:
-        finish = run_trials(
+        ran, finish = run_family_trials(
             search_context(run),
-            spec,
+            specs,
+            budget_minutes=budget_minutes,
             workers=workers,
             overwrite=overwrite,
             progress=progress,
@@ -80,11 +141,20 @@ def run_search(
         )
         if not finish:
             return rank_existing(run)
-        return finish_search(run, spec, progress)
+        board: list[dict[str, Any]] = []
+        for spec in ran:
+            board = finish_search(run, spec, progress)
+        return board or rank_existing(run)
 
 
 def leaderboard_name(trial: dict[str, Any]) -> str:
-    """The leaderboard name of a trial's model: ``search_<tuner>_<id>_<layers>x<units>_<act>``."""
+    """The leaderboard name of a trial's model.
+
+    ``search_<tuner>_<id>_<layers>x<units>_<activation>`` for a dense net,
+    ``search_<tuner>_<family>_<id>`` for a classic model.
+    """
+    if trial.get("family", DENSE) != DENSE:
+        return f"search_{trial['trial_id']}"
     return f"search_{trial['trial_id']}_{trial['n_layers']}x{trial['units']}_{trial['activation']}"
 
 
@@ -99,11 +169,14 @@ def finish_search(
     """Refits the top trials on the whole training part, tests them, merges them into the leaderboard.
 
     Idempotent: a top trial already on the leaderboard with its model on disk
-    is not refit again.
+    is not refit again. A classic model's ``config`` column holds its family's
+    hyperparameters and the seed (the names ``--fix`` takes), as a network's
+    holds its space's values, the epochs and the seed.
 
     Returns:
         The whole leaderboard, best first.
     """
+    family = spec.model_family
     completed = completed_trials(write_trials_csv(run.path, spec))
     existing = {row["model"]: row for row in rank_existing(run)}
     board = list(existing.values())
@@ -112,15 +185,18 @@ def finish_search(
         known = existing.get(name)
         if known and known.get("model_path") and is_loadable(run.path, known["model_path"]):
             continue
-        config = DenseConfig.from_dict(trial)
-        estimator = DenseNetClassifier.from_config(
-            config, epochs=int(trial["epochs"]), seed=run.seed
-        )
+        config = family.config.from_dict(trial)
+        epochs = int(trial["epochs"]) if family.trains_by_epochs else None
+        estimator = family.create(config, seed=run.seed, epochs=epochs)
         started = time.monotonic()
-        result = refit_and_test(
-            name, "keras", estimator, run.dataset, json.loads(trial["cv_folds"])
-        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            result = refit_and_test(
+                name, family.kind, estimator, run.dataset, json.loads(trial["cv_folds"])
+            )
         row = result.row()
+        if not family.trains_by_epochs:
+            row["config"] = json.dumps({**config.to_dict(), "seed": run.seed}, sort_keys=True)
         row["source"] = "search"
         row["model_path"] = save_fitted(result.fitted, run.path, name)
         board = merge_rows(run.path, [row])

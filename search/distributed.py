@@ -139,7 +139,7 @@ def _wait_listening(port: int, chief: _Process, timeout: float) -> None:
 
 
 def _count_finished(directory: Path, spec: SearchSpec) -> int:
-    project = paths.tuner_project(directory, spec.tuner)
+    project = paths.tuner_project(directory, spec.project)
     finished = 0
     for trial_file in project.glob("trial_*/trial.json"):
         try:
@@ -277,7 +277,7 @@ def run_distributed(
 def _fail_orphaned_trials(context: SearchContext, spec: SearchSpec) -> None:
     """Marks trials left RUNNING by workers that were given up on as FAILED, in the oracle's state."""
     oracle = make_oracle(spec, context.seed)
-    attach_oracle(oracle, str(paths.tuner_root(context.directory)), spec.tuner)
+    attach_oracle(oracle, str(paths.tuner_root(context.directory)), spec.project)
     oracle.reload()
     fail_orphaned_trials(oracle, "its worker died during the trial and was not restarted")
 

@@ -1,4 +1,4 @@
-"""The tuner's view of the zoo's dense-net space, and the oracle that explores it."""
+"""The tuner's view of a family's space (the dense nets' or a classic model's), and the oracle."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ import keras_tuner as kt
 from search.ktcompat import oracle_seed, reseed_gaussian_process_proposals
 from search.spec import OBJECTIVE, SearchSpec
 from zoo.errors import ZooError
+from zoo.families import Family
 from zoo.network import build_dense_model
-from zoo.space import DenseConfig
+from zoo.space import DenseConfig, SpaceConfig
 
 
 def make_oracle(spec: SearchSpec, seed: int) -> kt.Oracle:
@@ -25,10 +26,15 @@ def make_oracle(spec: SearchSpec, seed: int) -> kt.Oracle:
     if spec.tuner == "random":
         return kt.oracles.RandomSearchOracle(max_trials=spec.max_trials, **common)
     if spec.tuner == "bayesian":
+        # 3 random points for short searches, up to 10 for long ones, before the GP; a
+        # classic family's space of 2-4 names needs no more than two per searched name.
+        initial = max(3, min(10, spec.max_trials // 3))
+        if not spec.model_family.trains_by_epochs:
+            searched = len(set(spec.model_family.config.names()) - set(spec.fixed))
+            initial = min(initial, max(3, 2 * searched))
         return ResumableBayesianOracle(
             max_trials=spec.max_trials,
-            # 3 random points for short searches, up to 10 for long ones, before the GP.
-            num_initial_points=min(spec.max_trials, max(3, min(10, spec.max_trials // 3))),
+            num_initial_points=min(spec.max_trials, initial),
             **common,
         )
     oracle = kt.oracles.HyperbandOracle(max_epochs=spec.epochs, factor=3, **common)
@@ -93,3 +99,44 @@ class DenseHyperModel(kt.HyperModel):
     def build(self, hp: kt.HyperParameters):
         """The default-config network for ``hp`` (keras-tuner's smoke test of the space)."""
         return build_dense_model(self.config(hp), self.input_dim, self.n_classes)
+
+
+class ClassicHyperModel(kt.HyperModel):
+    """The tuner's view of a classic family's space (declared in ``zoo.families``).
+
+    ``build(hp)`` returns the unfitted scikit-learn classifier of ``hp``'s
+    config, as keras-tuner's ``SklearnTuner`` expects of a hypermodel.
+
+    Args:
+        family: the classic family.
+        fixed: hyperparameters pinned to one value.
+        seed: the seed of the estimators it builds.
+    """
+
+    def __init__(self, family: Family, fixed: dict[str, Any] | None = None, seed: int = 0):
+        super().__init__(name=family.name)
+        if family.trains_by_epochs:
+            raise ZooError(f"{family.name} is not a classic family; use DenseHyperModel")
+        self.family = family
+        self.fixed = dict(fixed or {})
+        self.seed = seed
+
+    def declare_hyperparameters(self, hp: kt.HyperParameters) -> None:
+        """Declares the family's hyperparameters on ``hp`` (pinned ones as fixed)."""
+        self.family.config.from_hp(hp, self.fixed)
+
+    def config(self, hp: kt.HyperParameters) -> SpaceConfig:
+        """Reads a trial's config from its hyperparameters."""
+        return self.family.config.from_hp(hp, self.fixed)
+
+    def build(self, hp: kt.HyperParameters):
+        """The unfitted classifier of ``hp``'s config (the defaults on a fresh ``hp``)."""
+        return self.family.create(self.config(hp), seed=self.seed)
+
+
+def make_hypermodel(spec: SearchSpec, input_dim: int, n_classes: int, seed: int) -> kt.HyperModel:
+    """The hypermodel of a search's family: it declares the space and reads trials' configs."""
+    family = spec.model_family
+    if family.trains_by_epochs:
+        return DenseHyperModel(input_dim, n_classes, spec.fixed)
+    return ClassicHyperModel(family, spec.fixed, seed)

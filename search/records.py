@@ -1,10 +1,11 @@
 """Trial records: what each finished trial leaves on disk, and the tables rebuilt from them.
 
-A trial writes ``trials/<tuner>_<id>.json`` (config, fold scores, per-fold
-learning curves, seconds, status) and ``trials/<tuner>_<id>.oof.npy`` (its
-out-of-fold probabilities); keras-tuner keeps its own ``trial.json``. Every
-table of trials (``trials.csv``, the report, the progress line, the budget)
-is rebuilt from these files, never from memory.
+A trial writes ``trials/<project>_<id>.json`` (family, config, fold scores,
+per-fold learning curves of a network, seconds, status) and
+``trials/<project>_<id>.oof.npy`` (its out-of-fold probabilities, whatever its
+family); keras-tuner keeps its own ``trial.json``. Every table of trials
+(``trials.csv``, the report, the progress line, the budget) is rebuilt from
+these files, never from memory.
 """
 
 from __future__ import annotations
@@ -18,20 +19,25 @@ from typing import Any
 import numpy as np
 
 from search import paths
-from search.spec import TUNERS, SearchSpec, read_spec, read_specs
+from search.spec import TUNERS, SearchSpec, read_specs
 from zoo.errors import ZooError
+from zoo.families import DENSE, family_names, get_family
 from zoo.files import atomic_write, atomic_write_text, read_json
-from zoo.space import DenseConfig, space_names
 
+# Every family's hyperparameters get a column (empty in other families' rows);
+# a name two families share (C) is one column.
+HYPERPARAMETER_COLUMNS = list(
+    dict.fromkeys(name for family in family_names() for name in get_family(family).config.names())
+)
 TRIAL_COLUMNS = [
-    "trial_id", "status", "cv_accuracy_mean", "cv_accuracy_std", "cv_folds", "seconds",
-    "epochs", "config", *space_names(), "message",
+    "trial_id", "family", "status", "cv_accuracy_mean", "cv_accuracy_std", "cv_folds",
+    "seconds", "epochs", "config", *HYPERPARAMETER_COLUMNS, "message",
 ]  # fmt: skip
 
 
-def trial_name(tuner: str, trial_id: str) -> str:
-    """The name of a trial's files: ``<tuner>_<trial id>``."""
-    return f"{tuner}_{trial_id}"
+def trial_name(project: str, trial_id: str) -> str:
+    """The name of a trial's files: ``<project>_<trial id>`` (``bayesian_svc_07``)."""
+    return f"{project}_{trial_id}"
 
 
 def read_record(directory: str | Path, name: str) -> dict[str, Any]:
@@ -57,11 +63,11 @@ def write_record(directory: str | Path, name: str, record: dict[str, Any]) -> No
     atomic_write_text(paths.record_path(directory, name), json.dumps(record) + "\n")
 
 
-def trial_records(directory: str | Path, tuner: str) -> list[dict[str, Any]]:
-    """The trial records of the folder's ``tuner`` search."""
+def trial_records(directory: str | Path, project: str) -> list[dict[str, Any]]:
+    """The trial records of the folder's search ``project`` (``bayesian``, ``bayesian_svc``)."""
     return [
         read_record(directory, path.name[: -len(".json")])
-        for path in sorted(paths.trials_dir(directory).glob(f"{tuner}_*.json"))
+        for path in paths.record_paths(directory, project)
     ]
 
 
@@ -102,10 +108,12 @@ def read_trials(directory: str | Path, spec: SearchSpec) -> list[dict[str, Any]]
 
     Returns:
         One dict per trial, in trial order, with ``trial_id`` (the file name),
-        ``status``, ``cv_accuracy_mean``, ``cv_accuracy_std``, ``cv_folds``,
-        ``seconds``, ``epochs``, ``config`` (JSON), each hyperparameter, ``message``.
+        ``family``, ``status``, ``cv_accuracy_mean``, ``cv_accuracy_std``,
+        ``cv_folds``, ``seconds``, ``epochs`` (empty for a classic family),
+        ``config`` (JSON), each hyperparameter of the family, ``message``.
     """
-    project = paths.tuner_project(directory, spec.tuner)
+    project = paths.tuner_project(directory, spec.project)
+    family = spec.model_family
     rows = []
     for trial_file in sorted(project.glob("trial_*/trial.json")):
         state = read_json(trial_file, "keras-tuner trial state")
@@ -114,20 +122,24 @@ def read_trials(directory: str | Path, spec: SearchSpec) -> list[dict[str, Any]]
                 f"damaged keras-tuner trial state (no trial_id) (got {str(trial_file)!r}); "
                 "restore it, or rerun the search with --overwrite"
             )
-        name = trial_name(spec.tuner, state["trial_id"])
+        name = trial_name(spec.project, state["trial_id"])
         record = read_record(directory, name)
         values = state.get("hyperparameters", {}).get("values", {})
-        config = DenseConfig.from_dict({**values, **spec.fixed})
+        config = family.config.from_dict({**values, **spec.fixed})
         scores = record.get("cv_scores") if state.get("status") == "COMPLETED" else None
+        epochs = ""
+        if family.trains_by_epochs:
+            epochs = record.get("epochs", values.get("tuner/epochs", spec.epochs))
         rows.append(
             {
                 "trial_id": name,
+                "family": family.name,
                 "status": state.get("status"),
                 "cv_accuracy_mean": float(np.mean(scores)) if scores else "",
                 "cv_accuracy_std": float(np.std(scores)) if scores else "",
                 "cv_folds": json.dumps(scores) if scores else "",
                 "seconds": record.get("seconds", ""),
-                "epochs": record.get("epochs", values.get("tuner/epochs", spec.epochs)),
+                "epochs": epochs,
                 "config": config.to_json(),
                 **config.to_dict(),
                 "message": first_line(state.get("message") or record.get("message") or ""),
@@ -136,19 +148,29 @@ def read_trials(directory: str | Path, spec: SearchSpec) -> list[dict[str, Any]]
     return rows
 
 
+def recorded_searches(directory: str | Path) -> list[SearchSpec]:
+    """The settings of every search the folder holds, by tuner and then by family."""
+    order = {name: index for index, name in enumerate(family_names())}
+    specs = [SearchSpec(**recorded) for recorded in read_specs(directory)["searches"].values()]
+    specs = [spec for spec in specs if paths.tuner_project(directory, spec.project).is_dir()]
+    return sorted(specs, key=lambda spec: (TUNERS.index(spec.tuner), order[spec.family]))
+
+
 def write_trials_csv(directory: str | Path, spec: SearchSpec) -> list[dict[str, Any]]:
-    """Rebuilds ``trials.csv`` from disk (every tuner's trials) and returns this search's."""
+    """Rebuilds ``trials.csv`` from disk (every search's trials) and returns this search's."""
     rows = []
-    recorded = read_specs(directory)["searches"]
-    for tuner in TUNERS:
-        if paths.tuner_project(directory, tuner).is_dir() and tuner in recorded:
-            rows.extend(read_trials(directory, read_spec(directory, tuner)))
+    mine: list[dict[str, Any]] = []
+    for searched in recorded_searches(directory):
+        trials = read_trials(directory, searched)
+        rows.extend(trials)
+        if searched.project == spec.project:
+            mine = trials
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=TRIAL_COLUMNS, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
     atomic_write_text(paths.trials_csv_path(directory), buffer.getvalue())
-    return [row for row in rows if row["trial_id"].startswith(f"{spec.tuner}_")]
+    return mine
 
 
 def read_trials_csv(directory: str | Path) -> list[dict[str, str]]:
@@ -173,7 +195,8 @@ def summarize_best(trials: list[dict[str, Any]]) -> str:
         return "no trial completed"
     best = completed[0]
     failed = len([t for t in trials if t["status"] != "COMPLETED"])
+    config = get_family(best.get("family") or DENSE).config.from_dict(best)
     return (
         f"{len(completed)} trials completed, {failed} failed; best {best['trial_id']} "
-        f"cv {best['cv_accuracy_mean']:.4f} ({DenseConfig.from_dict(best).short()})"
+        f"cv {best['cv_accuracy_mean']:.4f} ({config.short()})"
     )

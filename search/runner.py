@@ -3,13 +3,16 @@ process of a search spread over hosts by keras-tuner's environment variables."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from collections.abc import Callable
 from pathlib import Path
 
 from search import paths
+from search.budget import budget_shares, carried_budget, spent_seconds
 from search.distributed import run_distributed
+from search.records import trial_records
 from search.spec import BUDGET_ONE_PROCESS, SearchContext, SearchSpec, prepare_search
 from search.tuner import make_tuner, quiet_search_warnings
 from zoo.errors import ZooError
@@ -37,6 +40,8 @@ def check_data_fits_space(context: SearchContext, spec: SearchSpec) -> None:
         ZooError: the images are not square and ``augment`` is not pinned to ``none``.
     """
     n_features = context.dataset.n_features
+    if "augment" not in spec.model_family.config.names():
+        return  # a classic family copies no images
     if math.isqrt(n_features) ** 2 == n_features and n_features >= 4:
         return
     if spec.fixed.get("augment", None) != "none":
@@ -119,3 +124,66 @@ def run_trials(
     else:
         run_distributed(context, spec, workers, progress=progress, stall_timeout=worker_timeout)
     return True
+
+
+def run_family_trials(
+    context: SearchContext,
+    specs: list[SearchSpec],
+    *,
+    budget_minutes: float | None = None,
+    workers: int = 1,
+    overwrite: bool = False,
+    progress: Callable[[str], None] = print,
+    worker_timeout: float | None = None,
+) -> tuple[list[SearchSpec], bool]:
+    """Runs (or resumes) several families' searches one after another, under one time budget.
+
+    With a budget, each family may spend its share (``search.budget.budget_shares``:
+    the dense nets half, the classic families the other half equally) plus
+    what the families before it left unspent, read from their trial records;
+    the ``budget_minutes`` of each spec is replaced by that. A family left
+    with no time is skipped. Without one, each runs its ``max_trials``.
+
+    Args:
+        context: the searches' folder, data, folds and seed.
+        specs: one spec per family, in the order to search them.
+        budget_minutes: the budget they share, or ``None``.
+        workers, overwrite, progress, worker_timeout: as :func:`run_trials`.
+
+    Returns:
+        The specs that ran (with their own budgets), and whether this process
+        should go on to use the trials (``False`` for a worker of a search
+        spread over hosts).
+
+    Raises:
+        ZooError: bad settings, before any training.
+    """
+    shares = budget_shares(budget_minutes, [s.family for s in specs]) if budget_minutes else {}
+    ran: list[SearchSpec] = []
+    spent_before = 0.0
+    for index, spec in enumerate(specs):
+        if budget_minutes:
+            budget = carried_budget([shares[s.family] for s in specs[: index + 1]], spent_before)
+            if budget <= 0:
+                progress(
+                    f"{spec.family}: no time left of the {budget_minutes:g} min budget; skipped"
+                )
+                spent_before += spent_seconds(trial_records(context.directory, spec.project)) / 60
+                continue
+            spec = dataclasses.replace(spec, budget_minutes=budget)
+        if len(specs) > 1:
+            limit = f", budget {spec.budget_minutes:.2f} min" if budget_minutes else ""
+            progress(f"== {spec.family}: {spec.tuner} search of {spec.max_trials} trials{limit} ==")
+        finish = run_trials(
+            context,
+            spec,
+            workers=workers,
+            overwrite=overwrite,
+            progress=progress,
+            worker_timeout=worker_timeout,
+        )
+        ran.append(spec)
+        if not finish:
+            return ran, False
+        spent_before += spent_seconds(trial_records(context.directory, spec.project)) / 60
+    return ran, True

@@ -15,6 +15,7 @@ from typing import Any
 from search import paths
 from zoo.data import Dataset, load_dataset
 from zoo.errors import ZooError
+from zoo.families import DENSE, Family, get_family
 from zoo.files import atomic_write_text, read_json
 from zoo.protocol import Folds, make_folds
 from zoo.validation import check_integer
@@ -29,7 +30,13 @@ BUDGET_ONE_PROCESS = (
 
 @dataclass(frozen=True)
 class SearchSpec:
-    """What a search runs; recorded in ``search.json`` so workers and resumes agree."""
+    """What a search runs; recorded in ``search.json`` so workers and resumes agree.
+
+    ``family`` is the model family searched (``zoo.families``): ``dense`` (the
+    default) or a classic one. ``epochs`` applies to the dense family only, and
+    so does ``ensemble`` (the ensemble row averages dense networks); a classic
+    family's trials train until their estimator's own stopping rule.
+    """
 
     tuner: str = "bayesian"
     max_trials: int = 10
@@ -38,10 +45,24 @@ class SearchSpec:
     fixed: dict[str, Any] = field(default_factory=dict)
     ensemble: int | None = None
     budget_minutes: float | None = None
+    family: str = DENSE
 
     def __post_init__(self) -> None:
         if self.tuner not in TUNERS:
             raise ZooError(f"--tuner must be one of {', '.join(TUNERS)} (got {self.tuner!r})")
+        family = get_family(self.family)
+        if self.tuner == "hyperband" and not family.trains_by_epochs:
+            raise ZooError(
+                "--tuner hyperband shares out training epochs, which a classic family does "
+                f"not have (got the {self.family} family); use --tuner bayesian or random, or "
+                "--family dense"
+            )
+        unknown = sorted(set(self.fixed) - set(family.config.names()))
+        if unknown:
+            raise ZooError(
+                f"unknown hyperparameter {unknown[0]!r} pinned for the {self.family} family; "
+                f"valid names: {', '.join(family.config.names())}"
+            )
         check_integer("--max-trials", self.max_trials, 1)
         check_integer("--epochs", self.epochs, 1)
         check_integer("--top-k", self.top_k, 0)
@@ -67,8 +88,28 @@ class SearchSpec:
 
     @property
     def ensemble_size(self) -> int:
-        """How many top trials the ensemble row averages (``top_k`` unless set; <2: none)."""
+        """How many top trials the ensemble row averages (``top_k`` unless set; <2: none).
+
+        Always 0 for a classic family: the ensemble averages dense networks only.
+        """
+        if self.family != DENSE:
+            return 0
         return self.top_k if self.ensemble is None else self.ensemble
+
+    @property
+    def model_family(self) -> Family:
+        """The searched family: its space and how to build its estimator."""
+        return get_family(self.family)
+
+    @property
+    def project(self) -> str:
+        """keras-tuner's project name, which names the search's folder, trials and records.
+
+        The tuner's name for the dense networks (``bayesian``: run directories
+        made before there were families resume as they were), and
+        ``<tuner>_<family>`` for a classic family (``bayesian_svc``).
+        """
+        return self.tuner if self.family == DENSE else f"{self.tuner}_{self.family}"
 
     def to_dict(self) -> dict[str, Any]:
         """Returns the spec as plain JSON-ready values."""
@@ -104,7 +145,10 @@ class SearchContext:
 
 
 def read_specs(directory: str | Path) -> dict[str, Any]:
-    """The whole ``search.json``: the current tuner, each tuner's settings, the data source."""
+    """The whole ``search.json``: the current search, each search's settings, the data source.
+
+    Searches are keyed by their project (:attr:`SearchSpec.project`).
+    """
     path = paths.spec_path(directory)
     if not path.is_file():
         return {"current": None, "searches": {}}
@@ -120,47 +164,57 @@ def read_specs(directory: str | Path) -> dict[str, Any]:
 def prepare_search(context: SearchContext, spec: SearchSpec, overwrite: bool = False) -> None:
     """Records the search settings in ``search.json``, refusing an incompatible resume.
 
-    The file keeps each tuner's settings (a folder may hold a random and a
-    Bayesian search side by side), names the current one and records the data
-    source, which the distributed workers read.
+    The file keeps each search's settings under its project (a folder may hold
+    a random and a Bayesian search side by side, and a search per family),
+    names the current one and records the data source, which the distributed
+    workers read.
 
     Raises:
-        ZooError: this tuner's recorded search used other epochs or pinned values.
+        ZooError: this project's recorded search used other epochs or pinned values.
     """
     directory = context.directory
     specs = read_specs(directory)
-    recorded = specs["searches"].get(spec.tuner)
+    recorded = specs["searches"].get(spec.project)
     if recorded and not overwrite:
         # More trials or another top-k extend a search; other epochs or pinned
-        # values would make its trials incomparable.
-        changed = [k for k in ("epochs", "fixed") if recorded.get(k) != spec.to_dict()[k]]
+        # values would make its trials incomparable. Epochs mean nothing to a
+        # classic family's trials.
+        keys = ("epochs", "fixed") if spec.model_family.trains_by_epochs else ("fixed",)
+        changed = [k for k in keys if recorded.get(k) != spec.to_dict()[k]]
         if changed:
+            what = spec.tuner if spec.family == DENSE else f"{spec.tuner} {spec.family}"
             raise ZooError(
-                f"{directory} holds a {spec.tuner} search with other settings "
+                f"{directory} holds a {what} search with other settings "
                 f"({', '.join(f'{k}={recorded.get(k)!r}' for k in changed)}); rerun with the same "
                 "flags to resume, or pass --overwrite to start it afresh"
             )
     if overwrite:
-        shutil.rmtree(paths.tuner_project(directory, spec.tuner), ignore_errors=True)
-        for record in paths.trials_dir(directory).glob(f"{spec.tuner}_*"):
-            record.unlink()
-        for log in paths.logs_dir(directory).glob(f"{spec.tuner}_*"):
-            shutil.rmtree(log, ignore_errors=True)
-    specs["current"] = spec.tuner
-    specs["searches"][spec.tuner] = spec.to_dict()
+        shutil.rmtree(paths.tuner_project(directory, spec.project), ignore_errors=True)
+        for leftover in paths.trial_files(directory, spec.project):
+            if leftover.is_dir():
+                shutil.rmtree(leftover, ignore_errors=True)
+            else:
+                leftover.unlink()
+    specs["current"] = spec.project
+    specs["searches"][spec.project] = spec.to_dict()
     specs["source"] = {**context.source, "seed": context.seed}
     atomic_write_text(paths.spec_path(directory), json.dumps(specs, indent=2) + "\n")
 
 
-def read_spec(directory: str | Path, tuner: str | None = None) -> SearchSpec:
-    """Reads the recorded settings of a folder's search (the current one by default)."""
+def read_spec(directory: str | Path, project: str | None = None) -> SearchSpec:
+    """Reads the recorded settings of a folder's search (the current one by default).
+
+    Args:
+        directory: the search's folder.
+        project: the search's project (``bayesian``, ``bayesian_svc``...).
+    """
     specs = read_specs(directory)
-    tuner = tuner or specs["current"]
-    if tuner not in specs["searches"]:
+    project = project or specs["current"]
+    if project not in specs["searches"]:
         raise ZooError(
-            f"{directory} holds no {tuner or ''} search; start one with digits-zoo search"
+            f"{directory} holds no {project or ''} search; start one with digits-zoo search"
         )
-    return SearchSpec(**specs["searches"][tuner])
+    return SearchSpec(**specs["searches"][project])
 
 
 def read_context(directory: str | Path) -> SearchContext:

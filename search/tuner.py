@@ -5,7 +5,14 @@ run's cross-validation folds, the same folds every baseline is scored on, so a
 trial is comparable with every leaderboard row. The held-out test split is
 never seen by a trial.
 
-State is keras-tuner's own (``tuner/<tuner>/``): rerunning the same search
+One tuner serves every model family (``zoo.families``): the hypermodel
+declares the family's space, and a trial builds the family's estimator and
+goes through the one evaluation path, ``zoo.protocol.cross_validate``. The
+dense nets' folds train together, with the time budget's callback; a classic
+model trains fold by fold in a second or so, and the budget is checked
+between its trials.
+
+State is keras-tuner's own (``tuner/<project>/``): rerunning the same search
 resumes, finished trials are neither lost nor rerun. Beside it each finished
 trial writes its record and out-of-fold probabilities (``search.records``)
 and its TensorBoard log.
@@ -25,7 +32,7 @@ from sklearn.exceptions import ConvergenceWarning
 
 from search import paths
 from search.budget import OverBudget, StopAtDeadline, remaining_seconds, spent_seconds
-from search.hypermodel import DenseHyperModel, make_oracle
+from search.hypermodel import make_hypermodel, make_oracle
 from search.ktcompat import quiet_failed_trial_tracebacks
 from search.records import (
     duration,
@@ -38,10 +45,9 @@ from search.records import (
 )
 from search.spec import OBJECTIVE, SearchContext, SearchSpec
 from search.tblog import write_trial_log
-from zoo.dense import DenseNetClassifier
 from zoo.network import TrainingDiverged
 from zoo.protocol import cross_validate
-from zoo.space import DenseConfig
+from zoo.space import SpaceConfig
 from zoo.stacked import release_compiled
 
 
@@ -64,14 +70,15 @@ class CVTuner(kt.Tuner):
     ):
         self.context = context
         self.spec = spec
+        self.family = spec.model_family
         self.progress = progress
         dataset = context.dataset
-        hypermodel = DenseHyperModel(dataset.n_features, len(dataset.classes), spec.fixed)
+        hypermodel = make_hypermodel(spec, dataset.n_features, len(dataset.classes), context.seed)
         super().__init__(
             oracle=make_oracle(spec, context.seed),
             hypermodel=hypermodel,
             directory=str(paths.tuner_root(context.directory)),
-            project_name=spec.tuner,
+            project_name=spec.project,
             **kwargs,
         )
         self._X = dataset.scale(dataset.x_train)
@@ -87,20 +94,25 @@ class CVTuner(kt.Tuner):
         try:
             return self._cross_validate_trial(trial)
         finally:
-            # The next trial compiles its own network; keep memory flat over a search.
-            release_compiled()
+            if self.family.trains_by_epochs:
+                # The next trial compiles its own network; keep memory flat over a search.
+                release_compiled()
 
     def _cross_validate_trial(self, trial) -> dict[str, float]:
         started = time.monotonic()
-        name = trial_name(self.spec.tuner, trial.trial_id)
+        name = trial_name(self.spec.project, trial.trial_id)
         config = self.hypermodel.config(trial.hyperparameters)
-        epochs = int(trial.hyperparameters.values.get("tuner/epochs", self.spec.epochs))
-        record = {
+        record: dict[str, Any] = {
             "trial_id": name,
             "tuner_trial_id": trial.trial_id,
+            "family": self.family.name,
             "config": config.to_dict(),
-            "epochs": epochs,
         }
+        hparams = {**config.to_dict(), "family": self.family.name}
+        epochs = None
+        if self.family.trains_by_epochs:
+            epochs = int(trial.hyperparameters.values.get("tuner/epochs", self.spec.epochs))
+            record["epochs"] = hparams["epochs"] = epochs
         finished = self._finished_scores(name, record)
         if finished is not None:
             return _objective(finished)
@@ -109,21 +121,36 @@ class CVTuner(kt.Tuner):
         # did not train on it; ensembles of trials are scored from these.
         out_of_fold = np.zeros((len(self._y), len(self.context.dataset.classes)), dtype="float32")
 
+        deadline = self._deadline()
+        # A classic model trains fold by fold (the networks' folds train together,
+        # stopped by their callback): past the deadline, its next fold does not start.
+        fold_deadline = None if self.family.trains_by_epochs else deadline
+        n_folds = len(self.context.folds)
+
         def on_fold(index: int, model: Any, accuracy: float) -> None:
-            histories.append(model.history_)
+            # Networks keep per-epoch curves; classic models have none.
+            if getattr(model, "history_", None) is not None:
+                histories.append(model.history_)
             val = self.context.folds[index][1]
             out_of_fold[val] = model.predict_proba(self._X[val])
+            if fold_deadline is not None and index + 1 < n_folds:
+                if time.monotonic() > fold_deadline:
+                    raise OverBudget(f"after fold {index + 1} of {n_folds}")
 
-        estimator = DenseNetClassifier.from_config(config, epochs=epochs, seed=self.context.seed)
+        estimator = self.family.create(config, seed=self.context.seed, epochs=epochs)
         try:
-            scores = cross_validate(
-                estimator,
-                self._X,
-                self._y,
-                self.context.folds,
-                on_fold=on_fold,
-                callbacks=self._budget_callbacks(),
-            )
+            with warnings.catch_warnings():
+                # A classic model stopped by its iteration cap is a point of the space
+                # like any other; its CV score says how good it is.
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                scores = cross_validate(
+                    estimator,
+                    self._X,
+                    self._y,
+                    self.context.folds,
+                    on_fold=on_fold,
+                    callbacks=[StopAtDeadline(deadline)] if deadline is not None else [],
+                )
         except (OverBudget, TrainingDiverged, MemoryError) as error:
             message = _failure_message(error, config)
             self._write_record(name, {**record, "status": "FAILED", "message": message}, started)
@@ -136,13 +163,7 @@ class CVTuner(kt.Tuner):
                 + traceback.format_exc()
             ) from error
         directory = self.context.directory
-        write_trial_log(
-            paths.logs_dir(directory),
-            name,
-            {**config.to_dict(), "epochs": epochs},
-            histories,
-            scores,
-        )
+        write_trial_log(paths.logs_dir(directory), name, hparams, histories, scores)
         write_out_of_fold(directory, name, out_of_fold)
         # The record last: once it is on disk, the trial's other files are too.
         record.update(status="COMPLETED", cv_scores=[float(s) for s in scores], histories=histories)
@@ -159,16 +180,17 @@ class CVTuner(kt.Tuner):
         if (
             finished.get("status") == "COMPLETED"
             and finished.get("config") == record["config"]
-            and finished.get("epochs") == record["epochs"]
+            and finished.get("epochs") == record.get("epochs")
         ):
             return finished["cv_scores"]
         return None
 
-    def _budget_callbacks(self) -> list[Any]:
+    def _deadline(self) -> float | None:
+        """When the time budget runs out (``time.monotonic``), or ``None`` without one."""
         if self.spec.budget_minutes is None:
-            return []
-        records = trial_records(self.context.directory, self.spec.tuner)
-        return [StopAtDeadline(self._mark + remaining_seconds(self.spec.budget_minutes, records))]
+            return None
+        records = trial_records(self.context.directory, self.spec.project)
+        return self._mark + remaining_seconds(self.spec.budget_minutes, records)
 
     def _write_record(self, name: str, record: dict[str, Any], started: float) -> None:
         now = time.monotonic()
@@ -181,7 +203,7 @@ class CVTuner(kt.Tuner):
 
     def on_search_begin(self) -> None:
         super().on_search_begin()
-        self._stop_if_over_budget(trial_records(self.context.directory, self.spec.tuner))
+        self._stop_if_over_budget(trial_records(self.context.directory, self.spec.project))
         self._mark = time.monotonic()
 
     def _stop_if_over_budget(self, records: list[dict[str, Any]]) -> None:
@@ -195,7 +217,7 @@ class CVTuner(kt.Tuner):
             # The oracle stops handing out trials at max_trials.
             self.oracle.max_trials = len(self.oracle.trials)
             self.progress(
-                f"time budget of {self.spec.budget_minutes:g} min used ({duration(spent)} in "
+                f"time budget of {round(self.spec.budget_minutes, 2):g} min used ({duration(spent)} in "
                 f"{len(self.oracle.trials)} trials); no new trial starts"
             )
 
@@ -204,7 +226,7 @@ class CVTuner(kt.Tuner):
         self._done_here += 1
         # Read from the trial records on disk, once: in a distributed search the
         # oracle lives in the chief, and other workers finish trials too.
-        records = trial_records(self.context.directory, self.spec.tuner)
+        records = trial_records(self.context.directory, self.spec.project)
         self.progress(self._progress_line(trial, records))
         self._stop_if_over_budget(records)
         self._mark = time.monotonic()
@@ -212,8 +234,11 @@ class CVTuner(kt.Tuner):
     def _progress_line(self, trial, records: list[dict[str, Any]]) -> str:
         scores = [np.mean(r["cv_scores"]) for r in records if r.get("cv_scores")]
         best = max(scores) if scores else float("nan")
-        name = trial_name(self.spec.tuner, trial.trial_id)
+        name = trial_name(self.spec.project, trial.trial_id)
         config = self.hypermodel.config(trial.hyperparameters)
+        summary = config.short()
+        if not self.family.trains_by_epochs:
+            summary = f"{self.family.name} {summary}"
         record = next((r for r in records if r.get("trial_id") == name), {})
         if trial.status == "COMPLETED" and record.get("cv_scores"):
             outcome = f"cv {np.mean(record['cv_scores']):.4f} ± {np.std(record['cv_scores']):.4f}"
@@ -228,7 +253,7 @@ class CVTuner(kt.Tuner):
         if self.spec.budget_minutes is not None:
             eta = max(0.0, min(eta, remaining_seconds(self.spec.budget_minutes, records)))
         return (
-            f"[trial {len(records)}/{total}] {config.short()} | {outcome} | best {best:.4f} | "
+            f"[trial {len(records)}/{total}] {summary} | {outcome} | best {best:.4f} | "
             f"{duration(elapsed)} elapsed, ~{duration(eta)} left"
         )
 
@@ -237,7 +262,7 @@ def _objective(scores: list[float]) -> dict[str, float]:
     return {OBJECTIVE: float(np.mean(scores)), "cv_accuracy_std": float(np.std(scores))}
 
 
-def _failure_message(error: BaseException, config: DenseConfig) -> str:
+def _failure_message(error: BaseException, config: SpaceConfig) -> str:
     """One line on why a trial failed at a bad point of the space (or ran out of time)."""
     if isinstance(error, OverBudget):
         return f"stopped by the time budget ({error}); not scored"

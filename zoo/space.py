@@ -1,14 +1,18 @@
-"""The dense-network search space, declared once.
+"""Search spaces, each declared once; here the dense-network space.
 
 Every hyperparameter of the zoo's dense networks is one field of
 :class:`DenseConfig`. Its declaration (type, range, default) lives in the
 field's metadata, and that single declaration serves all of these:
 
-* the keras-tuner space (:meth:`DenseConfig.from_hp` calls ``hp.Int``,
+* the keras-tuner space (:meth:`SpaceConfig.from_hp` calls ``hp.Int``,
   ``hp.Float`` or ``hp.Choice`` with the same name, range and default),
-* validation of a plain config (:meth:`DenseConfig.__post_init__`),
+* validation of a plain config (:meth:`SpaceConfig.__post_init__`),
 * the parameters of :class:`zoo.dense.DenseNetClassifier`,
 * the leaderboard's ``config`` column and the ``--fix NAME=VALUE`` flag.
+
+:class:`SpaceConfig` holds what every space shares (declaring, reading,
+validating, parsing ``--fix``); the classic models' spaces in
+:mod:`zoo.families` are subclasses declared the same way.
 
 A declaration holds two ranges: the values a config may take (validation,
 ``--fix``, the estimator) and, where narrower, the values a search explores
@@ -27,7 +31,7 @@ import dataclasses
 import json
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from zoo.errors import ZooError
 
@@ -128,70 +132,25 @@ def _is_integral(value: Any) -> bool:
     return _is_number(value) and float(value) == int(float(value))
 
 
-def _param(spec, default, help_text: str):
-    """Declares one hyperparameter: its spec, default and one-line help."""
+def hyperparameter(spec: IntSpec | FloatSpec | ChoiceSpec, default: Any, help_text: str):
+    """Declares one hyperparameter of a space: its spec, default and one-line help."""
     return field(default=default, metadata={"spec": spec, "help": help_text})
 
 
-@dataclass(frozen=True)
-class DenseConfig:
-    """The hyperparameters of one dense network: a plain, validated, serialisable value.
+_Config = TypeVar("_Config", bound="SpaceConfig")
 
-    Values are converted to plain ``int``/``float``/``str`` (Keras ``Dense``
-    rejects ``np.int64`` units) and checked against the declared ranges.
+
+class SpaceConfig:
+    """What every search space's config shares; subclasses are frozen dataclasses.
+
+    A subclass declares one field per hyperparameter with :func:`hyperparameter`
+    (its spec, default and one-line help). The field names are the keras-tuner
+    hyperparameter names, the estimator's parameters, the keys of the
+    leaderboard's ``config`` column and the ``--fix`` names.
 
     Raises:
         ZooError: a value is outside its declared range, naming the parameter.
     """
-
-    n_layers: int = _param(IntSpec(1, 4, search=(1, 3)), 2, "number of hidden layers")
-    units: int = _param(
-        ChoiceSpec((8, 16, 32, 64, 128, 256, 512, 1024), search=(256, 512, 1024)),
-        256,
-        "units in each hidden layer",
-    )
-    activation: str = _param(
-        ChoiceSpec(
-            ("relu", "elu", "gelu", "selu", "tanh", "sigmoid"), search=("relu", "elu", "gelu")
-        ),
-        "relu",
-        "activation of the hidden layers",
-    )
-    dropout_rate: float = _param(
-        FloatSpec(0.0, 0.5, step=0.1, search=(0.1, 0.5)), 0.2, "dropout after each hidden layer"
-    )
-    normalization: str = _param(
-        ChoiceSpec(("none", "batch", "layer")), "none", "normalization before each activation"
-    )
-    l2: float = _param(
-        ChoiceSpec((0.0, 1e-5, 1e-4, 1e-3), search=(0.0, 1e-5, 1e-4)),
-        0.0,
-        "L2 penalty on the hidden layers' kernels",
-    )
-    optimizer: str = _param(
-        ChoiceSpec(("adam", "adamw", "rmsprop", "sgd"), search=("adam", "adamw")),
-        "adam",
-        "optimizer",
-    )
-    learning_rate: float = _param(
-        FloatSpec(1e-4, 3e-2, sampling="log", search=(3e-4, 3e-3)), 1e-3, "initial learning rate"
-    )
-    batch_size: int = _param(
-        ChoiceSpec((32, 64, 128, 256), search=(64, 128, 256)), 128, "examples per training step"
-    )
-    label_smoothing: float = _param(
-        ChoiceSpec((0.0, 0.05, 0.1)), 0.0, "label smoothing of the cross-entropy"
-    )
-    lr_schedule: str = _param(
-        ChoiceSpec(("constant", "cosine")),
-        "constant",
-        "learning rate held, or decayed to zero over the fit (cosine)",
-    )
-    augment: str = _param(
-        ChoiceSpec(("none", "shift", "affine")),
-        "none",
-        "training copies: none, 1-pixel shifts (9x) or shifts plus turns and scaling (17x)",
-    )
 
     def __post_init__(self) -> None:
         for spec_field in dataclasses.fields(self):
@@ -200,7 +159,25 @@ class DenseConfig:
             object.__setattr__(self, spec_field.name, value)
 
     @classmethod
-    def from_hp(cls, hp: Any, fixed: dict[str, Any] | None = None) -> DenseConfig:
+    def names(cls) -> list[str]:
+        """Returns the hyperparameter names, in declaration order."""
+        return [f.name for f in dataclasses.fields(cls)]
+
+    @classmethod
+    def specs(cls) -> dict[str, IntSpec | FloatSpec | ChoiceSpec]:
+        """Returns each hyperparameter's declaration, by name."""
+        return {f.name: f.metadata["spec"] for f in dataclasses.fields(cls)}
+
+    @classmethod
+    def describe(cls) -> list[tuple[str, str, Any, str]]:
+        """Returns ``(name, range, default, help)`` for every hyperparameter."""
+        return [
+            (f.name, f.metadata["spec"].describe(), f.default, f.metadata["help"])
+            for f in dataclasses.fields(cls)
+        ]
+
+    @classmethod
+    def from_hp(cls: type[_Config], hp: Any, fixed: dict[str, Any] | None = None) -> _Config:
         """Declares the space on a keras-tuner ``HyperParameters`` and reads a config.
 
         Args:
@@ -221,10 +198,28 @@ class DenseConfig:
         return cls(**values)
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> DenseConfig:
+    def from_dict(cls: type[_Config], values: dict[str, Any]) -> _Config:
         """Builds a config from a mapping, ignoring keys that are not hyperparameters."""
-        names = set(space_names())
+        names = set(cls.names())
         return cls(**{k: v for k, v in values.items() if k in names})
+
+    @classmethod
+    def parse_fixed(cls, assignments: list[str]) -> dict[str, Any]:
+        """Parses ``NAME=VALUE`` strings into validated hyperparameter values.
+
+        Raises:
+            ZooError: an unknown name, a missing ``=`` or a value out of range.
+        """
+        specs = cls.specs()
+        fixed = {}
+        for text in assignments:
+            name, value = split_assignment(text)
+            if name not in specs:
+                raise ZooError(
+                    f"unknown hyperparameter {name!r} in --fix; valid names: {', '.join(specs)}"
+                )
+            fixed[name] = specs[name].coerce(name, value)
+        return fixed
 
     def to_dict(self) -> dict[str, Any]:
         """Returns the config as a plain dict of ``int``/``float``/``str``."""
@@ -233,6 +228,91 @@ class DenseConfig:
     def to_json(self) -> str:
         """Returns the config as sorted, compact JSON (the leaderboard's ``config``)."""
         return json.dumps(self.to_dict(), sort_keys=True)
+
+    def short(self) -> str:
+        """Returns a short human-readable summary, for progress lines."""
+        return " ".join(
+            f"{name}={value:g}" if isinstance(value, float) else f"{name}={value}"
+            for name, value in self.to_dict().items()
+        )
+
+
+def split_assignment(text: str) -> tuple[str, Any]:
+    """Splits one ``--fix NAME=VALUE`` into the name and the value (JSON where it parses).
+
+    Raises:
+        ZooError: no ``=``.
+    """
+    name, sep, raw = text.partition("=")
+    if not sep:
+        raise ZooError(f"--fix takes NAME=VALUE (got {text!r}); for example --fix n_layers=2")
+    value: Any = raw.strip()
+    try:
+        value = json.loads(value)
+    except ValueError:
+        pass
+    return name.strip().replace("-", "_"), value
+
+
+@dataclass(frozen=True)
+class DenseConfig(SpaceConfig):
+    """The hyperparameters of one dense network: a plain, validated, serialisable value.
+
+    Values are converted to plain ``int``/``float``/``str`` (Keras ``Dense``
+    rejects ``np.int64`` units) and checked against the declared ranges.
+
+    Raises:
+        ZooError: a value is outside its declared range, naming the parameter.
+    """
+
+    n_layers: int = hyperparameter(IntSpec(1, 4, search=(1, 3)), 2, "number of hidden layers")
+    units: int = hyperparameter(
+        ChoiceSpec((8, 16, 32, 64, 128, 256, 512, 1024), search=(256, 512, 1024)),
+        256,
+        "units in each hidden layer",
+    )
+    activation: str = hyperparameter(
+        ChoiceSpec(
+            ("relu", "elu", "gelu", "selu", "tanh", "sigmoid"), search=("relu", "elu", "gelu")
+        ),
+        "relu",
+        "activation of the hidden layers",
+    )
+    dropout_rate: float = hyperparameter(
+        FloatSpec(0.0, 0.5, step=0.1, search=(0.1, 0.5)), 0.2, "dropout after each hidden layer"
+    )
+    normalization: str = hyperparameter(
+        ChoiceSpec(("none", "batch", "layer")), "none", "normalization before each activation"
+    )
+    l2: float = hyperparameter(
+        ChoiceSpec((0.0, 1e-5, 1e-4, 1e-3), search=(0.0, 1e-5, 1e-4)),
+        0.0,
+        "L2 penalty on the hidden layers' kernels",
+    )
+    optimizer: str = hyperparameter(
+        ChoiceSpec(("adam", "adamw", "rmsprop", "sgd"), search=("adam", "adamw")),
+        "adam",
+        "optimizer",
+    )
+    learning_rate: float = hyperparameter(
+        FloatSpec(1e-4, 3e-2, sampling="log", search=(3e-4, 3e-3)), 1e-3, "initial learning rate"
+    )
+    batch_size: int = hyperparameter(
+        ChoiceSpec((32, 64, 128, 256), search=(64, 128, 256)), 128, "examples per training step"
+    )
+    label_smoothing: float = hyperparameter(
+        ChoiceSpec((0.0, 0.05, 0.1)), 0.0, "label smoothing of the cross-entropy"
+    )
+    lr_schedule: str = hyperparameter(
+        ChoiceSpec(("constant", "cosine")),
+        "constant",
+        "learning rate held, or decayed to zero over the fit (cosine)",
+    )
+    augment: str = hyperparameter(
+        ChoiceSpec(("none", "shift", "affine")),
+        "none",
+        "training copies: none, 1-pixel shifts (9x) or shifts plus turns and scaling (17x)",
+    )
 
     def short(self) -> str:
         """Returns a short human-readable summary, for progress lines."""
@@ -253,39 +333,19 @@ class DenseConfig:
 
 
 def space_names() -> list[str]:
-    """Returns the hyperparameter names, in declaration order."""
-    return [f.name for f in dataclasses.fields(DenseConfig)]
+    """Returns the dense space's hyperparameter names, in declaration order."""
+    return DenseConfig.names()
 
 
 def describe_space() -> list[tuple[str, str, Any, str]]:
-    """Returns ``(name, range, default, help)`` for every hyperparameter."""
-    return [
-        (f.name, f.metadata["spec"].describe(), f.default, f.metadata["help"])
-        for f in dataclasses.fields(DenseConfig)
-    ]
+    """Returns ``(name, range, default, help)`` for every hyperparameter of the dense space."""
+    return DenseConfig.describe()
 
 
 def parse_fixed(assignments: list[str]) -> dict[str, Any]:
-    """Parses ``NAME=VALUE`` strings into validated hyperparameter values.
+    """Parses ``NAME=VALUE`` strings into validated values of the dense space.
 
     Raises:
         ZooError: an unknown name, a missing ``=`` or a value out of range.
     """
-    specs = {f.name: f.metadata["spec"] for f in dataclasses.fields(DenseConfig)}
-    fixed = {}
-    for text in assignments:
-        name, sep, raw = text.partition("=")
-        name = name.strip().replace("-", "_")
-        if not sep:
-            raise ZooError(f"--fix takes NAME=VALUE (got {text!r}); for example --fix n_layers=2")
-        if name not in specs:
-            raise ZooError(
-                f"unknown hyperparameter {name!r} in --fix; valid names: {', '.join(specs)}"
-            )
-        value: Any = raw.strip()
-        try:
-            value = json.loads(value)
-        except ValueError:
-            pass
-        fixed[name] = specs[name].coerce(name, value)
-    return fixed
+    return DenseConfig.parse_fixed(assignments)
