@@ -120,6 +120,21 @@ def register(subparsers) -> None:
         action="store_true",
         help="forget this tuner's earlier trials of the family in the run",
     )
+    search.add_argument(
+        "--warm-start",
+        default=None,
+        metavar="RUN_DIR",
+        help="begin with the best configurations (up to 3) of an earlier run's trials, "
+        "any dataset (random and bayesian; without it a dense search begins with a strong "
+        "default: 1x256 relu, batch norm, affine copies, cosine, batch 64)",
+    )
+    search.add_argument(
+        "--no-early-stop",
+        dest="early_stop",
+        action="store_false",
+        help="train every dense trial for all its epochs (by default random and bayesian "
+        "searches stop a trial trailing the median of the finished ones; hyperband never)",
+    )
     search.set_defaults(handler=_search)
 
     board = subparsers.add_parser("leaderboard", help="print a run's leaderboard")
@@ -176,12 +191,16 @@ def _search(args) -> int:
     specs = search_specs(
         args.family,
         args.fix,
+        warm_start=args.warm_start,
+        strong_start=True,
         tuner=args.tuner,
         max_trials=args.max_trials,
         epochs=args.epochs,
         top_k=args.top_k,
         ensemble=args.ensemble,
         budget_minutes=args.budget_minutes,
+        # Hyperband keeps its own schedule.
+        early_stop=args.early_stop and args.tuner != "hyperband",
     )
     check_integer("--workers", args.workers, 1, max_workers(), WORKERS_LIMIT)
     if args.budget_minutes is not None and args.workers > 1:

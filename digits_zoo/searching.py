@@ -15,6 +15,7 @@ import time
 import warnings
 from collections.abc import Callable
 from contextlib import nullcontext
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,12 +25,22 @@ from digits_zoo.artifacts import is_loadable, load_run_model, save_fitted
 from digits_zoo.leaderboard import merge_rows, read_leaderboard
 from digits_zoo.rundir import leaderboard_path, run_lock
 from digits_zoo.runs import Run
-from search.records import completed_trials, duration, read_out_of_fold, write_trials_csv
+from search.records import (
+    best_configs,
+    completed_trials,
+    duration,
+    read_out_of_fold,
+    write_trials_csv,
+)
 from search.runner import is_remote_worker, run_family_trials
-from search.spec import SearchContext, SearchSpec
+from search.spec import DENSE_FIRST_TRIAL, SearchContext, SearchSpec
 from zoo.ensemble import DenseEnsembleClassifier
-from zoo.families import DENSE, expand_families, parse_fixed_for
+from zoo.errors import ZooError
+from zoo.families import DENSE, expand_families, get_family, parse_fixed_for
 from zoo.protocol import config_json, refit_and_test, test_fitted
+
+# The best configurations of an earlier run that a warm-started search begins with.
+WARM_START_TRIALS = 3
 
 
 def search_context(run: Run) -> SearchContext:
@@ -43,21 +54,56 @@ def search_context(run: Run) -> SearchContext:
     return SearchContext(run.path, run.dataset, run.folds, run.seed, source)
 
 
-def search_specs(family: str, fix: list[str] | None = None, **settings: Any) -> list[SearchSpec]:
+def search_specs(
+    family: str,
+    fix: list[str] | None = None,
+    warm_start: str | Path | None = None,
+    strong_start: bool = False,
+    **settings: Any,
+) -> list[SearchSpec]:
     """The search settings of ``--family NAME``: one spec per family searched, in search order.
 
     Args:
         family: a family's name, or ``all`` (the classic families, then ``dense``).
         fix: ``--fix NAME=VALUE`` assignments; with several families each pins
             its name in every family that declares it.
+        warm_start: an earlier run's folder; each family's first trials are
+            the best configurations of its trials there
+            (:data:`WARM_START_TRIALS` at most).
+        strong_start: without ``warm_start``, a random or Bayesian dense
+            search's first trial is ``search.spec.DENSE_FIRST_TRIAL`` (the
+            command line's default).
         **settings: the other :class:`search.spec.SearchSpec` fields.
 
     Raises:
-        ZooError: an unknown family or hyperparameter, or bad settings.
+        ZooError: an unknown family or hyperparameter, bad settings, or a
+            warm-start folder with no completed trial of the families.
     """
     families = expand_families(family)
+    warm: dict[str, list[dict[str, Any]]] = {name: [] for name in families}
+    if strong_start and DENSE in warm and settings.get("tuner", "bayesian") != "hyperband":
+        warm[DENSE] = [dict(DENSE_FIRST_TRIAL)]
+    if warm_start is not None:
+        limit = min(WARM_START_TRIALS, int(settings.get("max_trials", WARM_START_TRIALS)))
+        warm = {name: best_configs(warm_start, name, limit) for name in families}
+        if not any(warm.values()):
+            raise ZooError(
+                f"--warm-start found no completed {family} trial in {warm_start} (got none); "
+                "pass the folder of a search of the same family"
+            )
     fixed = parse_fixed_for(families, list(fix or []))
-    return [SearchSpec(**settings, family=name, fixed=fixed[name]) for name in families]
+    early_stop = settings.pop("early_stop", False)
+    return [
+        SearchSpec(
+            **settings,
+            family=name,
+            fixed=fixed[name],
+            # Only a family trained by epochs has curves to compare.
+            early_stop=early_stop and get_family(name).trains_by_epochs,
+            warm_start=warm[name],
+        )
+        for name in families
+    ]
 
 
 def run_search(

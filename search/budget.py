@@ -30,6 +30,9 @@ class StopAtDeadline(keras.callbacks.Callback):
         self.deadline = deadline
 
     def on_epoch_end(self, epoch, logs=None) -> None:
+        if getattr(self.model, "stop_training", False):
+            # Stopped at this epoch anyway (the median rule): a finished, scored fit.
+            return
         if time.monotonic() > self.deadline:
             raise OverBudget(f"after epoch {epoch + 1}")
 

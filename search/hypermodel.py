@@ -6,7 +6,7 @@ from typing import Any
 
 import keras_tuner as kt
 
-from search.ktcompat import oracle_seed, reseed_gaussian_process_proposals
+from search.ktcompat import oracle_seed, reseed_gaussian_process_proposals, seed_first_trials
 from search.spec import OBJECTIVE, SearchSpec
 from zoo.errors import ZooError
 from zoo.families import Family
@@ -15,7 +15,51 @@ from zoo.space import DenseConfig, SpaceConfig
 
 
 def make_oracle(spec: SearchSpec, seed: int) -> kt.Oracle:
-    """The keras-tuner oracle of a search: random, Bayesian or Hyperband, seeded."""
+    """The keras-tuner oracle of a search: random, Bayesian or Hyperband, seeded.
+
+    With ``spec.warm_start``, its first trials are those configurations (the
+    pinned values of ``spec.fixed`` override theirs).
+    """
+    oracle = _make_oracle(spec, seed)
+    if spec.warm_start:
+        seed_first_trials(oracle, warm_start_values(spec))
+    return oracle
+
+
+def warm_start_values(spec: SearchSpec) -> list[dict[str, Any]]:
+    """The hyperparameter values of the warm start's first trials, each inside the searched space.
+
+    Pinned values (``spec.fixed``) override the given ones; a value outside the
+    searched range (an earlier run may have searched or pinned another) is
+    replaced by the hyperparameter's default, so the Bayesian oracle can place
+    every trial in its space.
+    """
+    family = spec.model_family
+    space = kt.HyperParameters()
+    family.config.from_hp(space, spec.fixed)
+    result = []
+    for given in spec.warm_start:
+        values = family.config.from_dict({**given, **spec.fixed}).to_dict()
+        result.append(
+            {
+                declared.name: values[declared.name]
+                if _in_space(declared, values.get(declared.name))
+                else declared.default
+                for declared in space.space
+            }
+        )
+    return result
+
+
+def _in_space(declared: Any, value: Any) -> bool:
+    if hasattr(declared, "min_value"):  # Int, Float
+        return value is not None and declared.min_value <= value <= declared.max_value
+    if hasattr(declared, "value"):  # Fixed
+        return value == declared.value
+    return value in declared.values  # Choice, Boolean
+
+
+def _make_oracle(spec: SearchSpec, seed: int) -> kt.Oracle:
     objective = kt.Objective(OBJECTIVE, direction="max")
     common = {
         "objective": objective,

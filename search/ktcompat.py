@@ -1,12 +1,14 @@
 """Every use of keras-tuner's private internals, in one place.
 
-keras-tuner's public API does not cover four things the search needs; each
+keras-tuner's public API does not cover five things the search needs; each
 is wrapped here and pinned to the version it was written against by
 ``tests/test_ktcompat.py``, so an upgrade that moves them fails one test
 instead of a search.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import keras_tuner as kt
 import numpy as np
@@ -60,6 +62,27 @@ def fail_orphaned_trials(oracle: kt.Oracle, message: str) -> list[str]:
         failed.append(trial_id)
     oracle.save()
     return failed
+
+
+def seed_first_trials(oracle: kt.Oracle, values: list[dict[str, Any]]) -> None:
+    """Makes the oracle's first trials take ``values``, one trial each, in order (a warm start).
+
+    ``Oracle.create_trial`` asks ``populate_space`` for each new trial's
+    values; for the first ``len(values)`` trials (counted over the oracle's
+    saved trials, so a resumed search hands out the rest) it answers with the
+    given ones, then the oracle proposes as before. Trials it creates are
+    ordinary trials: the Bayesian oracle learns from their scores.
+    """
+    propose = oracle.populate_space
+    given = [dict(entry) for entry in values]
+
+    def populate_space(trial_id: str) -> dict[str, Any]:
+        index = len(oracle.trials)
+        if index < len(given):
+            return {"status": "RUNNING", "values": dict(given[index])}
+        return propose(trial_id)
+
+    oracle.populate_space = populate_space
 
 
 def reseed_gaussian_process_proposals(oracle: kt.Oracle, draw: int) -> None:

@@ -31,7 +31,7 @@ HYPERPARAMETER_COLUMNS = list(
 )
 TRIAL_COLUMNS = [
     "trial_id", "family", "status", "cv_accuracy_mean", "cv_accuracy_std", "cv_folds",
-    "seconds", "epochs", "config", *HYPERPARAMETER_COLUMNS, "message",
+    "seconds", "epochs", "stopped_early", "epochs_run", "config", *HYPERPARAMETER_COLUMNS, "message",
 ]  # fmt: skip
 
 
@@ -110,6 +110,8 @@ def read_trials(directory: str | Path, spec: SearchSpec) -> list[dict[str, Any]]
         One dict per trial, in trial order, with ``trial_id`` (the file name),
         ``family``, ``status``, ``cv_accuracy_mean``, ``cv_accuracy_std``,
         ``cv_folds``, ``seconds``, ``epochs`` (empty for a classic family),
+        ``stopped_early`` (stopped by the median rule, ``search.stopping``),
+        ``epochs_run`` (the epochs it trained; empty for a classic family),
         ``config`` (JSON), each hyperparameter of the family, ``message``.
     """
     project = paths.tuner_project(directory, spec.project)
@@ -127,9 +129,10 @@ def read_trials(directory: str | Path, spec: SearchSpec) -> list[dict[str, Any]]
         values = state.get("hyperparameters", {}).get("values", {})
         config = family.config.from_dict({**values, **spec.fixed})
         scores = record.get("cv_scores") if state.get("status") == "COMPLETED" else None
-        epochs = ""
+        epochs = epochs_run = ""
         if family.trains_by_epochs:
             epochs = record.get("epochs", values.get("tuner/epochs", spec.epochs))
+            epochs_run = record.get("epochs_run", epochs) if scores else ""
         rows.append(
             {
                 "trial_id": name,
@@ -140,6 +143,8 @@ def read_trials(directory: str | Path, spec: SearchSpec) -> list[dict[str, Any]]
                 "cv_folds": json.dumps(scores) if scores else "",
                 "seconds": record.get("seconds", ""),
                 "epochs": epochs,
+                "stopped_early": bool(record.get("stopped_early", False)),
+                "epochs_run": epochs_run,
                 "config": config.to_json(),
                 **config.to_dict(),
                 "message": first_line(state.get("message") or record.get("message") or ""),
@@ -182,10 +187,53 @@ def read_trials_csv(directory: str | Path) -> list[dict[str, str]]:
         return list(csv.DictReader(stream))
 
 
+def best_configs(directory: str | Path, family: str, limit: int) -> list[dict[str, Any]]:
+    """The configurations of a run's best completed trials of ``family``, best first, distinct.
+
+    Read from the run's ``trials.csv`` (any dataset), for a warm start.
+
+    Args:
+        directory: the earlier run's folder.
+        family: the model family (``dense``...).
+        limit: the most configurations returned.
+
+    Raises:
+        ZooError: the folder holds no ``trials.csv``.
+    """
+    path = paths.trials_csv_path(directory)
+    if not path.is_file():
+        raise ZooError(
+            f"--warm-start needs a run directory with trials.csv (got {str(directory)!r}); "
+            "pass the folder of an earlier digits-zoo search"
+        )
+    rows = [
+        row
+        for row in read_trials_csv(directory)
+        if (row.get("family") or DENSE) == family
+        and row.get("status") == "COMPLETED"
+        and row.get("cv_accuracy_mean")
+    ]
+    rows.sort(key=lambda row: (-float(row["cv_accuracy_mean"]), row.get("stopped_early") == "True"))
+    configs: list[dict[str, Any]] = []
+    for row in rows:
+        config = json.loads(row["config"])
+        if config not in configs:
+            configs.append(config)
+    return configs[:limit]
+
+
 def completed_trials(trials: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The trials that completed with a score, best CV first (ties by name)."""
+    """The trials that completed with a score, best CV first.
+
+    Among equal scores a trial trained in full ranks ahead of one stopped
+    early (its score is a lower bound of what the full trial would reach,
+    but the full one's is measured on the refit's epoch count); then by name.
+    """
     completed = [t for t in trials if t["status"] == "COMPLETED" and t["cv_accuracy_mean"] != ""]
-    return sorted(completed, key=lambda t: (-t["cv_accuracy_mean"], t["trial_id"]))
+    return sorted(
+        completed,
+        key=lambda t: (-t["cv_accuracy_mean"], bool(t.get("stopped_early")), t["trial_id"]),
+    )
 
 
 def summarize_best(trials: list[dict[str, Any]]) -> str:

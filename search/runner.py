@@ -110,7 +110,7 @@ def run_trials(
     if spec.budget_minutes is not None and (workers > 1 or "KERASTUNER_ORACLE_IP" in os.environ):
         raise ZooError(BUDGET_ONE_PROCESS)
     quiet_search_warnings()
-    prepare_search(context, spec, overwrite=overwrite)
+    spec = prepare_search(context, spec, overwrite=overwrite)
     role = os.environ.get("KERASTUNER_TUNER_ID")
     if role is not None and "KERASTUNER_ORACLE_IP" in os.environ:
         # One process of a search spread over hosts by hand (see the README):

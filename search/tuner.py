@@ -12,6 +12,10 @@ dense nets' folds train together, with the time budget's callback; a classic
 model trains fold by fold in a second or so, and the budget is checked
 between its trials.
 
+With ``spec.early_stop`` a dense trial stops once it trails the trials trained
+in full (``search.stopping``, the median stopping rule); it is recorded as
+completed with the score it had, and ``stopped_early`` in its record.
+
 State is keras-tuner's own (``tuner/<project>/``): rerunning the same search
 resumes, finished trials are neither lost nor rerun. Beside it each finished
 trial writes its record and out-of-fold probabilities (``search.records``)
@@ -44,6 +48,7 @@ from search.records import (
     write_record,
 )
 from search.spec import OBJECTIVE, SearchContext, SearchSpec
+from search.stopping import MedianStopping, completed_curves, fold_mean_curve
 from search.tblog import write_trial_log
 from zoo.network import TrainingDiverged
 from zoo.protocol import cross_validate
@@ -137,6 +142,13 @@ class CVTuner(kt.Tuner):
                 if time.monotonic() > fold_deadline:
                     raise OverBudget(f"after fold {index + 1} of {n_folds}")
 
+        callbacks: list[Any] = [StopAtDeadline(deadline)] if deadline is not None else []
+        stopper = None
+        if self.spec.early_stop and epochs is not None:
+            # Read from disk: in a distributed search other workers finish trials too.
+            records = trial_records(self.context.directory, self.spec.project)
+            stopper = MedianStopping(completed_curves(records, epochs), epochs)
+            callbacks.insert(0, stopper)
         estimator = self.family.create(config, seed=self.context.seed, epochs=epochs)
         try:
             with warnings.catch_warnings():
@@ -149,7 +161,7 @@ class CVTuner(kt.Tuner):
                     self._y,
                     self.context.folds,
                     on_fold=on_fold,
-                    callbacks=[StopAtDeadline(deadline)] if deadline is not None else [],
+                    callbacks=callbacks,
                 )
         except (OverBudget, TrainingDiverged, MemoryError) as error:
             message = _failure_message(error, config)
@@ -167,6 +179,11 @@ class CVTuner(kt.Tuner):
         write_out_of_fold(directory, name, out_of_fold)
         # The record last: once it is on disk, the trial's other files are too.
         record.update(status="COMPLETED", cv_scores=[float(s) for s in scores], histories=histories)
+        if epochs is not None:
+            # A trial stopped by the median rule is scored by its fold models as
+            # they were when it stopped: a finished trial, not a failed one.
+            record["stopped_early"] = stopper is not None and stopper.stopped_epoch is not None
+            record["epochs_run"] = len(fold_mean_curve(histories)) or epochs
         self._write_record(name, record, started)
         return _objective(scores)
 
@@ -242,6 +259,8 @@ class CVTuner(kt.Tuner):
         record = next((r for r in records if r.get("trial_id") == name), {})
         if trial.status == "COMPLETED" and record.get("cv_scores"):
             outcome = f"cv {np.mean(record['cv_scores']):.4f} ± {np.std(record['cv_scores']):.4f}"
+            if record.get("stopped_early"):
+                outcome += f" (stopped at epoch {record.get('epochs_run')}/{record.get('epochs')})"
         else:
             # Our record says why in one line; keras-tuner's message is a traceback.
             message = record.get("message") or first_line(trial.message or "")
