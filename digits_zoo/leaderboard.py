@@ -22,6 +22,7 @@ COLUMNS = [
     "cv_accuracy_std",
     "test_accuracy",
     "test_macro_f1",
+    "test_ece",
     "fit_seconds",
     "predict_seconds_per_1000",
     "params",
@@ -30,12 +31,16 @@ COLUMNS = [
     "source",
     "model_path",
 ]
+# Columns added later: a leaderboard written before them still reads (their cells are
+# then absent, and written back empty); a model without probabilities leaves test_ece empty.
+OPTIONAL_COLUMNS = {"test_ece"}
 
 _FLOATS = {
     "cv_accuracy_mean",
     "cv_accuracy_std",
     "test_accuracy",
     "test_macro_f1",
+    "test_ece",
     "fit_seconds",
     "predict_seconds_per_1000",
 }
@@ -70,7 +75,7 @@ def read_leaderboard(run_dir: str | Path) -> list[dict[str, Any]]:
             f"damaged leaderboard (a row is cut short or has extra cells) (got {str(path)!r}); "
             "restore it from a copy, or rerun digits-zoo baselines/search into a new --run-dir"
         )
-    missing = [column for column in COLUMNS if column not in header]
+    missing = [c for c in COLUMNS if c not in header and c not in OPTIONAL_COLUMNS]
     if missing:
         raise ZooError(
             f"{path} is not a digits-zoo leaderboard (no column {', '.join(missing)}); "

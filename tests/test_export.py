@@ -261,7 +261,9 @@ def test_evaluate_on_the_test_split_csv_reproduces_the_leaderboard(
     text = capsys.readouterr().out
     assert f"accuracy  {row['test_accuracy']:.6f}  ({scores['correct']}/360)" in text
     assert f"macro-F1  {row['test_macro_f1']:.6f}" in text
-    assert "confusion matrix" in text and len(text.strip().splitlines()) == 5 + 1 + 10
+    # A baseline's export keeps its probabilities: no out-of-fold ones to fit a temperature on.
+    assert scores["temperature"] == 1.0 and f"ECE       {scores['ece']:.4f}" in text
+    assert "confusion matrix" in text and len(text.strip().splitlines()) == 6 + 1 + 10
 
 
 # Predict ----------------------------------------------------------------------------------

@@ -121,6 +121,7 @@ def test_csv_columns_are_the_documented_ones_in_order(board_dir):
         "cv_accuracy_std",
         "test_accuracy",
         "test_macro_f1",
+        "test_ece",
         "fit_seconds",
         "predict_seconds_per_1000",
         "params",

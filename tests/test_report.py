@@ -20,7 +20,13 @@ from digits_zoo.runs import open_run
 from zoo.errors import ZooError
 
 BASELINES = ["knn_k1", "decision_tree"]
-BEST_MODEL_FIGURES = {"leaderboard.png", "confusion_matrix.png", "misclassified.png"}
+BEST_MODEL_FIGURES = {
+    "leaderboard.png",
+    "confusion_matrix.png",
+    "misclassified.png",
+    "reliability.png",
+    "coverage.png",
+}
 
 
 def _quiet(line: str) -> None:

@@ -18,6 +18,7 @@ from sklearn.base import clone
 from sklearn.metrics import accuracy_score, f1_score
 from sklearn.model_selection import StratifiedKFold
 
+from zoo.calibration import expected_calibration_error
 from zoo.data import Dataset
 from zoo.errors import ZooError
 from zoo.validation import check_integer
@@ -147,6 +148,7 @@ class Evaluation:
     config: str
     extra: dict[str, Any] = field(default_factory=dict)
     fitted: Any = None
+    test_ece: float | None = None
 
     def row(self) -> dict[str, Any]:
         return {
@@ -156,6 +158,8 @@ class Evaluation:
             "cv_accuracy_std": float(np.std(self.cv_scores)),
             "test_accuracy": self.test_accuracy,
             "test_macro_f1": self.test_macro_f1,
+            # Empty for a model without predict_proba.
+            "test_ece": "" if self.test_ece is None else self.test_ece,
             "fit_seconds": self.fit_seconds,
             "predict_seconds_per_1000": self.predict_seconds_per_1000,
             "params": self.params,
@@ -200,10 +204,18 @@ def test_fitted(
         cv_scores: the model's per-fold CV scores (measured before).
         fit_seconds: how long fitting it took.
         extra: more leaderboard columns.
+
+    The ``test_ece`` column is the expected calibration error (15 bins) of the
+    model's own ``predict_proba`` on the test split, before any temperature.
     """
+    x_test = dataset.scale(dataset.x_test)
     started = time.perf_counter()
-    predicted = model.predict(dataset.scale(dataset.x_test))
+    predicted = model.predict(x_test)
     predict_seconds = time.perf_counter() - started
+    test_ece = None
+    if hasattr(model, "predict_proba"):
+        probabilities = np.asarray(model.predict_proba(x_test))
+        test_ece = expected_calibration_error(probabilities, dataset.y_test, model.classes_)
     return Evaluation(
         model=name,
         kind=kind,
@@ -216,6 +228,7 @@ def test_fitted(
         config=config_json(model),
         extra=dict(extra or {}),
         fitted=model,
+        test_ece=test_ece,
     )
 
 

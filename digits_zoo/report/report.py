@@ -4,6 +4,8 @@ Writes into ``RUN_DIR/report/``:
 
 * ``leaderboard.png``: CV accuracy per model, fold spread as error bars, test accuracy marked;
 * ``confusion_matrix.png`` and ``misclassified.png``: the best model on the held-out test split;
+* ``reliability.png`` and ``coverage.png``: how far the best model's confidence can be
+  trusted on the test split, as it comes and with the temperature an export applies;
 * ``hyperparameter_effects.png`` and ``best_so_far.png``: the search's trials (``trials.csv``);
 * ``learning_curves.png``: training and validation loss per epoch of the top trials;
 * ``index.html``: every figure and the leaderboard table, with a note where a part is missing.
@@ -29,6 +31,7 @@ import numpy as np
 
 from digits_zoo.artifacts import DamagedModel, load_run_model
 from digits_zoo.leaderboard import read_leaderboard
+from digits_zoo.report.figures.calibration import coverage_chart, reliability_diagram
 from digits_zoo.report.figures.predictions import confusion_matrix, misclassified_gallery
 from digits_zoo.report.figures.search import (
     best_so_far,
@@ -48,7 +51,14 @@ from digits_zoo.rundir import (
     trials_csv_path,
 )
 from digits_zoo.runs import load_run, read_run_meta
+from digits_zoo.ship.export import row_temperature
 from search.records import read_record, read_trials_csv
+from zoo.calibration import (
+    apply_temperature,
+    coverage_curve,
+    expected_calibration_error,
+    reliability_curve,
+)
 from zoo.errors import ZooError
 from zoo.files import atomic_write_text
 from zoo.space import DenseConfig
@@ -59,11 +69,20 @@ FIGURES = (
     "leaderboard.png",
     "confusion_matrix.png",
     "misclassified.png",
+    "reliability.png",
+    "coverage.png",
     "hyperparameter_effects.png",
     "best_so_far.png",
     "learning_curves.png",
 )
 NO_SEARCH = "no search in this run"
+# The figures drawn from the best model's predictions on the test split.
+BEST_MODEL_FIGURES = (
+    "confusion_matrix.png",
+    "misclassified.png",
+    "reliability.png",
+    "coverage.png",
+)
 
 
 @dataclass
@@ -91,6 +110,8 @@ class SplitPredictions(NamedTuple):
     y_pred: np.ndarray
     image_shape: tuple[int, ...]
     classes: list[int]
+    probabilities: np.ndarray | None = None
+    temperature: float = 1.0
 
 
 def predict_test_split(run_dir: str | Path, row: dict[str, Any]) -> SplitPredictions:
@@ -101,7 +122,10 @@ def predict_test_split(run_dir: str | Path, row: dict[str, Any]) -> SplitPredict
         row: a leaderboard row (its ``model_path`` names the fitted model).
 
     Returns:
-        The raw test images, their labels and the model's predictions.
+        The raw test images, their labels and the model's predictions; its
+        probabilities too (``None`` for a model without ``predict_proba``)
+        and the temperature its export would apply (1 without out-of-fold
+        probabilities).
 
     Raises:
         ZooError: the row names no model file, the file is missing, or the
@@ -121,9 +145,19 @@ def predict_test_split(run_dir: str | Path, row: dict[str, Any]) -> SplitPredict
             f"{error}; run digits-zoo export {run_dir} --model {row['model']} to refit it"
         ) from None
     dataset = run.dataset
-    y_pred = np.asarray(model.predict(dataset.scale(dataset.x_test)))
+    x_test = dataset.scale(dataset.x_test)
+    y_pred = np.asarray(model.predict(x_test))
+    probabilities = (
+        np.asarray(model.predict_proba(x_test)) if hasattr(model, "predict_proba") else None
+    )
     return SplitPredictions(
-        dataset.x_test, dataset.y_test, y_pred, tuple(dataset.image_shape), dataset.classes
+        dataset.x_test,
+        dataset.y_test,
+        y_pred,
+        tuple(dataset.image_shape),
+        dataset.classes,
+        probabilities,
+        row_temperature(run, row)["temperature"] if probabilities is not None else 1.0,
     )
 
 
@@ -203,11 +237,12 @@ def _draw_all(
 
     best = rows[0]
     try:
-        x_test, y_test, y_pred, image_shape, classes = predict_test_split(run_dir, best)
+        predictions = predict_test_split(run_dir, best)
     except (ZooError, FileNotFoundError) as error:
-        for name in ("confusion_matrix.png", "misclassified.png"):
+        for name in BEST_MODEL_FIGURES:
             notes[name] = f"best model's figures left out: {error}"
     else:
+        x_test, y_test, y_pred, image_shape, classes = predictions[:5]
         accuracy = float(np.mean(y_pred == y_test))
         save(
             "confusion_matrix.png",
@@ -225,6 +260,12 @@ def _draw_all(
                 x_test, y_test, y_pred, image_shape, title=f"{best['model']}, test split"
             ),
         )
+        if predictions.probabilities is None:
+            for name in ("reliability.png", "coverage.png"):
+                notes[name] = f"{best['model']} gives no probabilities"
+        else:
+            for name, figure in _confidence_figures(best["model"], predictions).items():
+                save(name, figure)
 
     trials = read_trials_csv(run_dir)
     done = completed_trials(trials)
@@ -259,6 +300,31 @@ def _draw_all(
     else:
         notes["learning_curves.png"] = "the top trials recorded no learning curves"
     return figures, notes
+
+
+def _confidence_figures(model: str, predictions: SplitPredictions) -> dict[str, Any]:
+    """The reliability diagram and the coverage chart of a model's test probabilities."""
+    y, classes = predictions.y_true, np.asarray(predictions.classes)
+    versions = {"as the model gives them": predictions.probabilities}
+    if predictions.temperature != 1.0:
+        label = f"temperature {predictions.temperature:.2f} (as exported)"
+        versions[label] = apply_temperature(predictions.probabilities, predictions.temperature)
+    reliability = {
+        f"{label}, ECE {expected_calibration_error(p, y, classes):.2%}": reliability_curve(
+            p, y, classes
+        )
+        for label, p in versions.items()
+    }
+    # The temperature never reorders a row's classes, but it can reorder rows by confidence.
+    coverage = {label: coverage_curve(p, y, classes) for label, p in versions.items()}
+    return {
+        "reliability.png": reliability_diagram(
+            reliability, title=f"Reliability of {model}, held-out test split"
+        ),
+        "coverage.png": coverage_chart(
+            coverage, title=f"Accuracy against coverage of {model}, test split"
+        ),
+    }
 
 
 def _short_config(trial: dict[str, Any]) -> str:
@@ -297,7 +363,7 @@ p.meta { color: #555; }
 
 _SECTIONS = (
     ("Leaderboard", ("leaderboard.png",)),
-    ("Best model on the held-out test split", ("confusion_matrix.png", "misclassified.png")),
+    ("Best model on the held-out test split", BEST_MODEL_FIGURES),
     ("Search", ("hyperparameter_effects.png", "best_so_far.png", "learning_curves.png")),
 )
 
@@ -305,6 +371,8 @@ _ALT = {
     "leaderboard.png": "Leaderboard bar chart of CV accuracy with fold spread and test accuracy",
     "confusion_matrix.png": "Confusion matrix of the best model on the test split",
     "misclassified.png": "Misclassified test digits with true and predicted labels",
+    "reliability.png": "Reliability diagram: test accuracy against confidence, per bin",
+    "coverage.png": "Test accuracy against the share of images answered, most confident first",
     "hyperparameter_effects.png": "CV accuracy against depth, width, activation, learning rate",
     "best_so_far.png": "Best CV accuracy so far over the search's trials",
     "learning_curves.png": "Training and validation loss per epoch of the top trials",

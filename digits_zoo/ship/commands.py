@@ -65,6 +65,13 @@ def register(subparsers) -> None:
         ".csv of pixel rows, in the dataset's raw pixel values",
     )
     predict.add_argument("--top", type=int, default=1, help="classes shown per input (default 1)")
+    predict.add_argument(
+        "--min-confidence",
+        type=float,
+        default=None,
+        metavar="P",
+        help="answer 'unsure' for an input whose calibrated probability is below P (0..1)",
+    )
     predict.add_argument("--format", choices=("text", "json"), default="text")
     predict.set_defaults(handler=_predict)
 
@@ -77,6 +84,14 @@ def register(subparsers) -> None:
         required=True,
         help="a .csv in the optdigits layout (pixels, then the label), a .npz or an MNIST IDX "
         "folder (their test part is used)",
+    )
+    evaluate.add_argument(
+        "--min-confidence",
+        type=float,
+        default=None,
+        metavar="P",
+        help="also print the share of rows answered at calibrated probability P or above "
+        "(the coverage) and the accuracy on them",
     )
     evaluate.add_argument("--format", choices=("text", "json"), default="text")
     evaluate.set_defaults(handler=_evaluate)
@@ -133,7 +148,7 @@ def _predict(args: argparse.Namespace) -> int:
     if args.top < 1:
         raise ZooError(f"--top must be at least 1 (got {args.top})")
     export = load_export(args.export_dir)
-    results = predict_inputs(export, args.inputs, top=args.top)
+    results = predict_inputs(export, args.inputs, top=args.top, min_confidence=args.min_confidence)
     if args.format == "json":
         print(json.dumps(results, indent=1))
         return 0
@@ -145,13 +160,15 @@ def _predict(args: argparse.Namespace) -> int:
         if result["top"][0]["class"] != result["class"]:
             # A scikit-learn model's predict can break a tie its probabilities leave open.
             guesses = f"{result['class']} ({result['probability']:.3f}); top: {guesses}"
+        if result.get("unsure"):
+            guesses = f"unsure (below {args.min_confidence:g}); best guess {guesses}"
         print(f"{result['input']:<{width}}  {guesses}")
     return 0
 
 
 def _evaluate(args: argparse.Namespace) -> int:
     export = load_export(args.export_dir)
-    scores = evaluate_export(export, args.data)
+    scores = evaluate_export(export, args.data, min_confidence=args.min_confidence)
     if args.format == "json":
         print(json.dumps(scores, indent=1))
         return 0
@@ -159,6 +176,14 @@ def _evaluate(args: argparse.Namespace) -> int:
     print(f"data:   {scores['data']}")
     print(f"accuracy  {scores['accuracy']:.6f}  ({scores['correct']}/{scores['rows']})")
     print(f"macro-F1  {scores['macro_f1']:.6f}")
+    print(f"ECE       {scores['ece']:.4f}  (15 bins; temperature {scores['temperature']:.3f})")
+    if "coverage" in scores:
+        cover = scores["coverage"]
+        print(
+            f"at confidence >= {cover['min_confidence']:g}: answers {cover['answered']}/"
+            f"{cover['rows']} (coverage {cover['coverage']:.4f}), accuracy "
+            f"{cover['accuracy']:.6f} on them; {cover['rows'] - cover['answered']} unsure"
+        )
     print("confusion matrix (rows: true class, columns: predicted class):")
     print(format_confusion(scores["labels"], scores["confusion_matrix"]))
     return 0

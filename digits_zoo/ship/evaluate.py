@@ -8,8 +8,9 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
 
-from digits_zoo.ship.inputs import as_rows, check_input_size
+from digits_zoo.ship.inputs import as_rows, check_input_size, check_min_confidence
 from digits_zoo.ship.load import LoadedExport
+from zoo.calibration import accuracy_at_coverage, expected_calibration_error
 from zoo.data import load_dataset, read_csv_rows
 from zoo.errors import DataError, ZooError
 
@@ -41,19 +42,31 @@ def read_labelled(path: str | Path) -> tuple[np.ndarray, np.ndarray, str]:
     return dataset.x_test, dataset.y_test, f"{path}: its test part, {len(dataset.y_test)} rows"
 
 
-def evaluate_export(export: LoadedExport, data: str | Path) -> dict[str, Any]:
+def evaluate_export(
+    export: LoadedExport, data: str | Path, min_confidence: float | None = None
+) -> dict[str, Any]:
     """Scores an export on a labelled data file.
 
+    Args:
+        export: the loaded export.
+        data: the labelled data file.
+        min_confidence: also score the rows whose (calibrated) probability is
+            at least this: the ``coverage`` it gives and the accuracy there.
+
     Returns:
-        ``rows``, ``correct``, ``accuracy``, ``macro_f1`` and
-        ``confusion_matrix`` (rows: true class, columns: predicted class, both
-        in the order of ``labels``), plus ``export``, ``model`` and ``data``.
+        ``rows``, ``correct``, ``accuracy``, ``macro_f1``, ``ece`` (expected
+        calibration error of the calibrated probabilities, 15 bins),
+        ``temperature`` and ``confusion_matrix`` (rows: true class, columns:
+        predicted class, both in the order of ``labels``), plus ``export``,
+        ``model`` and ``data``; with ``min_confidence``, ``coverage`` (see
+        :func:`zoo.calibration.accuracy_at_coverage`).
 
     Raises:
         ZooError: bad data, data of another shape or pixel range than the export's,
             or labels that are not among the model's classes (the model could never
             predict them, so they would only count as silent errors).
     """
+    check_min_confidence(min_confidence)
     x, y, description = read_labelled(data)
     if x.shape[1] != export.n_features:
         raise ZooError(
@@ -68,8 +81,13 @@ def evaluate_export(export: LoadedExport, data: str | Path) -> dict[str, Any]:
             "evaluate on data labelled with the model's classes only"
         )
     x = as_rows(x, export, str(data))
-    _, predicted = export.predict_proba(x)
+    probabilities, predicted = export.predict_proba(x)
     labels = sorted(set(np.unique(y).tolist()) | set(np.unique(predicted).tolist()))
+    extra: dict[str, Any] = {}
+    if min_confidence is not None:
+        extra["coverage"] = accuracy_at_coverage(
+            probabilities, y, export.classes, float(min_confidence)
+        )
     return {
         "export": str(export.path),
         "model": export.name,
@@ -78,8 +96,11 @@ def evaluate_export(export: LoadedExport, data: str | Path) -> dict[str, Any]:
         "correct": int(np.sum(predicted == y)),
         "accuracy": float(accuracy_score(y, predicted)),
         "macro_f1": float(f1_score(y, predicted, average="macro")),
+        "ece": expected_calibration_error(probabilities, y, export.classes),
+        "temperature": export.temperature,
         "labels": [int(label) for label in labels],
         "confusion_matrix": confusion_matrix(y, predicted, labels=labels).tolist(),
+        **extra,
     }
 
 

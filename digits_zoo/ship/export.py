@@ -42,6 +42,7 @@ from digits_zoo.artifacts import (
 from digits_zoo.leaderboard import read_leaderboard
 from digits_zoo.rundir import export_base, inside, run_lock
 from digits_zoo.runs import Run, library_versions, load_run
+from digits_zoo.searching import leaderboard_name
 from digits_zoo.ship.keras_formats import write_network_files
 from digits_zoo.ship.layout import (
     FORMAT_CHOICES,
@@ -61,6 +62,8 @@ from digits_zoo.ship.layout import (
 from digits_zoo.ship.load import load_export
 from digits_zoo.ship.runtimes import UnloadableModel, sha256
 from digits_zoo.ship.sklearn_onnx import write_sklearn_onnx
+from search.records import read_out_of_fold, read_trials_csv
+from zoo.calibration import apply_temperature, expected_calibration_error, fit_temperature
 from zoo.data import Dataset
 from zoo.dense import DenseNetClassifier
 from zoo.ensemble import DenseEnsembleClassifier, is_network
@@ -262,6 +265,83 @@ def fitted_model(
     return estimator, True
 
 
+def _comparable(params: dict[str, Any]) -> dict[str, Any]:
+    """A network's parameters as its leaderboard config records them (JSON, no ``verbose``)."""
+    plain = json.loads(json.dumps(params, sort_keys=True, default=str))
+    plain.pop("verbose", None)
+    return plain
+
+
+def row_trials(run: Run, row: dict[str, Any]) -> tuple[list[str], list[float]]:
+    """The search trials whose out-of-fold probabilities stand for a leaderboard row's model.
+
+    A searched model's row (``search_<trial>...``) is its trial's; an ensemble's
+    row is its members', found by their configs among the searched rows (or
+    named in its config as ``trials``, with ``weights``), weighted equally
+    unless the config says otherwise.
+
+    Returns:
+        ``(trial ids, weights)``, both empty for a model no search trained
+        (a baseline) or whose trials are not recorded.
+    """
+    trials = read_trials_csv(run.path)
+    by_name = {leaderboard_name(trial): trial["trial_id"] for trial in trials}
+    if row["model"] in by_name:
+        return [by_name[row["model"]]], [1.0]
+    config = json.loads(row.get("config") or "{}")
+    if "trials" in config:
+        ids = [str(trial) for trial in config["trials"]]
+    elif "members" in config:
+        searched = {
+            json.dumps(_comparable(json.loads(other.get("config") or "{}")), sort_keys=True): name
+            for other in read_leaderboard(run.path)
+            if (name := by_name.get(other["model"])) is not None
+        }
+        ids = [searched.get(json.dumps(_comparable(m), sort_keys=True)) for m in config["members"]]
+    else:
+        return [], []
+    weights = [float(w) for w in config.get("weights") or [1.0] * len(ids)]
+    if not ids or None in ids or len(weights) != len(ids):
+        return [], []
+    return [str(trial) for trial in ids], weights
+
+
+def row_temperature(run: Run, row: dict[str, Any]) -> dict[str, Any]:
+    """Fits a leaderboard row's temperature on its out-of-fold probabilities.
+
+    The out-of-fold probabilities are the search's (see :func:`row_trials`; an
+    ensemble's are its members' weighted mean), with the run's training labels
+    in the same row order. A model without them (a baseline, or a search
+    whose records are gone) keeps temperature 1: its probabilities are
+    shipped as the model gives them.
+
+    Returns:
+        ``temperature`` and ``fitted_on`` (what it was fitted on, in words),
+        plus ``trials`` and the out-of-fold ``oof_ece_before``/``oof_ece_after``
+        when it was fitted.
+    """
+    trial_ids, weights = row_trials(run, row)
+    probabilities = [read_out_of_fold(run.path, trial) for trial in trial_ids]
+    y = run.dataset.y_train
+    usable = bool(probabilities) and all(
+        p is not None and p.shape == (len(y), len(run.dataset.classes)) for p in probabilities
+    )
+    if not usable:
+        return {"temperature": 1.0, "fitted_on": "nothing: no out-of-fold probabilities"}
+    averaged = np.average(np.asarray(probabilities), axis=0, weights=weights)
+    classes = np.asarray(run.dataset.classes)
+    temperature = fit_temperature(averaged, y, classes)
+    return {
+        "temperature": temperature,
+        "fitted_on": f"out-of-fold probabilities of {len(y)} training rows",
+        "trials": trial_ids,
+        "oof_ece_before": expected_calibration_error(averaged, y, classes),
+        "oof_ece_after": expected_calibration_error(
+            apply_temperature(averaged, temperature), y, classes
+        ),
+    }
+
+
 def export_run(
     run_dir: str | Path,
     *,
@@ -341,7 +421,11 @@ def _export_locked(
     # Refused before a refit, not after it.
     check_versions(base)
     estimator, refit = fitted_model(run, row, progress)
+    calibration = row_temperature(run, row)
     info = {
+        # Applied to the probabilities by load_export, not inside the model file.
+        "temperature": calibration.pop("temperature"),
+        "calibration": calibration,
         "config": json.loads(row["config"] or "{}"),
         "seed": run.seed,
         "refit": refit,
@@ -428,7 +512,9 @@ def export_estimator(
         out: the export's base folder.
         name: the model's name.
         kind: ``keras`` or ``sklearn`` (guessed from the estimator when ``None``).
-        info: more metadata (config, scores, seed, source), merged in.
+        info: more metadata (config, scores, seed, source), merged in; its
+            ``temperature`` (default 1) is what the loaded export divides the
+            model's log-probabilities by (see :mod:`zoo.calibration`).
         reference: the model whose predictions the export must reproduce
             (default: ``estimator``).
         tolerance: the largest allowed probability difference (float formats).
@@ -455,6 +541,7 @@ def export_estimator(
     check_versions(base)
     metadata = _metadata(estimator, dataset, name, kind or ("keras" if is_keras else "sklearn"))
     metadata.update(info or {})
+    temperature = float(metadata.setdefault("temperature", 1.0))
     with staging_folder(base, PARTIAL_PREFIX) as partial:
         # mkdtemp makes a private folder; a published version is readable like any other file.
         partial.chmod(0o755)
@@ -479,8 +566,20 @@ def export_estimator(
         reference = estimator if reference is None else reference
         scaled_test = dataset.scale(dataset.x_test)
         expected_classes = np.asarray(reference.predict(scaled_test))
-        expected_probabilities = np.asarray(reference.predict_proba(scaled_test))
+        raw_probabilities = np.asarray(reference.predict_proba(scaled_test))
+        # The loaded export applies the temperature; the check compares calibrated to calibrated.
+        expected_probabilities = apply_temperature(raw_probabilities, temperature)
         expected_accuracy = float(np.mean(expected_classes == dataset.y_test))
+        classes = np.asarray(reference.classes_)
+        metadata["calibration"] = {
+            **metadata.get("calibration", {}),
+            "test_ece_before": expected_calibration_error(
+                raw_probabilities, dataset.y_test, classes
+            ),
+            "test_ece_after": expected_calibration_error(
+                expected_probabilities, dataset.y_test, classes
+            ),
+        }
         for each, record in metadata["formats"].items():
             quantized = record.get("quantization") is not None
             check = verify_export(

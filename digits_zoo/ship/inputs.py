@@ -344,7 +344,10 @@ def read_input(path: str | Path, export: LoadedExport) -> np.ndarray:
 
 
 def predict_inputs(
-    export: LoadedExport, paths: list[str | Path], top: int = 1
+    export: LoadedExport,
+    paths: list[str | Path],
+    top: int = 1,
+    min_confidence: float | None = None,
 ) -> list[dict[str, Any]]:
     """Predicts every row of every input; all inputs are read before any is predicted.
 
@@ -352,15 +355,20 @@ def predict_inputs(
         export: the loaded export.
         paths: pictures, ``.npy`` arrays or ``.csv`` files.
         top: how many classes to list per row, most probable first.
+        min_confidence: rows whose (calibrated) probability is below it are
+            marked ``unsure``.
 
     Returns:
         One dict per row: ``input`` (the file, with ``[i]`` for arrays and
-        CSVs), ``class``, ``probability`` and ``top`` (a list of
-        ``{"class", "probability"}``).
+        CSVs), ``class``, ``probability`` (calibrated, see
+        :meth:`LoadedExport.predict_proba`), ``top`` (a list of
+        ``{"class", "probability"}``) and, with ``min_confidence``, ``unsure``.
 
     Raises:
-        ZooError: a bad ``top`` or a bad input (nothing is predicted then).
+        ZooError: a bad ``top`` or ``min_confidence``, or a bad input (nothing
+            is predicted then).
     """
+    check_min_confidence(min_confidence)
     classes = export.classes
     if isinstance(top, bool) or not 1 <= top <= len(classes):
         raise ZooError(f"--top must be between 1 and {len(classes)} (got {top})")
@@ -385,4 +393,21 @@ def predict_inputs(
                 "top": [{"class": int(classes[j]), "probability": float(row[j])} for j in order],
             }
         )
+        if min_confidence is not None:
+            results[-1]["unsure"] = results[-1]["probability"] < min_confidence
     return results
+
+
+def check_min_confidence(min_confidence: float | None) -> None:
+    """Checks a ``--min-confidence`` value: ``None``, or a probability from 0 to 1.
+
+    Raises:
+        ZooError: anything else.
+    """
+    if min_confidence is None:
+        return
+    if isinstance(min_confidence, bool) or not 0.0 <= float(min_confidence) <= 1.0:
+        raise ZooError(
+            f"--min-confidence must be a probability from 0 to 1 (got {min_confidence}); "
+            "pass, for example, 0.9"
+        )

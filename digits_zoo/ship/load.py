@@ -30,6 +30,7 @@ from digits_zoo.ship.layout import (
     version_folders,
 )
 from digits_zoo.ship.runtimes import LiteRTModel, OnnxModel, sha256
+from zoo.calibration import apply_temperature
 from zoo.errors import ZooError
 
 _NOT_AN_EXPORT = (
@@ -133,8 +134,17 @@ class LoadedExport:
         """The largest raw pixel value (16 for the bundled digits)."""
         return float(self.metadata["dataset"]["pixel_max"])
 
+    @property
+    def temperature(self) -> float:
+        """The temperature fitted at export (1 for exports before calibration, and baselines)."""
+        return float(self.metadata.get("temperature", 1.0))
+
     def predict_proba(self, x_raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Predicts raw pixel rows.
+        """Predicts raw pixel rows, with calibrated probabilities.
+
+        The model file's probabilities are rescaled by the export's
+        :attr:`temperature` (``softmax(log(p) / T)``); ``T > 0`` keeps every
+        row's most probable class, so the classes are the model file's own.
 
         Args:
             x_raw: ``[n, n_features]`` raw pixel values (see :func:`digits_zoo.ship.inputs.as_rows`).
@@ -143,6 +153,10 @@ class LoadedExport:
             ``(probabilities, classes)``: float32 ``[n, n_classes]`` in the
             order of :attr:`classes`, and the predicted label of each row.
         """
+        probabilities, classes = self._predict_raw(x_raw)
+        return apply_temperature(probabilities, self.temperature), classes
+
+    def _predict_raw(self, x_raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         x_raw = np.asarray(x_raw, dtype="float32")
         if self.format in _RUNTIMES:
             if not len(x_raw):
@@ -255,6 +269,7 @@ def _read_metadata(folder: Path) -> dict[str, Any]:
             and len(metadata["classes"]) >= 2
             and int(dataset["n_features"]) == math.prod(dataset["image_shape"])
             and float(dataset["pixel_max"]) > 0
+            and float(metadata.get("temperature", 1.0)) > 0
         )
     except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError):
         valid = False
