@@ -45,7 +45,11 @@ os.environ["JAX_COMPILATION_CACHE_DIR"] = _CACHE.name
 # Runs from a checkout without installing: the repository root holds zoo/ and search/.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import zoo  # noqa: E402, F401  (sets the Keras backend and quiets TensorFlow first)
+from zoo.environment import set_process_defaults  # noqa: E402
+
+# The programs' settings (the JAX backend, quiet TensorFlow) before Keras is imported;
+# the empty compilation cache set above wins over the default one.
+set_process_defaults()
 
 BATCH_SIZES = (32, 128, 512)
 FOLDS = 5

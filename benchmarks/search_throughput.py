@@ -101,7 +101,11 @@ def usual_way(run_dir: str, trials: int, epochs: int, folds: int) -> dict:
 
 def zoo_way(run_dir: str, trials: int, epochs: int, folds: int, workers: int = 1) -> dict:
     """``digits-zoo search`` through its library call, without the refit."""
-    # search imports zoo first, which picks the zoo's default backend for keras.
+    # What the command line does first: the zoo's process defaults (the JAX backend)
+    # before Keras is imported; the empty compilation cache set by measure() wins.
+    from zoo.environment import set_process_defaults
+
+    set_process_defaults()
     from digits_zoo.runs import device_description, open_run
     from digits_zoo.searching import run_search
     from search.records import read_trials
