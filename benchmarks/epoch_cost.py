@@ -15,8 +15,10 @@ process, measurements interleaved so that the machine's load hits both alike:
 
 A zoo epoch is timed warm: the difference between a long and a short fit,
 divided by the extra epochs, so compilation and set-up cancel out; they are
-printed apart as "overhead" (cold: the first fit of the shape, compiling into
-an empty cache; warm: a later fit of the same shape). Batch 512 lies outside
+printed apart as "overhead" (cold: the first fit of the batch size, compiling
+its training step into an empty cache; warm: a later fit of the same shape,
+which reuses the compiled trainer and only resets its variables, as a search
+trial of a shape already seen does). Batch 512 lies outside
 the search space, so the benchmark calls ``fit_stacked`` directly (with its
 ``batch_size``). scikit-learn is timed with one BLAS thread (threadpoolctl)
 and with the default, and the faster of the two is compared and named.

@@ -10,9 +10,14 @@ ways, each in its own child process so that peak memory is its own:
   training through the zoo's estimator (all folds of a trial at once).
 
 Prints trials per minute, best CV accuracy and peak memory (max RSS) of each
-and the speedup; ``--json`` ends with one JSON line of the figures.
+and the speedup; for the zoo's ways also the seconds of XLA compilation and
+how many trials built a new compiled trainer or reused one of the same shape
+(``zoo.stacked.cache_info``). ``--fix NAME=VALUE`` pins more of the space in
+both ways: pinning the shape (``n_layers``, ``units``, ``activation``,
+``normalization``, ``batch_size``) measures a search whose trials share one
+compiled trainer. ``--json`` ends with one JSON line of the figures.
 
-    .venv/bin/python benchmarks/search_throughput.py [--quick] [--json]
+    .venv/bin/python benchmarks/search_throughput.py [--quick] [--json] [--fix NAME=VALUE ...]
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ WAYS = ("usual", "zoo", "zoo-2-workers")
 PINNED = {"augment": "none", "lr_schedule": "constant"}
 
 
-def usual_way(run_dir: str, trials: int, epochs: int, folds: int) -> dict:
+def usual_way(run_dir: str, trials: int, epochs: int, folds: int, pinned: dict) -> dict:
     """A plain keras-tuner RandomSearch with model.fit per fold (Keras defaults)."""
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     import keras
@@ -52,7 +57,7 @@ def usual_way(run_dir: str, trials: int, epochs: int, folds: int) -> dict:
     fold_pairs = make_folds(dataset.y_train, folds, SEED)
 
     def build(hp):
-        return build_dense_model(DenseConfig.from_hp(hp, PINNED), x.shape[1], 10)
+        return build_dense_model(DenseConfig.from_hp(hp, pinned), x.shape[1], 10)
 
     class CVRandomSearch(kt.RandomSearch):
         def run_trial(self, trial, *args, **kwargs):
@@ -99,29 +104,42 @@ def usual_way(run_dir: str, trials: int, epochs: int, folds: int) -> dict:
     }
 
 
-def zoo_way(run_dir: str, trials: int, epochs: int, folds: int, workers: int = 1) -> dict:
+def zoo_way(
+    run_dir: str, trials: int, epochs: int, folds: int, pinned: dict, workers: int = 1
+) -> dict:
     """``digits-zoo search`` through its library call, without the refit."""
     # What the command line does first: the zoo's process defaults (the JAX backend)
     # before Keras is imported; the empty compilation cache set by measure() wins.
     from zoo.environment import set_process_defaults
 
     set_process_defaults()
+    import jax
+
     from digits_zoo.runs import device_description, open_run
     from digits_zoo.searching import run_search
     from search.records import read_trials
     from search.spec import SearchSpec
+    from zoo.stacked import cache_info
 
+    compile_seconds = [0.0]
+
+    def count_compilation(event: str, duration: float, **kwargs) -> None:
+        if event == "/jax/core/compile/backend_compile_duration":
+            compile_seconds[0] += duration
+
+    jax.monitoring.register_event_duration_secs_listener(count_compilation)
     run = open_run(run_dir, seed=SEED, n_folds=folds)
     started = time.perf_counter()
     run_search(
         run,
-        SearchSpec(tuner="random", max_trials=trials, epochs=epochs, top_k=0, fixed=PINNED),
+        SearchSpec(tuner="random", max_trials=trials, epochs=epochs, top_k=0, fixed=pinned),
         workers=workers,
         progress=print,
     )
     seconds = time.perf_counter() - started
+    info = cache_info()
     rows = read_trials(
-        run.path, SearchSpec(tuner="random", max_trials=trials, epochs=epochs, fixed=PINNED)
+        run.path, SearchSpec(tuner="random", max_trials=trials, epochs=epochs, fixed=pinned)
     )
     best = max(r["cv_accuracy_mean"] for r in rows if r["cv_accuracy_mean"] != "")
     return {
@@ -130,17 +148,24 @@ def zoo_way(run_dir: str, trials: int, epochs: int, folds: int, workers: int = 1
         "best_cv": float(best),
         "backend": device_description(),
         "scores": {r["config"]: r["cv_accuracy_mean"] for r in rows if r["cv_accuracy_mean"] != ""},
+        # Of this process only: with --workers 2 the trials train in the workers.
+        "compile_seconds": compile_seconds[0] if workers == 1 else None,
+        "trainers_built": info.misses if workers == 1 else None,
+        "trainers_reused": info.hits if workers == 1 else None,
     }
 
 
 def child(args) -> None:
     budget = QUICK if args.quick else FULL
+    pinned = pinned_values(args.fix)
     run_dir = tempfile.mkdtemp(prefix=f"throughput-{args.way}-")
     if args.way == "usual":
-        result = usual_way(run_dir, budget["trials"], budget["epochs"], budget["folds"])
+        result = usual_way(run_dir, budget["trials"], budget["epochs"], budget["folds"], pinned)
     else:
         workers = 2 if args.way == "zoo-2-workers" else 1
-        result = zoo_way(run_dir, budget["trials"], budget["epochs"], budget["folds"], workers)
+        result = zoo_way(
+            run_dir, budget["trials"], budget["epochs"], budget["folds"], pinned, workers
+        )
     # Peak resident memory (Linux reports kilobytes) of this process, or of its
     # largest worker process for a distributed search.
     peak = max(
@@ -151,9 +176,17 @@ def child(args) -> None:
     print("RESULT " + json.dumps(result), flush=True)
 
 
-def measure(way: str, quick: bool) -> dict:
+def pinned_values(fixes: list[str]) -> dict:
+    """The benchmark's pinned hyperparameters plus ``--fix NAME=VALUE`` ones (validated)."""
+    from zoo.space import parse_fixed
+
+    return {**PINNED, **parse_fixed(fixes)}
+
+
+def measure(way: str, quick: bool, fixes: list[str]) -> dict:
     """Runs one way in a child process; returns its figures (peak RSS included)."""
     command = [sys.executable, __file__, "--child", way] + (["--quick"] if quick else [])
+    command += [f"--fix={fix}" for fix in fixes]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "TF_ENABLE_ONEDNN_OPTS": "0"}
     if way == "usual":
         env["KERAS_BACKEND"] = "tensorflow"
@@ -182,6 +215,13 @@ def main() -> None:
         default=",".join(WAYS),
         help=f"comma-separated ways to run (default all: {', '.join(WAYS)})",
     )
+    parser.add_argument(
+        "--fix",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="pin a hyperparameter in both ways (repeatable), as digits-zoo search --fix",
+    )
     parser.add_argument("--way", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -189,26 +229,33 @@ def main() -> None:
         child(args)
         return
     budget = QUICK if args.quick else FULL
+    pinned = pinned_values(args.fix)
     print(
         f"search throughput: {budget['trials']} random trials x {budget['folds']} folds x "
-        f"{budget['epochs']} epochs, bundled digits, seed {SEED}, {os.cpu_count()} cores"
+        f"{budget['epochs']} epochs, bundled digits, seed {SEED}, {os.cpu_count()} cores, "
+        f"pinned {json.dumps(pinned, sort_keys=True)}"
     )
     ways = [way.strip() for way in args.ways.split(",") if way.strip()]
     unknown = sorted(set(ways) - set(WAYS))
     if unknown:
         parser.error(f"unknown way {', '.join(unknown)}; choose from {', '.join(WAYS)}")
-    results = {way: measure(way, args.quick) for way in ways}
+    results = {way: measure(way, args.quick, args.fix) for way in ways}
     print()
     print(
-        f"{'way':<14} {'backend':<11} {'seconds':>8} {'trials/min':>11} {'best cv':>8} {'peak MB':>8}"
+        f"{'way':<14} {'backend':<11} {'seconds':>8} {'trials/min':>11} {'best cv':>8} "
+        f"{'peak MB':>8} {'compile s':>10} {'built/reused':>13}"
     )
     for name, result in results.items():
+        compiled = result.get("compile_seconds")
+        built, reused = result.get("trainers_built"), result.get("trainers_reused")
         print(
             f"{name:<14} {result['backend']:<11} {result['seconds']:>8.1f} "
             f"{result['trials_per_minute']:>11.2f} {result['best_cv']:>8.4f} "
-            f"{result['peak_rss_mb']:>8.0f}"
+            f"{result['peak_rss_mb']:>8.0f} "
+            f"{'-' if compiled is None else f'{compiled:.1f}':>10} "
+            f"{'-' if built is None else f'{built}/{reused}':>13}"
         )
-    figures: dict = {**budget, **results}
+    figures: dict = {**budget, "pinned": pinned, **results}
     if "usual" in results and "zoo" in results:
         figures["speedup"] = (
             results["zoo"]["trials_per_minute"] / results["usual"]["trials_per_minute"]

@@ -12,10 +12,12 @@ import keras
 import numpy as np
 import pytest
 
+from zoo import stacked
 from zoo.dense import DenseNetClassifier, load_dense, save_dense
 from zoo.errors import ZooError
-from zoo.network import TrainingDiverged
-from zoo.protocol import make_folds
+from zoo.network import TrainingDiverged, make_optimizer
+from zoo.protocol import cross_validate, make_folds
+from zoo.space import DenseConfig
 from zoo.stacked import StackedMember
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -125,10 +127,10 @@ def test_every_option_of_the_space_trains_stacked(small, options):
         assert all(len(values) == 8 for values in member.history_.values())
         assert member.history_["loss"][-1] < member.history_["loss"][0]
         assert member.score(X[val], y[val]) > 0.3
-    network = members[0].model_.stack.network
     if options["normalization"] == "batch":
         # Each member keeps the statistics of its own rows.
-        moving_mean = np.asarray(network.norms[0].moving_mean.value)
+        stack = members[0].model_.stack
+        moving_mean = np.stack([stack.member_weights(i)["batch_norm_0"][2] for i in (0, 1)])
         assert moving_mean.shape == (2, 32)
         assert not np.allclose(moving_mean[0], moving_mean[1])
         assert np.abs(moving_mean).max() > 0
@@ -191,6 +193,233 @@ def test_a_fold_without_training_rows_is_a_user_error(small):
     folds = [(np.arange(0), np.arange(10)), (np.arange(10, 300), np.arange(10))]
     with pytest.raises(ZooError, match="at least one training row"):
         DenseNetClassifier(epochs=1).fit_folds(X, y, folds)
+
+
+# Compile once per shape: configs that differ only in values the compiled step reads.
+SHAPE = {"n_layers": 2, "units": 32, "batch_size": 32, "epochs": 3}
+SAME_SHAPE = [
+    {"learning_rate": 1e-3, "dropout_rate": 0.2, "optimizer": "adam"},
+    {
+        "learning_rate": 5e-3,
+        "dropout_rate": 0.4,
+        "l2": 1e-3,
+        "label_smoothing": 0.1,
+        "lr_schedule": "cosine",
+        "optimizer": "adamw",
+    },
+]
+
+
+class CompileCounter:
+    """Counts JAX's XLA compilations and jit traces (``jax.monitoring`` events) while open."""
+
+    EVENTS = (
+        "/jax/core/compile/backend_compile_duration",
+        "/jax/core/compile/jaxpr_trace_duration",
+    )
+
+    def __init__(self):
+        self.names: list[str] = []
+
+    def _listen(self, event, duration, **kwargs):
+        if event in self.EVENTS:
+            self.names.append(f"{event.rsplit('/', 1)[-1]}:{kwargs.get('fun_name')}")
+
+    def __enter__(self):
+        import jax
+
+        jax.monitoring.register_event_duration_secs_listener(self._listen)
+        return self
+
+    def __exit__(self, *exc):
+        import jax
+
+        jax.monitoring.unregister_event_duration_listener(self._listen)
+
+
+def _trial(X, y, folds, **params):
+    """One search trial's work: fit the folds, score each, as the tuner does."""
+    estimator = DenseNetClassifier(seed=3, **SHAPE, **params)
+    scores = cross_validate(estimator, X, y, folds)
+    stacked.release_compiled()
+    return scores
+
+
+def test_two_trials_of_one_shape_compile_once(small):
+    if keras.backend.backend() != "jax":
+        pytest.skip("counts JAX compilations")
+    X, y = small
+    folds = make_folds(y, 3, 0)
+    stacked.clear_compiled()
+    before = stacked.cache_info()
+    with CompileCounter() as first:
+        _trial(X, y, folds, **SAME_SHAPE[0])
+    with CompileCounter() as second:
+        scores = _trial(X, y, folds, **SAME_SHAPE[1])
+    after = stacked.cache_info()
+    assert (after.misses - before.misses, after.hits - before.hits) == (1, 1)
+    assert any("train_step" in name for name in first.names)
+    # The second trial traced and compiled nothing: training, scoring and prediction reused it all.
+    assert second.names == []
+    # Compiled on its own, the second configuration scores the same.
+    stacked.clear_compiled()
+    assert _trial(X, y, folds, **SAME_SHAPE[1]) == scores
+    assert stacked.cache_info().misses == after.misses + 1
+
+
+def test_a_reused_trainer_gives_what_a_fresh_one_gives(small):
+    X, y = small
+    folds = make_folds(y, 3, 0)
+    configs = [*SAME_SHAPE, {"learning_rate": 2e-3, "dropout_rate": 0.1, "l2": 1e-4}]
+    stacked.clear_compiled()
+    # In a row, each fit resets the trainer the one before trained...
+    chained = [DenseNetClassifier(**SHAPE, **c).fit_folds(X, y, folds) for c in configs]
+    assert stacked.cache_info().shapes == 1
+    for params, members in zip(configs, chained, strict=True):
+        # ...and equals the same config compiled on its own.
+        stacked.clear_compiled()
+        fresh = DenseNetClassifier(**SHAPE, **params).fit_folds(X, y, folds)
+        for reused, alone in zip(members, fresh, strict=True):
+            for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+                np.testing.assert_allclose(reused.history_[key], alone.history_[key], atol=1e-6)
+            np.testing.assert_allclose(reused.predict_proba(X), alone.predict_proba(X), atol=1e-6)
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "adamw", "rmsprop", "sgd"])
+def test_a_learning_rate_of_zero_leaves_the_weights_unchanged(small, monkeypatch, optimizer):
+    X, y = small
+    trains = [train for train, _ in make_folds(y, 2, 0)]
+    config = DenseConfig(
+        n_layers=2, units=16, dropout_rate=0.2, optimizer=optimizer, learning_rate=1e-2
+    )
+    # The shape's trainer is compiled, and trained at a real rate, first.
+    trained = stacked.fit_stacked(config, X, y, 10, trains, epochs=2, seed=0)
+    fresh = stacked.StackedNetwork(config, X.shape[1], 10, len(trains), seed=0)
+    assert not np.allclose(trained.network.trainable_variables[0], fresh.trainable_variables[0])
+    # Then the same trainer at a rate of 0 (below the space's range, so set where a fit sets it).
+    real_reset = stacked.TrainingOptimizer.reset
+
+    def reset_to_zero(self, config, total_steps):
+        real_reset(self, config, total_steps)
+        self.base_rate.assign(0.0)
+
+    monkeypatch.setattr(stacked.TrainingOptimizer, "reset", reset_to_zero)
+    hits = stacked.cache_info().hits
+    still = stacked.fit_stacked(config, X, y, 10, trains, epochs=2, seed=0)
+    assert stacked.cache_info().hits == hits + 1
+    for after, before in zip(
+        still.network.trainable_variables, fresh.trainable_variables, strict=True
+    ):
+        np.testing.assert_array_equal(np.asarray(after), np.asarray(before))
+
+
+def test_each_value_outside_the_shape_takes_effect(small):
+    X, y = small
+    folds = make_folds(y, 2, 0)
+    base = {"n_layers": 1, "units": 32, "batch_size": 32, "epochs": 3, "dropout_rate": 0.2}
+
+    def history(**changes):
+        members = DenseNetClassifier(**{**base, **changes}).fit_folds(X, y, folds)
+        return members[0].history_
+
+    reference = history()
+    assert history() == reference
+    for changes in (
+        {"learning_rate": 3e-3},
+        {"lr_schedule": "cosine"},
+        {"dropout_rate": 0.4},
+        {"l2": 1e-3},
+        {"label_smoothing": 0.1},
+        {"optimizer": "adamw"},
+    ):
+        changed = history(**changes)
+        assert changed["loss"] != reference["loss"], changes
+    # All of them trained through one compiled trainer.
+    assert stacked.cache_info().shapes >= 1
+
+
+def test_the_compiled_learning_rate_follows_keras_cosine_decay():
+    config = DenseConfig(learning_rate=0.01, lr_schedule="cosine", optimizer="adamw")
+    schedule = make_optimizer(config, total_steps=100)._learning_rate
+    optimizer = stacked.TrainingOptimizer(config.optimizer)
+    optimizer.reset(config, total_steps=100)
+    for step in (0, 1, 37, 50, 99, 100, 150):
+        optimizer.optimizer.iterations.assign(step)
+        expected = float(schedule(min(step, 100)))
+        assert float(optimizer.learning_rate()) == pytest.approx(expected, rel=1e-6, abs=1e-9)
+    assert float(optimizer.weight_decay.numpy()) == pytest.approx(stacked.ADAMW_WEIGHT_DECAY)
+    constant = DenseConfig(learning_rate=0.02, optimizer="adam")
+    optimizer.reset(constant, total_steps=100)
+    optimizer.optimizer.iterations.assign(60)
+    assert float(optimizer.learning_rate()) == pytest.approx(0.02)
+    assert float(optimizer.weight_decay.numpy()) == 0.0
+
+
+def test_a_stack_keeps_its_weights_when_a_later_fit_reuses_its_trainer(small):
+    X, y = small
+    folds = make_folds(y, 2, 0)
+    params = {"n_layers": 1, "units": 16, "epochs": 2, "batch_size": 32}
+    first = DenseNetClassifier(learning_rate=1e-2, **params).fit_folds(X, y, folds)
+    expected = first[1].predict_proba(X)
+    plain = first[1].model_.to_keras()
+    DenseNetClassifier(learning_rate=1e-3, seed=1, **params).fit_folds(X, y, folds)
+    # The later fit reset the shared network; the first stack kept a copy of its weights.
+    assert first[1].model_.stack._entry is None
+    np.testing.assert_allclose(first[1].predict_proba(X), expected, atol=1e-6)
+    np.testing.assert_allclose(
+        np.asarray(first[1].model_.to_keras().predict(X, verbose=0)),
+        np.asarray(plain.predict(X, verbose=0)),
+        atol=1e-6,
+    )
+
+
+def test_the_cache_is_bounded_and_release_compiled_keeps_it(small, monkeypatch):
+    X, y = small
+    folds = make_folds(y, 2, 0)
+    monkeypatch.setattr(stacked, "MAX_CACHED_SHAPES", 2)
+    stacked.clear_compiled()
+    fits = [
+        DenseNetClassifier(n_layers=1, units=units, epochs=1).fit_folds(X, y, folds)
+        for units in (8, 16, 32)
+    ]
+    assert stacked.cache_info().shapes == 2
+    # The evicted shape's stack still predicts, from its own copy of the weights.
+    assert fits[0][0].model_.stack._entry is None
+    assert fits[0][0].score(X, y) > 0.1
+    stacked.release_compiled()
+    info = stacked.cache_info()
+    assert info.shapes == 2
+    DenseNetClassifier(n_layers=1, units=32, epochs=1).fit_folds(X, y, folds)
+    assert stacked.cache_info().hits == info.hits + 1
+    monkeypatch.setattr(stacked, "MAX_CACHED_BYTES", 1)
+    DenseNetClassifier(n_layers=1, units=16, epochs=1).fit_folds(X, y, folds)
+    # Over the byte budget only the newest shape stays.
+    assert stacked.cache_info().shapes == 1
+    stacked.clear_compiled()
+    assert stacked.cache_info().shapes == 0
+
+
+def test_an_interrupted_fit_leaves_its_trainer_reusable(small):
+    X, y = small
+    folds = make_folds(y, 2, 0)
+    params = {"n_layers": 1, "units": 16, "epochs": 3, "batch_size": 32}
+
+    class Interrupt(keras.callbacks.Callback):
+        def __init__(self, hook):
+            super().__init__()
+            setattr(self, hook, self._raise)
+
+        def _raise(self, *args, **kwargs):
+            raise KeyboardInterrupt
+
+    stacked.clear_compiled()
+    expected = DenseNetClassifier(**params).fit_folds(X, y, folds)
+    for hook in ("on_train_batch_begin", "on_epoch_end"):
+        with pytest.raises(KeyboardInterrupt):
+            DenseNetClassifier(**params).fit_folds(X, y, folds, callbacks=[Interrupt(hook)])
+        again = DenseNetClassifier(**params).fit_folds(X, y, folds)
+        assert [m.history_ for m in again] == [m.history_ for m in expected]
+    assert stacked.cache_info().shapes == 1
 
 
 TENSORFLOW_RUN = """

@@ -87,8 +87,8 @@ class DenseNetClassifier(ClassifierMixin, BaseEstimator):
         """Trains a fresh network on ``X, y``.
 
         Training runs on the zoo's stacked trainer (:mod:`zoo.stacked`) with
-        one member: the data stay in memory on the device and each epoch is
-        one compiled call. ``model_`` is then the plain network of
+        one member: the data stay in memory on the device, each epoch is one
+        compiled call, and fits of one shape share the compiled program. ``model_`` is then the plain network of
         :func:`zoo.network.build_dense_model` holding the trained weights (compiled with a
         fresh optimizer), ready for :func:`save_dense` and export.
 
@@ -144,7 +144,7 @@ class DenseNetClassifier(ClassifierMixin, BaseEstimator):
             callbacks=list(callbacks or []),
             verbose=self.verbose,
         )
-        self.model_ = plain_network(stack.network, 0)
+        self.model_ = plain_network(stack, 0)
         self.history_ = stack.histories[0]
         return self
 
@@ -160,7 +160,9 @@ class DenseNetClassifier(ClassifierMixin, BaseEstimator):
         """Trains one fresh network per cross-validation fold, all k in one stacked model.
 
         The k networks are the members of one :mod:`zoo.stacked` model: one
-        compilation and one dispatch per epoch serve them all. Each member
+        compilation and one dispatch per epoch serve them all, and a later
+        call with the same shapes (layers, width, activation, normalization,
+        optimizer family, data) reuses that compilation. Each member
         starts from the initial weights a fresh fit with this ``seed`` has,
         trains only on its own fold's training part (in full; folds of
         different sizes are padded and masked) and is scored on its own
