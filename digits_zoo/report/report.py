@@ -29,7 +29,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from digits_zoo.artifacts import DamagedModel, load_run_model
+from digits_zoo.artifacts import DamagedModel, load_run_model, remove_stale
 from digits_zoo.leaderboard import read_leaderboard
 from digits_zoo.report.figures.calibration import coverage_chart, reliability_diagram
 from digits_zoo.report.figures.predictions import confusion_matrix, misclassified_gallery
@@ -199,9 +199,9 @@ def write_report(
 
 
 def _write_report(run_dir, meta, rows, top, curves, say) -> Report:
-    # Under the run's lock, staging folders of an earlier report are leftovers of a kill.
-    for leftover in run_dir.glob(".report-*"):
-        shutil.rmtree(leftover, ignore_errors=True)
+    # Under the run's lock, staging folders of an earlier report are leftovers of a kill;
+    # the same rule as an export's and a save's leftovers.
+    remove_stale(run_dir, ".report-")
     inside(run_dir, REPORT_DIR)
     staging = Path(tempfile.mkdtemp(prefix=".report-", dir=run_dir))
     try:
