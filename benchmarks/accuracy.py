@@ -20,19 +20,22 @@ same folds and test split.
 
 ``--family classic --search-minutes 4.8`` runs the classic part alone (the
 same shares); ``--family dense`` the benchmark as it was before there were
-tuned baselines. ``--writer-independent OPTDIGITS_TRA`` switches to UCI's
-writer-independent protocol: train (and cross-validate) on UCI's
+tuned baselines. ``--data optdigits`` switches to UCI's writer-independent
+protocol (the zoo's named dataset): train (and cross-validate) on UCI's
 ``optdigits.tra`` (3,823 digits by 30 writers), test on the bundled digits
-(UCI's ``optdigits.tes``: 1,797 digits by 13 other writers), through an .npz
-written beside the run directory and passed as ``--data``.
+(UCI's ``optdigits.tes``: 1,797 digits by 13 other writers).
+
+Then it ships what a user would ship: ``digits-zoo export RUN_DIR`` (the
+leaderboard's best Keras row, with its temperature) and scores that export on
+the test part, so the figures include the shipped winner's accuracy, errors
+and calibrated expected calibration error (ECE, 15 bins).
 
 Prints the leaderboard's top rows, then the best network's, the best fixed
 baseline's and each tuned family's CV and test accuracy; ``--json`` ends with
-one JSON line of the figures, ``run_dir`` included so a winner can be exported
-and checked elsewhere (``digits-zoo export RUN_DIR``).
+one JSON line of the figures, ``run_dir`` included.
 
     .venv/bin/python benchmarks/accuracy.py [--quick] [--json] [--run-dir DIR]
-        [--family NAME] [--search-minutes M] [--writer-independent OPTDIGITS_TRA]
+        [--family NAME] [--search-minutes M] [--data digits|optdigits]
 """
 
 from __future__ import annotations
@@ -65,29 +68,6 @@ QUICK = {
 SEED = 0
 
 
-def writer_independent_data(optdigits_tra: Path, run_dir: Path) -> Path:
-    """Writes UCI's writer-independent split as an .npz: optdigits.tra to train, .tes to test."""
-    import numpy as np
-    from sklearn.datasets import load_digits
-
-    rows = np.loadtxt(optdigits_tra, delimiter=",", dtype=np.int64)
-    if rows.ndim != 2 or rows.shape[1] != 65:
-        raise SystemExit(f"{optdigits_tra}: expected rows of 64 pixels and a label")
-    # scikit-learn's bundled digits are exactly UCI's optdigits.tes.
-    test = load_digits()
-    # Beside the run directory: the run starts in an empty one.
-    path = run_dir.parent / f"{run_dir.name}-optdigits-writer-independent.npz"
-    run_dir.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(
-        path,
-        x_train=rows[:, :64].reshape(-1, 8, 8),
-        y_train=rows[:, 64],
-        x_test=test.data.astype(np.int64).reshape(-1, 8, 8),
-        y_test=test.target.astype(np.int64),
-    )
-    return path
-
-
 def _line(label: str, row: dict) -> str:
     return (
         f"{label:<24} {row['model']:<40} cv {row['cv_accuracy_mean']:.4f} "
@@ -105,15 +85,40 @@ def _figures(row: dict) -> dict:
     }
 
 
-def run(settings: dict, run_dir: Path, family: str, data: Path | None) -> dict:
+def shipped_winner(run_dir: Path) -> dict:
+    """Exports the leaderboard's best Keras row as a user would, then scores it on the test part."""
+    import numpy as np
+
+    from digits_zoo.runs import load_run
+    from digits_zoo.ship.evaluate import evaluate_export
+    from digits_zoo.ship.export import export_run
+    from digits_zoo.ship.load import load_export
+
+    exported = export_run(run_dir)
+    dataset = load_run(run_dir).dataset
+    test_csv = run_dir / "test_split.csv"
+    np.savetxt(test_csv, np.column_stack([dataset.x_test, dataset.y_test]), fmt="%d", delimiter=",")
+    scored = evaluate_export(load_export(exported.path), test_csv)
+    return {
+        "model": exported.metadata.get("model"),
+        "export": str(exported.path),
+        "test": round(float(scored["accuracy"]), 6),
+        "test_errors": int(scored["rows"] - scored["correct"]),
+        "test_rows": int(scored["rows"]),
+        "ece": round(float(scored["ece"]), 6),
+        "temperature": scored["temperature"],
+    }
+
+
+def run(settings: dict, run_dir: Path, family: str, data: str) -> dict:
     from digits_zoo.cli import main
     from digits_zoo.leaderboard import format_table, read_leaderboard
     from zoo.families import expand_families, get_family
 
     started = time.monotonic()
     common = ["--run-dir", str(run_dir), "--seed", str(SEED)]
-    if data is not None:
-        common += ["--data", str(data)]
+    if data != "digits":
+        common += ["--data", data]
     baselines = ["baselines", *common]
     if settings["baselines"]:
         baselines += ["--models", settings["baselines"]]
@@ -205,7 +210,8 @@ def run(settings: dict, run_dir: Path, family: str, data: Path | None) -> dict:
         trial_seconds=spent,
         trials_stopped_or_failed=len(trials) - sum(scored.values()),
         family=family,
-        data="writer-independent" if data is not None else "bundled digits",
+        data=data,
+        protocol="writer-independent (UCI)" if data == "optdigits" else "random split",
         budget_seconds=settings["budget_minutes"] * 60,
         search_budget_seconds=settings["search_minutes"] * 60,
         wall_seconds=round(wall, 1),
@@ -234,11 +240,11 @@ def main() -> int:
         help="the searches' time budget (default 24, --quick 1)",
     )
     parser.add_argument(
-        "--writer-independent",
-        metavar="OPTDIGITS_TRA",
-        default=None,
-        help="UCI's writer-independent protocol: train on this optdigits.tra, test on the "
-        "bundled digits (optdigits.tes)",
+        "--data",
+        choices=("digits", "optdigits"),
+        default="digits",
+        help="digits (default: the bundled digits, a random split of 13 writers) or "
+        "optdigits (UCI's writer-independent protocol: 30 writers to train, 13 new to test)",
     )
     args = parser.parse_args()
     settings = dict(QUICK if args.quick else FULL)
@@ -253,10 +259,14 @@ def main() -> int:
             f"{run_dir} is not empty; pass another --run-dir (the benchmark starts afresh)"
         )
     os.environ.setdefault("OMP_NUM_THREADS", "2")
-    data = None
-    if args.writer_independent:
-        data = writer_independent_data(Path(args.writer_independent), run_dir)
-    figures = run(settings, run_dir, args.family, data)
+    figures = run(settings, run_dir, args.family, args.data)
+    winner = shipped_winner(run_dir)
+    print(
+        f"shipped winner {winner['model']}: test {winner['test']:.4f} "
+        f"({winner['test_errors']} errors in {winner['test_rows']}), calibrated ECE "
+        f"{winner['ece']:.4f} at temperature {winner['temperature']}"
+    )
+    figures["shipped_winner"] = winner
     if args.json:
         print(json.dumps(figures))
     return 0
