@@ -39,8 +39,32 @@ WAYS = ("usual", "zoo", "zoo-2-workers")
 PINNED = {"augment": "none", "lr_schedule": "constant"}
 
 
-def usual_way(run_dir: str, trials: int, epochs: int, folds: int, pinned: dict) -> dict:
-    """A plain keras-tuner RandomSearch with model.fit per fold (Keras defaults)."""
+def usual_tuner(
+    tuner_class,
+    run_dir: str,
+    trials: int,
+    epochs: int,
+    folds: int,
+    pinned: dict,
+    seed: int = SEED,
+    on_trial_end=None,
+):
+    """The usual keras-tuner loop: ``build(hp)`` over the zoo's space, ``model.fit`` per fold.
+
+    Args:
+        tuner_class: the keras-tuner tuner (``keras_tuner.RandomSearch``,
+            ``keras_tuner.BayesianOptimization``...).
+        run_dir: keras-tuner's folder.
+        trials: ``max_trials``.
+        epochs: epochs per fit.
+        folds: CV folds of the bundled digits' training part.
+        pinned: hyperparameters pinned to one value.
+        seed: the seed of the split, folds, fits and oracle.
+        on_trial_end: called with each finished trial, if given.
+
+    Returns:
+        The tuner, its objective ``cv_accuracy``; call ``search(verbose=0)``.
+    """
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     import keras
     import keras_tuner as kt
@@ -51,20 +75,20 @@ def usual_way(run_dir: str, trials: int, epochs: int, folds: int, pinned: dict) 
     from zoo.protocol import make_folds
     from zoo.space import DenseConfig
 
-    dataset = load_dataset(seed=SEED)
+    dataset = load_dataset(seed=seed)
     x = dataset.scale(dataset.x_train)
     y = keras.utils.to_categorical(dataset.y_train, 10)
-    fold_pairs = make_folds(dataset.y_train, folds, SEED)
+    fold_pairs = make_folds(dataset.y_train, folds, seed)
 
     def build(hp):
         return build_dense_model(DenseConfig.from_hp(hp, pinned), x.shape[1], 10)
 
-    class CVRandomSearch(kt.RandomSearch):
+    class CVTuner(tuner_class):
         def run_trial(self, trial, *args, **kwargs):
             hp = trial.hyperparameters
             scores = []
             for train, val in fold_pairs:
-                keras.utils.set_random_seed(SEED)
+                keras.utils.set_random_seed(seed)
                 model = self.hypermodel.build(hp)
                 model.fit(
                     x[train],
@@ -77,15 +101,29 @@ def usual_way(run_dir: str, trials: int, epochs: int, folds: int, pinned: dict) 
                 scores.append(model.evaluate(x[val], y[val], verbose=0)[1])
             return {"cv_accuracy": float(np.mean(scores))}
 
-    tuner = CVRandomSearch(
+        def on_trial_end(self, trial):
+            super().on_trial_end(trial)
+            if on_trial_end is not None:
+                on_trial_end(trial)
+
+    return CVTuner(
         build,
         objective=kt.Objective("cv_accuracy", "max"),
         max_trials=trials,
-        seed=SEED + 1,
+        seed=seed + 1,
         directory=run_dir,
         project_name="usual",
         max_consecutive_failed_trials=trials + 1,
     )
+
+
+def usual_way(run_dir: str, trials: int, epochs: int, folds: int, pinned: dict) -> dict:
+    """A plain keras-tuner RandomSearch with model.fit per fold (Keras defaults)."""
+    import keras_tuner as kt
+
+    from zoo.space import DenseConfig
+
+    tuner = usual_tuner(kt.RandomSearch, run_dir, trials, epochs, folds, pinned)
     started = time.perf_counter()
     tuner.search(verbose=0)
     seconds = time.perf_counter() - started

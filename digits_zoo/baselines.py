@@ -1,14 +1,24 @@
-"""Evaluating zoo entries (the baselines by default) into a run's leaderboard."""
+"""Evaluating zoo entries (the baselines by default) into a run's leaderboard.
+
+Each evaluated entry also leaves its out-of-fold probabilities in
+``RUN_DIR/baselines/<name>.oof.npy`` (as a search trial does in ``trials/``),
+so the greedy ensemble selection after a search can weigh it among the trials.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from digits_zoo.artifacts import save_fitted
 from digits_zoo.leaderboard import merge_rows
-from digits_zoo.rundir import run_lock
+from digits_zoo.rundir import baseline_out_of_fold_path, run_lock
 from digits_zoo.runs import Run
+from zoo.errors import ZooError
+from zoo.files import atomic_write
 from zoo.protocol import evaluate_model
 from zoo.registry import create_model, list_models, model_entry
 
@@ -53,6 +63,9 @@ def _evaluate_entries(run: Run, entries: list, progress: Callable[[str], None]):
         row = result.row()
         row["source"] = "baselines"
         row["model_path"] = save_fitted(result.fitted, run.path, entry.name)
+        if result.out_of_fold is not None:
+            write_baseline_out_of_fold(run.path, entry.name, result.out_of_fold)
+        # The row last: once it is on the leaderboard, its files are on disk too.
         board = merge_rows(run.path, [row])
         progress(
             f"[{number}/{len(entries)}] {entry.name:<20} cv {row['cv_accuracy_mean']:.4f} "
@@ -60,3 +73,29 @@ def _evaluate_entries(run: Run, entries: list, progress: Callable[[str], None]):
             f"fit {row['fit_seconds']:.2f}s"
         )
     return board
+
+
+def write_baseline_out_of_fold(run_dir: str | Path, name: str, probabilities: np.ndarray) -> None:
+    """Writes a baseline's out-of-fold probabilities (atomically)."""
+    atomic_write(
+        baseline_out_of_fold_path(run_dir, name),
+        lambda stream: np.save(stream, probabilities),
+        binary=True,
+    )
+
+
+def read_baseline_out_of_fold(run_dir: str | Path, name: str) -> np.ndarray | None:
+    """A baseline's out-of-fold probabilities, or ``None`` if it has none (or a damaged one).
+
+    A name that is not a plain file name has none either.
+    """
+    try:
+        path = baseline_out_of_fold_path(run_dir, name)
+    except ZooError:
+        return None
+    if not path.is_file():
+        return None
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError):
+        return None

@@ -94,7 +94,8 @@ def register(subparsers) -> None:
         type=int,
         default=None,
         metavar="N",
-        help="average the top N dense trials into an ensemble row (default: --top-k; 0 or 1: none)",
+        help="rounds of greedy ensemble selection over the run's networks (default: 25 when "
+        "--top-k is 2 or more, else none; 0 or 1: none)",
     )
     search.add_argument(
         "--budget-minutes",
@@ -134,6 +135,21 @@ def register(subparsers) -> None:
         action="store_false",
         help="train every dense trial for all its epochs (by default random and bayesian "
         "searches stop a trial trailing the median of the finished ones; hyperband never)",
+    )
+    search.add_argument(
+        "--no-strong-start",
+        dest="strong_start",
+        action="store_false",
+        help="let the oracle choose a dense search's first trial too (by default it is a "
+        "strong default, 1x256, unless --warm-start gives the first trials)",
+    )
+    search.add_argument(
+        "--no-cost-aware",
+        dest="cost_aware",
+        action="store_false",
+        help="keep every proposal under --budget-minutes (by default a random or bayesian "
+        "dense search replaces one expected to take over a third of the budget left, "
+        "estimated from the finished trials, by a random one that fits)",
     )
     search.set_defaults(handler=_search)
 
@@ -192,7 +208,7 @@ def _search(args) -> int:
         args.family,
         args.fix,
         warm_start=args.warm_start,
-        strong_start=True,
+        strong_start=args.strong_start,
         tuner=args.tuner,
         max_trials=args.max_trials,
         epochs=args.epochs,
@@ -201,6 +217,7 @@ def _search(args) -> int:
         budget_minutes=args.budget_minutes,
         # Hyperband keeps its own schedule.
         early_stop=args.early_stop and args.tuner != "hyperband",
+        cost_aware=args.cost_aware,
     )
     check_integer("--workers", args.workers, 1, max_workers(), WORKERS_LIMIT)
     if args.budget_minutes is not None and args.workers > 1:

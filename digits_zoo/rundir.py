@@ -6,6 +6,8 @@ Layout::
       run.json          data path, dataset fingerprint, split seed, folds, versions, device
       leaderboard.csv   one row per evaluated model, best first
       models/           fitted leaderboard models (.keras + .keras.json, .skops)
+      baselines/        <name>.oof.npy: each baseline's out-of-fold probabilities
+      ensembles.json    the last greedy ensemble selections (shipped and mixed)
       search.json       each search's settings and the data source      (search.paths)
       tuner/<tuner>/    keras-tuner's own state                          (search.paths)
       trials/           one record per finished trial, out-of-fold probabilities (search.paths)
@@ -29,18 +31,24 @@ from zoo.files import folder_lock
 RUN_FILE = "run.json"
 LEADERBOARD = "leaderboard.csv"
 MODELS_DIR = "models"
+BASELINES_DIR = "baselines"
+ENSEMBLES_FILE = "ensembles.json"
 EXPORT_DIR = "export"
 REPORT_DIR = "report"
 DEFAULT_RUN_DIR = "runs/digits"
 
 __all__ = [
+    "BASELINES_DIR",
     "DEFAULT_RUN_DIR",
+    "ENSEMBLES_FILE",
     "EXPORT_DIR",
     "LEADERBOARD",
     "MODELS_DIR",
     "REPORT_DIR",
     "RUN_FILE",
     "TRIALS_CSV",
+    "baseline_out_of_fold_path",
+    "ensembles_path",
     "export_base",
     "inside",
     "leaderboard_path",
@@ -86,6 +94,20 @@ def models_dir(run_dir: str | Path) -> Path:
 def model_file(run_dir: str | Path, name: str, suffix: str) -> Path:
     """A fitted leaderboard model's file, ``models/<name><suffix>``, checked to stay inside."""
     return inside(run_dir, Path(MODELS_DIR) / f"{checked_name(name)}{suffix}")
+
+
+def baseline_out_of_fold_path(run_dir: str | Path, name: str) -> Path:
+    """A baseline's out-of-fold probabilities, ``baselines/<name>.oof.npy``, checked to stay inside.
+
+    Like a search trial's (``search.paths.out_of_fold_path``): row ``i`` as
+    predicted by the fold model that did not train on it.
+    """
+    return inside(run_dir, Path(BASELINES_DIR) / f"{checked_name(name)}.oof.npy")
+
+
+def ensembles_path(run_dir: str | Path) -> Path:
+    """``ensembles.json``: the greedy ensemble selections measured after the last search."""
+    return Path(run_dir) / ENSEMBLES_FILE
 
 
 def export_base(run_dir: str | Path, name: str) -> Path:

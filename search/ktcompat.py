@@ -1,6 +1,6 @@
 """Every use of keras-tuner's private internals, in one place.
 
-keras-tuner's public API does not cover five things the search needs; each
+keras-tuner's public API does not cover six things the search needs; each
 is wrapped here and pinned to the version it was written against by
 ``tests/test_ktcompat.py``, so an upgrade that moves them fails one test
 instead of a search.
@@ -96,3 +96,17 @@ def reseed_gaussian_process_proposals(oracle: kt.Oracle, draw: int) -> None:
     same sequence as an uninterrupted one.
     """
     oracle._random_state = np.random.RandomState((oracle.seed * 7919 + draw) % (2**32))
+
+
+def random_proposal(oracle: kt.Oracle) -> dict[str, Any]:
+    """A random configuration of the oracle's space not tried yet, as ``populate_space`` answers.
+
+    The oracle's own random draw (``Oracle._random_values``, which skips tried
+    configurations): it advances the oracle's saved seed state, so a resumed
+    search draws what an uninterrupted one would. Its ``status`` is
+    ``STOPPED`` (and ``values`` ``None``) once no untried configuration is found.
+    """
+    values = oracle._random_values()
+    if values is None:
+        return {"status": kt.engine.trial.TrialStatus.STOPPED, "values": None}
+    return {"status": kt.engine.trial.TrialStatus.RUNNING, "values": values}

@@ -1,7 +1,7 @@
 """Trial records: what each finished trial leaves on disk, and the tables rebuilt from them.
 
 A trial writes ``trials/<project>_<id>.json`` (family, config, fold scores,
-per-fold learning curves of a network, seconds, status) and
+per-fold learning curves of a network, seconds, when it ended, status) and
 ``trials/<project>_<id>.oof.npy`` (its out-of-fold probabilities, whatever its
 family); keras-tuner keeps its own ``trial.json``. Every table of trials
 (``trials.csv``, the report, the progress line, the budget) is rebuilt from

@@ -54,13 +54,18 @@ class SearchSpec:
 
     ``family`` is the model family searched (``zoo.families``): ``dense`` (the
     default) or a classic one. ``epochs`` applies to the dense family only, and
-    so does ``ensemble`` (the ensemble row averages dense networks); a classic
+    so does ``ensemble`` (the rounds of greedy selection over the networks); a classic
     family's trials train until their estimator's own stopping rule.
 
     ``early_stop`` stops a dense trial that trails the finished trials
     (``search.stopping``, the median stopping rule); a ``search.json`` written
     before it existed reads as off, so such a search resumes unchanged.
     Hyperband keeps its own schedule and refuses it.
+
+    ``cost_aware`` replaces, under a time budget, a proposal of a random or
+    Bayesian dense search expected to take more than a third of the budget
+    left (``search.hypermodel.CostRule``); it does nothing elsewhere. Like
+    ``early_stop``, a ``search.json`` written before it existed resumes without it.
 
     ``warm_start`` holds configurations (hyperparameter values, e.g. the best of
     an earlier run, ``search.records.best_configs``) the first trials take, in order.
@@ -75,6 +80,7 @@ class SearchSpec:
     budget_minutes: float | None = None
     family: str = DENSE
     early_stop: bool = False
+    cost_aware: bool = True
     warm_start: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -98,11 +104,6 @@ class SearchSpec:
         check_integer("--top-k", self.top_k, 0)
         if self.ensemble is not None:
             check_integer("--ensemble", self.ensemble, 0)
-        if self.ensemble is not None and self.ensemble > self.top_k:
-            raise ZooError(
-                f"--ensemble {self.ensemble} averages the top trials refit by --top-k, so "
-                f"--top-k must be at least {self.ensemble} (got {self.top_k})"
-            )
         budget = self.budget_minutes
         if budget is not None and (
             isinstance(budget, bool)
@@ -112,6 +113,8 @@ class SearchSpec:
             raise ZooError(f"--budget-minutes must be a positive number (got {budget!r})")
         if not isinstance(self.early_stop, bool):
             raise ZooError(f"early_stop must be True or False (got {self.early_stop!r})")
+        if not isinstance(self.cost_aware, bool):
+            raise ZooError(f"cost_aware must be True or False (got {self.cost_aware!r})")
         if self.early_stop and self.tuner == "hyperband":
             raise ZooError(
                 "hyperband stops trials on its own schedule (got early_stop with --tuner "
@@ -142,16 +145,6 @@ class SearchSpec:
                 f"--epochs must be at least 3 for hyperband (got {self.epochs}); "
                 "it trains trials for 1/3 of the epochs and then the full count"
             )
-
-    @property
-    def ensemble_size(self) -> int:
-        """How many top trials the ensemble row averages (``top_k`` unless set; <2: none).
-
-        Always 0 for a classic family: the ensemble averages dense networks only.
-        """
-        if self.family != DENSE:
-            return 0
-        return self.top_k if self.ensemble is None else self.ensemble
 
     @property
     def model_family(self) -> Family:
@@ -228,12 +221,13 @@ def prepare_search(context: SearchContext, spec: SearchSpec, overwrite: bool = F
 
     A resumed search keeps early stopping only if it had it: a search recorded
     without it (or before the setting existed) resumes without it, so its
-    trials stay comparable; a resume may turn it off. A resumed search keeps
-    its recorded warm start.
+    trials stay comparable; a resume may turn it off. The budget's cost rule
+    (``cost_aware``) resumes the same way, so a resumed search proposes what
+    an uninterrupted one would. A resumed search keeps its recorded warm start.
 
     Returns:
         The settings the search runs with (``spec``, with the resumed
-        search's early stopping).
+        search's early stopping and cost rule).
 
     Raises:
         ZooError: this project's recorded search used other epochs or pinned values.
@@ -256,6 +250,8 @@ def prepare_search(context: SearchContext, spec: SearchSpec, overwrite: bool = F
             )
     if recorded and not overwrite and spec.early_stop:
         spec = replace(spec, early_stop=bool(recorded.get("early_stop", False)))
+    if recorded and not overwrite and spec.cost_aware:
+        spec = replace(spec, cost_aware=bool(recorded.get("cost_aware", False)))
     if recorded and not overwrite:
         # The oracle hands the warm start's configurations out by trial count: a
         # resume keeps the recorded ones.

@@ -14,7 +14,9 @@ between its trials.
 
 With ``spec.early_stop`` a dense trial stops once it trails the trials trained
 in full (``search.stopping``, the median stopping rule); it is recorded as
-completed with the score it had, and ``stopped_early`` in its record.
+completed with the score it had, and ``stopped_early`` in its record. Under a
+time budget with ``spec.cost_aware``, the oracle swaps a proposal that would
+take too much of the budget left for a cheaper one (``search.hypermodel.CostRule``).
 
 State is keras-tuner's own (``tuner/<project>/``): rerunning the same search
 resumes, finished trials are neither lost nor rerun. Beside it each finished
@@ -80,7 +82,7 @@ class CVTuner(kt.Tuner):
         dataset = context.dataset
         hypermodel = make_hypermodel(spec, dataset.n_features, len(dataset.classes), context.seed)
         super().__init__(
-            oracle=make_oracle(spec, context.seed),
+            oracle=make_oracle(spec, context.seed, context),
             hypermodel=hypermodel,
             directory=str(paths.tuner_root(context.directory)),
             project_name=spec.project,
@@ -216,6 +218,8 @@ class CVTuner(kt.Tuner):
             **record,
             "seconds": round(now - started, 3),
             "wall_seconds": round(now - self._mark, 3),
+            # When it ended (Unix time): what a benchmark of time to a score reads.
+            "ended_at": round(time.time(), 3),
         }
         write_record(self.context.directory, name, record)
 
@@ -258,6 +262,8 @@ class CVTuner(kt.Tuner):
         if not self.family.trains_by_epochs:
             summary = f"{self.family.name} {summary}"
         record = next((r for r in records if r.get("trial_id") == name), {})
+        # The trial's own time (its record's), beside the search's elapsed time.
+        cost = f"{float(record['seconds']):.1f} s | " if record.get("seconds") is not None else ""
         if trial.status == "COMPLETED" and record.get("cv_scores"):
             outcome = f"cv {np.mean(record['cv_scores']):.4f} ± {np.std(record['cv_scores']):.4f}"
             if record.get("stopped_early"):
@@ -273,7 +279,7 @@ class CVTuner(kt.Tuner):
         if self.spec.budget_minutes is not None:
             eta = max(0.0, min(eta, remaining_seconds(self.spec.budget_minutes, records)))
         return (
-            f"[trial {len(records)}/{total}] {summary} | {outcome} | best {best:.4f} | "
+            f"[trial {len(records)}/{total}] {summary} | {outcome} | {cost}best {best:.4f} | "
             f"{duration(elapsed)} elapsed, ~{duration(eta)} left"
         )
 

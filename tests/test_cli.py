@@ -15,7 +15,7 @@ import pytest
 
 from digits_zoo.artifacts import load_fitted
 from digits_zoo.leaderboard import COLUMNS, read_leaderboard
-from digits_zoo.rundir import LEADERBOARD, RUN_FILE
+from digits_zoo.rundir import BASELINES_DIR, LEADERBOARD, RUN_FILE
 from digits_zoo.runs import load_run
 from zoo import list_models, model_entry
 
@@ -61,7 +61,12 @@ def test_list_by_kind(cli):
 
 def test_baselines_writes_the_run_its_leaderboard_and_models(baselines_run):
     run_dir = baselines_run
-    assert sorted(p.name for p in run_dir.iterdir()) == [LEADERBOARD, "models", RUN_FILE]
+    assert sorted(p.name for p in run_dir.iterdir()) == [
+        BASELINES_DIR,
+        LEADERBOARD,
+        "models",
+        RUN_FILE,
+    ]
     header, rows = read_csv(run_dir / LEADERBOARD)
     assert header == COLUMNS
     assert [row["model"] for row in rows] == ["knn_k1", "decision_tree"]

@@ -192,7 +192,9 @@ def test_no_early_stop_trains_every_epoch(tmp_path, monkeypatch):
     # Without --warm-start the first trial is the strong default, pinned values kept.
     fixed = {"n_layers": 1, "units": 16, "augment": "none"}
     assert read_spec(run_dir).warm_start == [DENSE_FIRST_TRIAL]
-    assert _records(run_dir)["random_0"]["config"] == {**DENSE_FIRST_TRIAL, **fixed}
+    # Hyperparameters the first trial leaves out take their defaults.
+    expected = {**DenseConfig().to_dict(), **DENSE_FIRST_TRIAL, **fixed}
+    assert _records(run_dir)["random_0"]["config"] == expected
     for record in _records(run_dir).values():
         assert record["stopped_early"] is False
         assert record["epochs_run"] == 4

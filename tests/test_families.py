@@ -13,6 +13,7 @@ import pytest
 from digits_zoo.artifacts import load_fitted, save_fitted
 from digits_zoo.baselines import run_baselines
 from digits_zoo.leaderboard import read_leaderboard
+from digits_zoo.rundir import ensembles_path
 from digits_zoo.runs import open_run
 from digits_zoo.searching import run_searches, search_specs
 from search import paths
@@ -235,7 +236,7 @@ def test_a_search_recorded_before_there_were_families_reads_as_dense(tmp_path):
         json.dumps({"current": "bayesian", "searches": {"bayesian": recorded}})
     )
     spec = read_spec(tmp_path)
-    assert (spec.family, spec.project, spec.ensemble_size) == (DENSE, "bayesian", 3)
+    assert (spec.family, spec.project, spec.top_k) == (DENSE, "bayesian", 3)
 
 
 def test_budget_shares_give_dense_four_fifths_and_split_the_rest(cli):
@@ -396,11 +397,20 @@ def test_all_families_share_one_leaderboard_and_resume(searched_classic):
     networks = [
         row["model"] for row in board if row["kind"] == "keras" and row["source"] == "search"
     ]
-    assert len(networks) == 3 and "ensemble_random_top2" in networks
-    for name in set(networks) - {"ensemble_random_top2"}:
+    # The greedy ensemble of the networks is a row when it kept two of them or more;
+    # every model of the run was a candidate of the mixed one (ensembles.json).
+    selections = json.loads(ensembles_path(run.path).read_text())
+    shipped = [selections["shipped"]["model"]] if selections["shipped"]["model"] else []
+    assert shipped in ([], ["ensemble_random_greedy"])
+    assert len(networks) == 2 + len(shipped) and set(shipped) <= set(networks)
+    for name in set(networks) - set(shipped):
         assert re.fullmatch(r"search_random_[01]_1x32_[a-z]+", name), name
     assert len([row for row in board if row["kind"] == "sklearn"]) == 1 + 2 * len(CLASSIC)
-    assert sum(name.startswith("ensemble_") for name in names) == 1
+    assert sum(name.startswith("ensemble_") for name in names) == len(shipped)
+    if selections["mixed"]:
+        mixed_names = {member["model"] for member in selections["mixed"]["members"]}
+        assert mixed_names <= set(names)
+        assert selections["mixed"]["cv_accuracy_mean"] >= board[0]["cv_accuracy_mean"] - 1e-6
     assert [row["family"] for row in read_trials_csv(run.path)] == [DENSE] * 2 + [
         name for name in CLASSIC for _ in range(2)
     ]

@@ -45,3 +45,19 @@ def test_orphaned_running_trial_is_marked_failed(tmp_path):
     assert ktcompat.fail_orphaned_trials(reloaded, "gone") == [trial.trial_id]
     assert reloaded.trials[trial.trial_id].status == "FAILED"
     assert reloaded.trials[trial.trial_id].message == "gone"
+
+
+def test_random_proposal_draws_an_untried_configuration_and_advances_the_seed(tmp_path):
+    oracle = make_oracle(SearchSpec(tuner="random", max_trials=3), seed=0)
+    ktcompat.attach_oracle(oracle, str(tmp_path), "random")
+    hp = kt.HyperParameters()
+    hp.Int("units", 1, 2)
+    oracle.hyperparameters = hp
+    before = oracle._seed_state
+    first = ktcompat.random_proposal(oracle)
+    assert first["status"] == "RUNNING" and first["values"]["units"] in (1, 2)
+    assert oracle._seed_state > before
+    for worker in ("tuner0", "tuner1"):
+        oracle.create_trial(worker)
+    # Both configurations tried: none is left.
+    assert ktcompat.random_proposal(oracle) == {"status": "STOPPED", "values": None}

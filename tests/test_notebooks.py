@@ -42,12 +42,13 @@ def _code(path: Path) -> list[str]:
     return [cell.source for cell in notebook.cells if cell.cell_type == "code"]
 
 
-def test_the_four_study_notebooks_are_there():
+def test_the_study_notebooks_are_all_there():
     assert [path.name for path in NOTEBOOKS] == [
         "01_data.ipynb",
         "02_classic_models.ipynb",
         "03_dense_networks.ipynb",
         "04_search_and_ship.ipynb",
+        "05_new_writers.ipynb",
     ]
 
 

@@ -1,4 +1,4 @@
-"""Ensembles of dense networks: the mean of their class probabilities (soft voting)."""
+"""Ensembles of dense networks: the (weighted) mean of their class probabilities (soft voting)."""
 
 from __future__ import annotations
 
@@ -21,20 +21,34 @@ class DenseEnsembleClassifier(ClassifierMixin, BaseEstimator):
     Args:
         members: one parameter dict per network (a ``DenseNetClassifier``'s
             ``get_params()``: hyperparameters, ``epochs``, ``seed``).
+        weights: one non-negative weight per member (normalised to sum 1),
+            such as greedy ensemble selection's (``zoo.selection``); ``None``
+            weighs every member equally.
 
-    After ``fit``, ``estimators_`` holds the fitted networks and ``model_`` one
-    Keras model that feeds its input to every network and averages their
-    outputs, ready for :func:`save_ensemble` and SavedModel export.
+    After ``fit``, ``estimators_`` holds the fitted networks, ``weights_`` the
+    normalised weights, and ``model_`` one Keras model that feeds its input to
+    every network and takes the weighted mean of their outputs, ready for
+    :func:`save_ensemble` and SavedModel export.
     """
 
-    def __init__(self, members: Sequence[dict[str, Any]] = ()):
+    def __init__(
+        self,
+        members: Sequence[dict[str, Any]] = (),
+        weights: Sequence[float] | None = None,
+    ):
         self.members = members
+        self.weights = weights
+
+    def _checked_weights(self) -> np.ndarray:
+        """The weights normalised to sum 1 (see :func:`normalised_weights`)."""
+        return normalised_weights(self.weights, len(self.members))
 
     def _unfitted(self) -> list[DenseNetClassifier]:
         if isinstance(self.members, (str, bytes)) or len(self.members) < 2:
             raise ZooError(
                 f"an ensemble needs at least 2 member networks (got {len(self.members)})"
             )
+        self._checked_weights()
         try:
             return [DenseNetClassifier(**dict(params)) for params in self.members]
         except TypeError as error:
@@ -58,15 +72,27 @@ class DenseEnsembleClassifier(ClassifierMixin, BaseEstimator):
         ]
         fold_ensembles = []
         for fold_members in zip(*per_member, strict=True):
-            ensemble = DenseEnsembleClassifier(members=self.members)
+            ensemble = DenseEnsembleClassifier(members=self.members, weights=self.weights)
             ensemble._adopt(list(fold_members), build_model=False)
             fold_ensembles.append(ensemble)
         return fold_ensembles
 
     @classmethod
-    def from_fitted(cls, estimators: Sequence[DenseNetClassifier]) -> DenseEnsembleClassifier:
-        """Makes an ensemble of networks already fitted on the same data (no training)."""
-        ensemble = cls(members=tuple(_member_params(e) for e in estimators))
+    def from_fitted(
+        cls,
+        estimators: Sequence[DenseNetClassifier],
+        weights: Sequence[float] | None = None,
+    ) -> DenseEnsembleClassifier:
+        """Makes an ensemble of networks already fitted on the same data (no training).
+
+        Args:
+            estimators: the fitted networks, each once.
+            weights: one weight per network, or ``None`` for equal ones.
+        """
+        members = tuple(_member_params(e) for e in estimators)
+        if weights is not None:
+            weights = tuple(float(w) for w in weights)
+        ensemble = cls(members=members, weights=weights)
         ensemble._unfitted()
         ensemble._adopt(list(estimators))
         return ensemble
@@ -80,11 +106,12 @@ class DenseEnsembleClassifier(ClassifierMixin, BaseEstimator):
         self.classes_ = np.asarray(estimators[0].classes_)
         self.n_features_in_ = features.pop()
         self.history_ = {}
+        self.weights_ = self._checked_weights()
         if build_model:
-            self.model_ = averaging_model([e.model_ for e in estimators])
+            self.model_ = averaging_model([e.model_ for e in estimators], self.weights)
 
     def predict_proba(self, X) -> np.ndarray:
-        """Returns the mean of the members' class probabilities."""
+        """Returns the weighted mean of the members' class probabilities."""
         if getattr(self, "model_", None) is not None:
             X = _as_features(X)
             if X.shape[1] != self.n_features_in_:
@@ -94,10 +121,11 @@ class DenseEnsembleClassifier(ClassifierMixin, BaseEstimator):
                 )
             return np.asarray(self.model_.predict(X, batch_size=4096, verbose=0))
         check_is_fitted(self, "estimators_")
-        return np.mean([e.predict_proba(X) for e in self.estimators_], axis=0)
+        probabilities = [e.predict_proba(X) for e in self.estimators_]
+        return np.average(probabilities, axis=0, weights=self.weights_)
 
     def predict(self, X) -> np.ndarray:
-        """Returns the class with the highest mean probability."""
+        """Returns the class with the highest (weighted) mean probability."""
         return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
 
     def count_params(self) -> int:
@@ -108,20 +136,61 @@ class DenseEnsembleClassifier(ClassifierMixin, BaseEstimator):
         return int(sum(int(np.prod(w.shape)) for w in self.model_.trainable_weights))
 
 
+def normalised_weights(weights: Sequence[float] | None, n_members: int) -> np.ndarray:
+    """One weight per member, normalised to sum 1; equal ones for ``None``.
+
+    Raises:
+        ZooError: not one finite, non-negative number per member, or all zero.
+    """
+    if weights is None:
+        return np.full(n_members, 1.0 / n_members)
+    try:
+        checked = np.asarray(weights, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ZooError(f"ensemble weights must be numbers (got {weights!r})") from None
+    if checked.shape != (n_members,):
+        raise ZooError(
+            f"ensemble weights must be one number per member ({n_members}) (got {weights!r})"
+        )
+    if not np.isfinite(checked).all() or (checked < 0).any() or checked.sum() <= 0:
+        raise ZooError(
+            f"ensemble weights must be finite, non-negative and not all zero (got {weights!r})"
+        )
+    return checked / checked.sum()
+
+
 def _member_params(estimator: DenseNetClassifier) -> dict[str, Any]:
     params = estimator.get_params(deep=False)
     params.pop("verbose", None)
     return params
 
 
-def averaging_model(models: Sequence[Any]):
-    """Returns one Keras model whose output is the mean of ``models``' outputs."""
+def averaging_model(models: Sequence[Any], weights: Sequence[float] | None = None):
+    """Returns one Keras model whose output is the (weighted) mean of ``models``' outputs.
+
+    Args:
+        models: the fitted Keras models (or objects with ``to_keras()``).
+        weights: one non-negative weight per model, normalised here to sum 1;
+            ``None`` takes the plain mean (a ``keras.layers.Average``).
+
+    With weights, each output is scaled by its weight (``keras.layers.Rescaling``)
+    and the scaled outputs are summed (``keras.layers.Add``): standard layers
+    that save, load and export like the rest of the model.
+    """
     import keras
 
     plain = [m.to_keras() if hasattr(m, "to_keras") else m for m in models]
     inputs = keras.Input(shape=plain[0].input_shape[1:], name="pixels")
     outputs = [model(inputs) for model in _renamed(plain)]
-    averaged = keras.layers.Average(name="probabilities")(outputs)
+    if weights is None:
+        averaged = keras.layers.Average(name="probabilities")(outputs)
+    else:
+        normalised = normalised_weights(weights, len(plain))
+        scaled = [
+            keras.layers.Rescaling(scale=float(weight), name=f"weight_{index}")(output)
+            for index, (weight, output) in enumerate(zip(normalised, outputs, strict=True))
+        ]
+        averaged = keras.layers.Add(name="probabilities")(scaled)
     # Left uncompiled: it only predicts, and a compiled optimizer would be
     # saved without its variables and warn when the file is loaded.
     return keras.Model(inputs, averaged, name=f"dense_ensemble_{len(plain)}")
@@ -141,7 +210,10 @@ def save_ensemble(estimator: DenseEnsembleClassifier, path: str | Path) -> None:
     estimator.model_.save(path)
     sidecar = {
         "ensemble": True,
-        "params": {"members": [dict(m) for m in estimator.members]},
+        "params": {
+            "members": [dict(m) for m in estimator.members],
+            "weights": None if estimator.weights is None else [float(w) for w in estimator.weights],
+        },
         "classes": [int(c) for c in estimator.classes_],
         "n_features_in": int(estimator.n_features_in_),
     }
@@ -152,7 +224,13 @@ def load_ensemble(path: str | Path, sidecar: dict[str, Any]) -> DenseEnsembleCla
     """Loads an ensemble saved by :func:`save_ensemble` (``sidecar`` is its parsed JSON)."""
     import keras
 
-    estimator = DenseEnsembleClassifier(members=tuple(sidecar["params"]["members"]))
+    params = sidecar["params"]
+    weights = params.get("weights")
+    estimator = DenseEnsembleClassifier(
+        members=tuple(params["members"]),
+        weights=None if weights is None else tuple(weights),
+    )
+    estimator.weights_ = estimator._checked_weights()
     estimator.model_ = keras.saving.load_model(path)
     estimator.classes_ = np.asarray(sidecar["classes"])
     estimator.n_features_in_ = sidecar["n_features_in"]

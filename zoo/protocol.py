@@ -85,6 +85,53 @@ def cross_validate(
     return scores
 
 
+def cross_validate_out_of_fold(
+    estimator: Any,
+    X: np.ndarray,
+    y: np.ndarray,
+    folds: Folds,
+    classes: np.ndarray | None = None,
+    callbacks: list[Any] | None = None,
+) -> tuple[list[float], np.ndarray | None]:
+    """Cross-validates like :func:`cross_validate` and keeps the out-of-fold probabilities.
+
+    Row ``i`` of the out-of-fold matrix is ``predict_proba`` of the one fold
+    model that did not train on row ``i`` (the model of the fold whose
+    validation part holds it), so the matrix scores any ensemble of models
+    on the run's folds without training again.
+
+    Args:
+        estimator, X, y, folds, callbacks: as :func:`cross_validate`.
+        classes: the class labels in column order (default: the labels in ``y``).
+
+    Returns:
+        The accuracy on each fold, and the ``(n_samples, n_classes)`` float32
+        out-of-fold probabilities (``None`` for a model without ``predict_proba``).
+
+    Raises:
+        ZooError: a fold model that learned other classes than ``classes``.
+    """
+    classes = np.unique(y) if classes is None else np.asarray(classes)
+    out_of_fold: np.ndarray | None = np.zeros((len(y), len(classes)), dtype="float32")
+
+    def keep(index: int, model: Any, accuracy: float) -> None:
+        nonlocal out_of_fold
+        if out_of_fold is None or not hasattr(model, "predict_proba"):
+            out_of_fold = None
+            return
+        learned = np.asarray(model.classes_)
+        if learned.shape != classes.shape or (learned != classes).any():
+            raise ZooError(
+                f"fold {index + 1}'s model learned classes {learned.tolist()}, expected "
+                f"{classes.tolist()}; every fold's training part must hold every class"
+            )
+        val = folds[index][1]
+        out_of_fold[val] = model.predict_proba(X[val])
+
+    scores = cross_validate(estimator, X, y, folds, on_fold=keep, callbacks=callbacks)
+    return scores, out_of_fold
+
+
 def model_size(estimator: Any) -> int:
     """Counts a fitted model's parameters.
 
@@ -135,7 +182,11 @@ def config_json(estimator: Any) -> str:
 
 @dataclass
 class Evaluation:
-    """What the protocol measured for one model; ``row()`` is its leaderboard row."""
+    """What the protocol measured for one model; ``row()`` is its leaderboard row.
+
+    ``out_of_fold`` holds the cross-validation's out-of-fold probabilities
+    when they were kept (:func:`cross_validate_out_of_fold`), else ``None``.
+    """
 
     model: str
     kind: str
@@ -149,6 +200,7 @@ class Evaluation:
     extra: dict[str, Any] = field(default_factory=dict)
     fitted: Any = None
     test_ece: float | None = None
+    out_of_fold: np.ndarray | None = None
 
     def row(self) -> dict[str, Any]:
         return {
@@ -235,7 +287,15 @@ def test_fitted(
 def evaluate_model(
     name: str, kind: str, estimator: Any, dataset: Dataset, folds: Folds
 ) -> Evaluation:
-    """Runs the whole protocol on one model: CV on the run's folds, refit, test."""
+    """Runs the whole protocol on one model: CV on the run's folds, refit, test.
+
+    The result keeps the CV's out-of-fold probabilities (``out_of_fold``),
+    columns in ``dataset.classes`` order, for ensembles of the run's models.
+    """
     X_train = dataset.scale(dataset.x_train)
-    scores = cross_validate(estimator, X_train, dataset.y_train, folds)
-    return refit_and_test(name, kind, estimator, dataset, scores)
+    scores, out_of_fold = cross_validate_out_of_fold(
+        estimator, X_train, dataset.y_train, folds, classes=np.asarray(dataset.classes)
+    )
+    result = refit_and_test(name, kind, estimator, dataset, scores)
+    result.out_of_fold = out_of_fold
+    return result

@@ -210,7 +210,9 @@ def refit_row(run: Run, row: dict[str, Any]) -> Any:
     if row["kind"] == "keras":
         try:
             if "members" in config:
-                estimator = DenseEnsembleClassifier(members=tuple(config["members"]))
+                estimator = DenseEnsembleClassifier(
+                    members=tuple(config["members"]), weights=config.get("weights")
+                )
             else:
                 estimator = DenseNetClassifier(**config)
         except TypeError as error:

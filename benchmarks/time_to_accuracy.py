@@ -1,0 +1,363 @@
+"""Time to a winner: wall time from a search's start until its best CV first reaches 0.990 and 0.995.
+
+``digits-zoo search`` with its defaults (the default space, Bayesian, 5 folds,
+20 epochs) on the bundled digits, seeds 0, 1 and 2, with each of issue 16's
+changes on and off, and the usual keras-tuner loop as the peer:
+
+* ``all``: everything on (the median stopping rule, compiled trainers reused
+  per shape, the strong first trial, the budget's cost rule);
+* ``no-early-stop``: ``--no-early-stop``;
+* ``no-compile-reuse``: every trial compiles its trainer afresh. The child
+  process frees the compiled-trainer cache after every trial
+  (``search.tuner.release_compiled`` replaced by ``zoo.stacked.clear_compiled``;
+  ``zoo.stacked.MAX_CACHED_SHAPES = 0`` would not do it, since the cache
+  always keeps its newest shape) and writes nothing to JAX's persistent
+  compilation cache, so a trial of a known shape cannot load its program
+  from disk either (as before the change, when the hyperparameters baked into
+  a program made its every trial's program new). The child prints the
+  cache's counters; the run's ``reused`` column shows 0;
+* ``no-strong-start``: ``--no-strong-start``: the oracle chooses the first trial too;
+* ``no-cost-aware``: ``--no-cost-aware``;
+* ``usual``: ``keras_tuner.BayesianOptimization`` with ``build(hp)`` and
+  ``model.fit`` per fold on TensorFlow, as ``search_throughput.py``'s usual
+  way (its code, reused), over the same space but for the augmented copies
+  and the learning-rate schedule, which that loop does not have (pinned to
+  ``none`` and ``constant``).
+
+Each run is a child process started with an empty JAX compilation cache, with
+``--budget-minutes`` the cap (``--cap-minutes``, default 5) and a large
+``--max-trials``. The time axis starts when the child is started (the
+process start-up counts) and ends at the cap; a threshold first reached
+later is reported as not reached. The trials' end times come from their
+records (``ended_at``; the usual loop writes one line per trial). A run
+stops as soon as its best CV reaches the highest threshold (SIGINT, as a
+user's Ctrl-C), to save machine time.
+
+Prints a markdown table (way x seed, then the median over seeds of each
+way; a threshold not reached counts as later than any reached); ``--json``
+ends with one JSON line.
+
+    .venv/bin/python benchmarks/time_to_accuracy.py [--quick] [--json] [--ways all,usual]
+        [--seeds 0,1,2] [--cap-minutes 5] [--run-root DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+BENCHMARKS = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCHMARKS.parent))
+sys.path.insert(0, str(BENCHMARKS))
+
+from search_throughput import PINNED, usual_tuner  # noqa: E402
+
+THRESHOLDS = (0.990, 0.995)
+WAYS = ("all", "no-early-stop", "no-compile-reuse", "no-strong-start", "no-cost-aware", "usual")
+# The zoo's ways: the flags of each beside the search's defaults.
+FLAGS = {
+    "all": [],
+    "no-early-stop": ["--no-early-stop"],
+    "no-compile-reuse": [],
+    "no-strong-start": ["--no-strong-start"],
+    "no-cost-aware": ["--no-cost-aware"],
+}
+FULL = {"seeds": "0,1,2", "ways": ",".join(WAYS), "cap_minutes": 5.0, "epochs": 20, "folds": 5}
+# A check of the script only: 2 ways, 1 seed, a 1-minute cap and small trials.
+QUICK = {"seeds": "0", "ways": "all,usual", "cap_minutes": 1.0, "epochs": 5, "folds": 3}
+# Large enough never to end a run before its cap; any count of 30 or more gives the
+# Bayesian oracle its 10 random points before the Gaussian process.
+MAX_TRIALS = 200
+USUAL_TRIALS_FILE = "usual_trials.jsonl"
+# Seconds a run may take past its cap (the trial then running ends at an epoch's end),
+# and to wind down after SIGINT, before it is terminated.
+GRACE_SECONDS = 60
+POLL_SECONDS = 2.0
+
+
+def child_zoo(way: str, run_dir: str, seed: int, cap_minutes: float, epochs: int, folds: int):
+    """Runs ``digits-zoo search`` in this process as the way asks; prints the cache's counters."""
+    from zoo.environment import set_process_defaults
+
+    set_process_defaults()
+    import search.tuner
+    import zoo.stacked
+    from digits_zoo.cli import main
+
+    if way == "no-compile-reuse":
+        # Nothing compiled outlives its trial: the next trial of the shape compiles again.
+        search.tuner.release_compiled = zoo.stacked.clear_compiled
+    argv = ["search", "--run-dir", run_dir, "--seed", str(seed), "--folds", str(folds)]
+    argv += ["--epochs", str(epochs), "--max-trials", str(MAX_TRIALS), "--top-k", "0"]
+    argv += ["--budget-minutes", f"{cap_minutes:g}", *FLAGS[way]]
+    status = main(argv)
+    info = zoo.stacked.cache_info()
+    print("CACHE " + json.dumps({"built": info.misses, "reused": info.hits}), flush=True)
+    sys.exit(status)
+
+
+def child_usual(run_dir: str, seed: int, epochs: int, folds: int) -> None:
+    """The usual loop: Bayesian keras-tuner, one line per finished trial (end time, CV)."""
+    import keras_tuner as kt
+
+    trials_file = Path(run_dir) / USUAL_TRIALS_FILE
+
+    def record(trial) -> None:
+        score = trial.score if trial.status == "COMPLETED" else None
+        line = {"ended_at": time.time(), "cv": score, "status": str(trial.status)}
+        with open(trials_file, "a", encoding="utf-8") as stream:
+            stream.write(json.dumps(line) + "\n")
+
+    Path(run_dir).mkdir(parents=True, exist_ok=True)
+    tuner = usual_tuner(
+        kt.BayesianOptimization,
+        str(Path(run_dir) / "tuner"),
+        MAX_TRIALS,
+        epochs,
+        folds,
+        PINNED,
+        seed=seed,
+        on_trial_end=record,
+    )
+    try:
+        tuner.search(verbose=0)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+def finished_trials(way: str, run_dir: Path) -> list[tuple[float, float | None]]:
+    """``(end time, CV or None)`` of each finished trial so far, in end order."""
+    if way == "usual":
+        path = run_dir / USUAL_TRIALS_FILE
+        if not path.is_file():
+            return []
+        lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        return sorted((line["ended_at"], line["cv"]) for line in lines)
+    from search.records import trial_records
+
+    trials = []
+    for record in trial_records(run_dir, "bayesian"):
+        if "ended_at" not in record:
+            continue  # being written, or a record of another version
+        scores = record.get("cv_scores")
+        cv = sum(scores) / len(scores) if scores and record.get("status") == "COMPLETED" else None
+        trials.append((float(record["ended_at"]), cv))
+    return sorted(trials, key=lambda trial: trial[0])
+
+
+def times_to_thresholds(
+    trials: list[tuple[float, float | None]], started: float, cap_seconds: float
+) -> tuple[dict[str, float | None], float | None, int]:
+    """When the best CV first reached each threshold (seconds from ``started``), within the cap.
+
+    Returns:
+        The seconds per threshold (``None``: not reached within the cap), the
+        best CV within the cap, and the trials finished within it.
+    """
+    reached: dict[str, float | None] = {f"{t:.3f}": None for t in THRESHOLDS}
+    best = None
+    count = 0
+    for ended_at, cv in trials:
+        elapsed = ended_at - started
+        if elapsed > cap_seconds:
+            break
+        count += 1
+        if cv is None:
+            continue
+        best = cv if best is None else max(best, cv)
+        for threshold in THRESHOLDS:
+            key = f"{threshold:.3f}"
+            if reached[key] is None and best >= threshold:
+                reached[key] = elapsed
+    return reached, best, count
+
+
+def run_one(way: str, seed: int, settings: dict, run_root: Path) -> dict:
+    """Runs one way and seed in a child process; returns its times to the thresholds."""
+    # The search refuses a folder that is not a run: its log and cache go beside it.
+    run_dir = run_root / f"{way}-seed{seed}"
+    run_root.mkdir(parents=True, exist_ok=True)
+    cap_seconds = settings["cap_minutes"] * 60
+    command = [sys.executable, __file__, "--child", way, "--seed", str(seed)]
+    command += ["--run-dir", str(run_dir), "--cap-minutes", f"{settings['cap_minutes']:g}"]
+    command += ["--epochs", str(settings["epochs"]), "--folds", str(settings["folds"])]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "TF_ENABLE_ONEDNN_OPTS": "0"}
+    if way == "usual":
+        env["KERAS_BACKEND"] = "tensorflow"
+    else:
+        env.pop("KERAS_BACKEND", None)
+        # A cold compilation cache, as a fresh clone's first search.
+        env["JAX_COMPILATION_CACHE_DIR"] = str(run_root / f"{way}-seed{seed}-jax-cache")
+        if way == "no-compile-reuse":
+            # Nothing compiled is written to disk for a later trial to load.
+            env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "1000000"
+    log_path = run_root / f"{way}-seed{seed}.log"
+    top = f"{max(THRESHOLDS):.3f}"
+    with open(log_path, "w", encoding="utf-8") as log:
+        started = time.time()
+        child = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+        stop = "exit"
+        interrupted_at = None
+        while child.poll() is None:
+            time.sleep(POLL_SECONDS)
+            now = time.time()
+            reached, _, _ = times_to_thresholds(finished_trials(way, run_dir), started, cap_seconds)
+            if interrupted_at is None and (reached[top] is not None or now - started > cap_seconds):
+                stop = f"reached {top}" if reached[top] is not None else "cap"
+                child.send_signal(signal.SIGINT)
+                interrupted_at = now
+            elif interrupted_at is not None and now - interrupted_at > GRACE_SECONDS:
+                child.terminate()
+                try:
+                    child.wait(30)
+                except subprocess.TimeoutExpired:
+                    child.kill()
+                    child.wait()
+    reached, best, count = times_to_thresholds(finished_trials(way, run_dir), started, cap_seconds)
+    result = {
+        "way": way,
+        "seed": seed,
+        "seconds_to": reached,
+        "best_cv": best,
+        "trials": count,
+        "stopped": stop,
+        "exit": child.returncode,
+        "log": str(log_path),
+    }
+    cache = [line for line in log_path.read_text().splitlines() if line.startswith("CACHE ")]
+    if cache:
+        result.update(json.loads(cache[-1][len("CACHE ") :]))
+    return result
+
+
+def median_seconds(values: list[float | None]) -> float | None:
+    """The median over seeds, a threshold not reached counting as later than any reached."""
+    median = statistics.median([math.inf if value is None else value for value in values])
+    return None if math.isinf(median) else median
+
+
+def format_seconds(seconds: float | None, cap_minutes: float) -> str:
+    if seconds is None:
+        return f"not reached (> {cap_minutes:g} min)"
+    return f"{int(seconds // 60)}m{seconds % 60:04.1f}s"
+
+
+def table(results: list[dict], ways: list[str], cap_minutes: float) -> str:
+    """The markdown table: each run, then the median over seeds of each way."""
+    keys = [f"{t:.3f}" for t in THRESHOLDS]
+    lines = [
+        "| way | seed | " + " | ".join(f"t({key})" for key in keys) + " | trials | best CV "
+        "| trainers built/reused |",
+        "|---|---|" + "---|" * len(keys) + "---|---|---|",
+    ]
+    for way in ways:
+        runs = [r for r in results if r["way"] == way]
+        for run in runs:
+            best = "-" if run["best_cv"] is None else f"{run['best_cv']:.4f}"
+            cache = f"{run['built']}/{run['reused']}" if "built" in run else "-"
+            times = " | ".join(format_seconds(run["seconds_to"][k], cap_minutes) for k in keys)
+            lines.append(
+                f"| {way} | {run['seed']} | {times} | {run['trials']} | {best} | {cache} |"
+            )
+        if len(runs) > 1:
+            medians = [median_seconds([r["seconds_to"][k] for r in runs]) for k in keys]
+            times = " | ".join(f"**{format_seconds(m, cap_minutes)}**" for m in medians)
+            trials = statistics.median(r["trials"] for r in runs)
+            lines.append(f"| {way} | median | {times} | {trials:g} | | |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="check the script: tiny runs")
+    parser.add_argument("--json", action="store_true", help="end with one JSON line")
+    parser.add_argument(
+        "--ways", default=None, help=f"comma-separated, from {', '.join(WAYS)} (default all)"
+    )
+    parser.add_argument("--seeds", default=None, help="comma-separated seeds (default 0,1,2)")
+    parser.add_argument(
+        "--cap-minutes", type=float, default=None, help="each run's cap (default 5; quick 1)"
+    )
+    parser.add_argument(
+        "--run-root",
+        default=None,
+        help="folder of the runs' folders (default: a new temporary one)",
+    )
+    parser.add_argument("--child", choices=WAYS, help=argparse.SUPPRESS)
+    parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--run-dir", help=argparse.SUPPRESS)
+    parser.add_argument("--epochs", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--folds", type=int, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    settings = dict(QUICK if args.quick else FULL)
+    for name in ("ways", "seeds", "cap_minutes", "epochs", "folds"):
+        if getattr(args, name) is not None:
+            settings[name] = getattr(args, name)
+    if args.child == "usual":
+        child_usual(args.run_dir, args.seed, settings["epochs"], settings["folds"])
+        return
+    if args.child:
+        child_zoo(
+            args.child,
+            args.run_dir,
+            args.seed,
+            settings["cap_minutes"],
+            settings["epochs"],
+            settings["folds"],
+        )
+        return
+    ways = [way.strip() for way in settings["ways"].split(",") if way.strip()]
+    unknown = sorted(set(ways) - set(WAYS))
+    if unknown:
+        parser.error(f"unknown way {', '.join(unknown)}; choose from {', '.join(WAYS)}")
+    try:
+        seeds = [int(seed) for seed in settings["seeds"].split(",") if seed.strip()]
+    except ValueError:
+        parser.error(f"--seeds takes comma-separated integers (got {settings['seeds']!r})")
+    if not settings["cap_minutes"] > 0:
+        parser.error(f"--cap-minutes must be positive (got {settings['cap_minutes']})")
+    run_root = Path(args.run_root or tempfile.mkdtemp(prefix="time-to-accuracy-"))
+    print(
+        f"time to accuracy: bayesian, {settings['folds']} folds x {settings['epochs']} epochs, "
+        f"bundled digits, seeds {','.join(map(str, seeds))}, cap {settings['cap_minutes']:g} min, "
+        f"{os.cpu_count()} cores, runs in {run_root}",
+        flush=True,
+    )
+    results = []
+    for way in ways:
+        for seed in seeds:
+            result = run_one(way, seed, settings, run_root)
+            results.append(result)
+            times = ", ".join(
+                f"t({key}) {format_seconds(value, settings['cap_minutes'])}"
+                for key, value in result["seconds_to"].items()
+            )
+            print(
+                f"{way} seed {seed}: {times}; {result['trials']} trials, stopped: "
+                f"{result['stopped']}",
+                flush=True,
+            )
+    print()
+    print(table(results, ways, settings["cap_minutes"]))
+    if args.json:
+        medians = {
+            way: {
+                key: median_seconds([r["seconds_to"][key] for r in results if r["way"] == way])
+                for key in (f"{t:.3f}" for t in THRESHOLDS)
+            }
+            for way in ways
+        }
+        print(json.dumps({**settings, "seeds": seeds, "runs": results, "medians": medians}))
+
+
+if __name__ == "__main__":
+    main()
