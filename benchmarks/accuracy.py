@@ -200,6 +200,23 @@ def run(settings: dict, run_dir: Path, family: str, data: str) -> dict:
         + f"; wall time {wall / 60:.1f} min against a budget of {settings['budget_minutes']:g} "
         f"min ({settings['search_minutes']:g} for the searches' trials)"
     )
+    from digits_zoo.rundir import ensembles_path
+
+    if ensembles_path(run_dir).is_file():
+        # The greedy selections: the shipped one (networks) and the mixed one (not exported).
+        ensembles = json.loads(ensembles_path(run_dir).read_text(encoding="utf-8"))
+        for part in ("shipped", "mixed"):
+            chosen = ensembles.get(part)
+            if chosen:
+                members = ", ".join(
+                    f"{m if isinstance(m, str) else m['model']} {w:.2f}"
+                    for m, w in zip(chosen["members"], chosen["weights"], strict=True)
+                )
+                print(
+                    f"{part} greedy ensemble: cv {chosen['cv_accuracy_mean']:.4f} test "
+                    f"{chosen['test_accuracy']} ({members})"
+                )
+        figures["ensembles"] = ensembles
     figures.update(
         best_baseline_cv=round(float(best_fixed["cv_accuracy_mean"]), 6),
         best_baseline_model=best_fixed["model"],

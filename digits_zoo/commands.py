@@ -127,7 +127,7 @@ def register(subparsers) -> None:
         metavar="RUN_DIR",
         help="begin with the best configurations (up to 3) of an earlier run's trials, "
         "any dataset (random and bayesian; without it a dense search begins with a strong "
-        "default: 1x256 relu, batch norm, affine copies, cosine, batch 64)",
+        "default: 1x256 relu, batch norm, affine copies at strength 0.5, cosine, batch 64)",
     )
     search.add_argument(
         "--no-early-stop",

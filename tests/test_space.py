@@ -41,6 +41,7 @@ def test_defaults_are_valid_and_plain():
         "label_smoothing": 0.0,
         "lr_schedule": "constant",
         "augment": "none",
+        "augment_strength": 1.0,
     }
     for name, value in config.to_dict().items():
         assert type(value) in (int, float, str), name
@@ -78,6 +79,10 @@ def range_text(name: str) -> list[str]:
         ("batch_size", 100),
         ("batch_size", "64"),
         ("label_smoothing", 0.2),
+        ("augment", "cursive"),
+        ("augment_strength", -0.5),
+        ("augment_strength", 3.5),
+        ("augment_strength", "strong"),
     ],
 )
 def test_each_bad_value_names_the_parameter_its_range_and_the_value(name, value):
@@ -201,6 +206,21 @@ def test_short_summary_names_the_shape_and_training():
     text = DenseConfig(n_layers=3, units=64, normalization="batch", l2=1e-4).short()
     assert text.startswith("3x64 relu")
     assert "batchnorm" in text and "l2=0.0001" in text and "adam" in text and "bs128" in text
+
+
+def test_short_summary_names_the_augmentation_and_a_strength_other_than_one():
+    assert "aug-affine " in DenseConfig(augment="affine").short()
+    assert (
+        "aug-handwritingx1.5 " in DenseConfig(augment="handwriting", augment_strength=1.5).short()
+    )
+    assert "aug" not in DenseConfig(augment_strength=2.0).short()
+
+
+def test_augment_strength_is_searched_within_its_valid_range_around_its_default():
+    spec = DenseConfig.specs()["augment_strength"]
+    assert isinstance(spec, FloatSpec)
+    low, high = spec.search
+    assert spec.low <= low < DenseConfig().augment_strength < high <= spec.high
 
 
 def test_a_config_is_frozen():

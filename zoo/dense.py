@@ -29,8 +29,8 @@ class DenseNetClassifier(ClassifierMixin, BaseEstimator):
 
     Args:
         n_layers, units, activation, dropout_rate, normalization, l2, optimizer,
-            learning_rate, batch_size, label_smoothing, lr_schedule, augment:
-            see ``DenseConfig``. Augmentation copies only the training rows
+            learning_rate, batch_size, label_smoothing, lr_schedule, augment,
+            augment_strength: see ``DenseConfig``. Augmentation copies only the training rows
             (:mod:`zoo.augment`); validation and prediction see the inputs as given.
         epochs: passes over the training data; an epoch is
             ``ceil(n / batch_size)`` steps of equal size (at most
@@ -53,6 +53,7 @@ class DenseNetClassifier(ClassifierMixin, BaseEstimator):
         label_smoothing: float = _DEFAULTS.label_smoothing,
         lr_schedule: str = _DEFAULTS.lr_schedule,
         augment: str = _DEFAULTS.augment,
+        augment_strength: float = _DEFAULTS.augment_strength,
         epochs: int = 30,
         seed: int = 0,
         verbose: int = 0,
@@ -69,6 +70,7 @@ class DenseNetClassifier(ClassifierMixin, BaseEstimator):
         self.label_smoothing = label_smoothing
         self.lr_schedule = lr_schedule
         self.augment = augment
+        self.augment_strength = augment_strength
         self.epochs = epochs
         self.seed = seed
         self.verbose = verbose

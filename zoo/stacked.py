@@ -1034,7 +1034,8 @@ def fit_stacked(
         epochs: passes over each member's training rows (with
             ``config.augment``, over every augmented copy of them).
         seed: seeds the initial weights (the same for every member), the
-            shuffling, dropout and the random augmented copies.
+            shuffling, dropout and the random augmented copies (whose
+            amounts ``config.augment_strength`` scales).
         callbacks: Keras callbacks; their ``model`` is the :class:`StackTrainer`
             and their epoch logs hold one value per member (a scalar for one).
         verbose: Keras's verbosity.
@@ -1057,7 +1058,7 @@ def fit_stacked(
         # Members train on every copy of their rows; validation keeps the
         # original rows (copy 0 of the bank), so it never sees a transformed image.
         n_rows = len(features)
-        features = augment_bank(features, config.augment, int(seed))
+        features = augment_bank(features, config.augment, int(seed), config.augment_strength)
         labels = np.tile(np.asarray(labels), copies)
         train_rows = [expand_rows(rows, n_rows, copies) for rows in train_rows]
     features = np.asarray(features, dtype="float32")
