@@ -18,7 +18,7 @@ from digits_zoo.leaderboard import merge_rows
 from digits_zoo.rundir import baseline_out_of_fold_path, run_lock
 from digits_zoo.runs import Run
 from zoo.errors import ZooError
-from zoo.files import atomic_write
+from zoo.files import read_array, write_array
 from zoo.protocol import evaluate_model
 from zoo.registry import create_model, list_models, model_entry
 
@@ -77,11 +77,7 @@ def _evaluate_entries(run: Run, entries: list, progress: Callable[[str], None]):
 
 def write_baseline_out_of_fold(run_dir: str | Path, name: str, probabilities: np.ndarray) -> None:
     """Writes a baseline's out-of-fold probabilities (atomically)."""
-    atomic_write(
-        baseline_out_of_fold_path(run_dir, name),
-        lambda stream: np.save(stream, probabilities),
-        binary=True,
-    )
+    write_array(baseline_out_of_fold_path(run_dir, name), probabilities)
 
 
 def read_baseline_out_of_fold(run_dir: str | Path, name: str) -> np.ndarray | None:
@@ -93,9 +89,4 @@ def read_baseline_out_of_fold(run_dir: str | Path, name: str) -> np.ndarray | No
         path = baseline_out_of_fold_path(run_dir, name)
     except ZooError:
         return None
-    if not path.is_file():
-        return None
-    try:
-        return np.load(path, allow_pickle=False)
-    except (OSError, ValueError):
-        return None
+    return read_array(path)

@@ -22,7 +22,7 @@ from search import paths
 from search.spec import TUNERS, SearchSpec, read_specs
 from zoo.errors import ZooError
 from zoo.families import DENSE, family_names, get_family
-from zoo.files import atomic_write, atomic_write_text, read_json
+from zoo.files import atomic_write_text, read_array, read_json, write_array
 
 # Every family's hyperparameters get a column (empty in other families' rows);
 # a name two families share (C) is one column.
@@ -73,22 +73,12 @@ def trial_records(directory: str | Path, project: str) -> list[dict[str, Any]]:
 
 def write_out_of_fold(directory: str | Path, name: str, probabilities: np.ndarray) -> None:
     """Writes a trial's out-of-fold probabilities (atomically)."""
-    atomic_write(
-        paths.out_of_fold_path(directory, name),
-        lambda stream: np.save(stream, probabilities),
-        binary=True,
-    )
+    write_array(paths.out_of_fold_path(directory, name), probabilities)
 
 
 def read_out_of_fold(directory: str | Path, name: str) -> np.ndarray | None:
     """A trial's out-of-fold probabilities, or ``None`` if it has none (or a damaged one)."""
-    path = paths.out_of_fold_path(directory, name)
-    if not path.is_file():
-        return None
-    try:
-        return np.load(path, allow_pickle=False)
-    except (OSError, ValueError):
-        return None
+    return read_array(paths.out_of_fold_path(directory, name))
 
 
 def first_line(text: str) -> str:

@@ -18,6 +18,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
+import numpy as np
+
 from zoo.errors import ZooError
 
 
@@ -60,6 +62,25 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     """Writes bytes to ``path`` atomically."""
     return atomic_write(path, lambda stream: stream.write(data), binary=True)
+
+
+def write_array(path: str | Path, array: np.ndarray) -> Path:
+    """Writes one numpy array as an ``.npy`` file (atomically, like :func:`atomic_write`)."""
+    return atomic_write(path, lambda stream: np.save(stream, array), binary=True)
+
+
+def read_array(path: str | Path) -> np.ndarray | None:
+    """Reads an ``.npy`` file written by :func:`write_array`; ``None`` if missing or damaged.
+
+    Never unpickles: an object array is treated as damaged.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError):
+        return None
 
 
 def read_json(path: str | Path, what: str) -> Any:
