@@ -53,7 +53,7 @@ from search.spec import OBJECTIVE, SearchContext, SearchSpec
 from search.stopping import MedianStopping, completed_curves, fold_mean_curve
 from search.tblog import write_trial_log
 from zoo.network import TrainingDiverged
-from zoo.protocol import cross_validate
+from zoo.protocol import cross_validate_out_of_fold
 from zoo.space import SpaceConfig
 from zoo.stacked import release_compiled
 
@@ -125,9 +125,6 @@ class CVTuner(kt.Tuner):
         if finished is not None:
             return _objective(finished)
         histories: list[dict[str, list[float]]] = []
-        # Out-of-fold probabilities: row i as predicted by the fold model that
-        # did not train on it; ensembles of trials are scored from these.
-        out_of_fold = np.zeros((len(self._y), len(self.context.dataset.classes)), dtype="float32")
 
         deadline = self._deadline()
         # A classic model trains fold by fold (the networks' folds train together,
@@ -139,8 +136,6 @@ class CVTuner(kt.Tuner):
             # Networks keep per-epoch curves; classic models have none.
             if getattr(model, "history_", None) is not None:
                 histories.append(model.history_)
-            val = self.context.folds[index][1]
-            out_of_fold[val] = model.predict_proba(self._X[val])
             if fold_deadline is not None and index + 1 < n_folds:
                 if time.monotonic() > fold_deadline:
                     raise OverBudget(f"after fold {index + 1} of {n_folds}")
@@ -158,13 +153,16 @@ class CVTuner(kt.Tuner):
                 # A classic model stopped by its iteration cap is a point of the space
                 # like any other; its CV score says how good it is.
                 warnings.simplefilter("ignore", ConvergenceWarning)
-                scores = cross_validate(
+                # Out-of-fold probabilities: row i as predicted by the fold model
+                # that did not train on it; ensembles of trials are scored from these.
+                scores, out_of_fold = cross_validate_out_of_fold(
                     estimator,
                     self._X,
                     self._y,
                     self.context.folds,
-                    on_fold=on_fold,
+                    classes=self.context.dataset.classes,
                     callbacks=callbacks,
+                    on_fold=on_fold,
                 )
         except (OverBudget, TrainingDiverged, MemoryError) as error:
             message = _failure_message(error, config)

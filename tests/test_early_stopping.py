@@ -175,7 +175,7 @@ def test_stopped_trial_is_recorded_and_resumes_stopped(tmp_path, monkeypatch, ca
     def no_training(*args, **kwargs):
         raise AssertionError("a stopped trial was trained again")
 
-    monkeypatch.setattr(search.tuner, "cross_validate", no_training)
+    monkeypatch.setattr(search.tuner, "cross_validate_out_of_fold", no_training)
     stamps = {p.name: p.stat().st_mtime_ns for p in (run_dir / "trials").glob("*.json")}
     assert _search(run_dir) == 0
     assert _records(run_dir) == records

@@ -221,7 +221,7 @@ def test_trial_killed_after_its_record_is_kept_not_trained_again(searched, monke
     def no_training(*args, **kwargs):
         raise AssertionError("a finished trial was trained again")
 
-    monkeypatch.setattr(search.tuner, "cross_validate", no_training)
+    monkeypatch.setattr(search.tuner, "cross_validate_out_of_fold", no_training)
     result = tuner.run_trial(trial)
     assert result["cv_accuracy"] == pytest.approx(np.mean(record["cv_scores"]))
     assert result["cv_accuracy_std"] == pytest.approx(np.std(record["cv_scores"]))

@@ -92,6 +92,7 @@ def cross_validate_out_of_fold(
     folds: Folds,
     classes: np.ndarray | None = None,
     callbacks: list[Any] | None = None,
+    on_fold: Callable[[int, Any, float], None] | None = None,
 ) -> tuple[list[float], np.ndarray | None]:
     """Cross-validates like :func:`cross_validate` and keeps the out-of-fold probabilities.
 
@@ -103,6 +104,8 @@ def cross_validate_out_of_fold(
     Args:
         estimator, X, y, folds, callbacks: as :func:`cross_validate`.
         classes: the class labels in column order (default: the labels in ``y``).
+        on_fold: as :func:`cross_validate`'s, called after the fold's
+            probabilities are kept.
 
     Returns:
         The accuracy on each fold, and the ``(n_samples, n_classes)`` float32
@@ -128,7 +131,12 @@ def cross_validate_out_of_fold(
         val = folds[index][1]
         out_of_fold[val] = model.predict_proba(X[val])
 
-    scores = cross_validate(estimator, X, y, folds, on_fold=keep, callbacks=callbacks)
+    def keep_then_report(index: int, model: Any, accuracy: float) -> None:
+        keep(index, model, accuracy)
+        if on_fold is not None:
+            on_fold(index, model, accuracy)
+
+    scores = cross_validate(estimator, X, y, folds, on_fold=keep_then_report, callbacks=callbacks)
     return scores, out_of_fold
 
 
