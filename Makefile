@@ -4,9 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 RUN_DIR ?= runs/demo
-DEMO_TRIALS ?= 8
+DEMO_TRIALS ?= 6
 # Minutes of search trials: the search stops at DEMO_TRIALS or here, whichever comes first.
-DEMO_MINUTES ?= 4
+DEMO_MINUTES ?= 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 export TF_ENABLE_ONEDNN_OPTS := 0
 

@@ -2,8 +2,8 @@
 
 UCI's writer-independent protocol: train on optdigits' training part (3,823
 digits by 30 writers), test on its test part (1,797 digits by 13 other
-writers). One fixed, strong network, the search's first trial
-(``search.spec.DENSE_FIRST_TRIAL``: 1x256 ReLU, batch norm, dropout 0.2,
+writers). One fixed, strong network, the search's first trial at the time
+(``search.spec.RELU_1X256``: 1x256 ReLU, batch norm, dropout 0.2,
 Adam at 1e-3, batch 64, cosine decay, no label smoothing) trains 20 epochs
 with each kind of training copies (``zoo.augment``):
 

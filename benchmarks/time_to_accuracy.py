@@ -24,6 +24,13 @@ changes on and off, and the usual keras-tuner loop as the peer:
   and the learning-rate schedule, which that loop does not have (pinned to
   ``none`` and ``constant``).
 
+Two clocks per zoo run: ``t`` until the best trial's CV reaches a
+threshold, and ``t+ens`` until the best of the trials and of their greedy
+ensemble does (:class:`EnsembleScores`: the ensemble the search ships, selected
+from the out-of-fold probabilities of the trials finished by then, which is the
+leaderboard's best row had the search ended there; its members' refits, a few
+seconds each after the search, are not counted).
+
 Each run is a child process started with an empty JAX compilation cache, with
 ``--budget-minutes`` the cap (``--cap-minutes``, default 5) and a large
 ``--max-trials``. The time axis starts when the child is started (the
@@ -31,7 +38,8 @@ process start-up counts) and ends at the cap; a threshold first reached
 later is reported as not reached. The trials' end times come from their
 records (``ended_at``; the usual loop writes one line per trial). A run
 stops as soon as its best CV reaches the highest threshold (SIGINT, as a
-user's Ctrl-C), to save machine time.
+user's Ctrl-C), to save machine time; a zoo run stops when ``t+ens`` reaches
+it, so its ``t`` of the highest threshold may then read "not reached".
 
 Prints a markdown table (way x seed, then the median over seeds of each
 way; a threshold not reached counts as later than any reached); ``--json``
@@ -134,14 +142,60 @@ def child_usual(run_dir: str, seed: int, epochs: int, folds: int) -> None:
         sys.exit(130)
 
 
-def finished_trials(way: str, run_dir: Path) -> list[tuple[float, float | None]]:
-    """``(end time, CV or None)`` of each finished trial so far, in end order."""
+class EnsembleScores:
+    """The CV of the greedy ensemble the search would ship if it ended after each trial.
+
+    As ``digits_zoo.searching.add_shipped_ensemble`` selects it: greedy
+    selection (``zoo.selection``, its default rounds) over the out-of-fold
+    probabilities of the best ``POOL_TRIALS`` completed trials so far. Scored
+    on the run's folds with no training; the refits of its members (a few
+    seconds each, after the search) are not counted in the time.
+    """
+
+    def __init__(self, run_dir: Path):
+        self.run_dir = run_dir
+        self.run = None
+        self.known: dict[tuple[str, ...], float] = {}
+
+    def score(self, trials: list[tuple[str, float]]) -> float | None:
+        """The ensemble's CV over ``(trial id, CV)`` of the completed trials so far."""
+        from digits_zoo.searching import POOL_TRIALS
+        from search.records import read_out_of_fold
+        from zoo.selection import DEFAULT_ROUNDS, greedy_selection
+
+        pool = tuple(name for name, _ in sorted(trials, key=lambda t: -t[1])[:POOL_TRIALS])
+        if not pool:
+            return None
+        if pool not in self.known:
+            if self.run is None:
+                from digits_zoo.runs import load_run
+
+                self.run = load_run(self.run_dir)
+            probabilities = [read_out_of_fold(self.run_dir, name) for name in pool]
+            if any(p is None for p in probabilities):
+                return None  # a file being written: next poll
+            dataset = self.run.dataset
+            selection = greedy_selection(
+                probabilities, dataset.y_train, dataset.classes, self.run.folds, DEFAULT_ROUNDS
+            )
+            self.known[pool] = selection.cv_accuracy_mean
+        return self.known[pool]
+
+
+def finished_trials(
+    way: str, run_dir: Path, ensembles: EnsembleScores | None = None
+) -> list[tuple[float, float | None, float | None]]:
+    """``(end time, CV or None, ensemble CV or None)`` of each finished trial so far, in end order.
+
+    The ensemble's CV (zoo ways only, with ``ensembles``) is that of the greedy
+    ensemble of the trials finished by then.
+    """
     if way == "usual":
         path = run_dir / USUAL_TRIALS_FILE
         if not path.is_file():
             return []
         lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-        return sorted((line["ended_at"], line["cv"]) for line in lines)
+        return sorted((line["ended_at"], line["cv"], None) for line in lines)
     from search.records import trial_records
 
     trials = []
@@ -150,14 +204,28 @@ def finished_trials(way: str, run_dir: Path) -> list[tuple[float, float | None]]
             continue  # being written, or a record of another version
         scores = record.get("cv_scores")
         cv = sum(scores) / len(scores) if scores and record.get("status") == "COMPLETED" else None
-        trials.append((float(record["ended_at"]), cv))
-    return sorted(trials, key=lambda trial: trial[0])
+        trials.append((float(record["ended_at"]), cv, record["trial_id"]))
+    trials.sort(key=lambda trial: trial[0])
+    finished = []
+    completed: list[tuple[str, float]] = []
+    for ended_at, cv, name in trials:
+        if cv is not None:
+            completed.append((name, cv))
+        ensemble = ensembles.score(completed) if ensembles is not None else None
+        finished.append((ended_at, cv, ensemble))
+    return finished
 
 
 def times_to_thresholds(
-    trials: list[tuple[float, float | None]], started: float, cap_seconds: float
+    trials: list[tuple[float, float | None, float | None]],
+    started: float,
+    cap_seconds: float,
+    with_ensemble: bool = False,
 ) -> tuple[dict[str, float | None], float | None, int]:
     """When the best CV first reached each threshold (seconds from ``started``), within the cap.
+
+    With ``with_ensemble`` the best CV is the best of the trials' and of the
+    greedy ensemble's (the leaderboard's best row had the search ended then).
 
     Returns:
         The seconds per threshold (``None``: not reached within the cap), the
@@ -166,11 +234,13 @@ def times_to_thresholds(
     reached: dict[str, float | None] = {f"{t:.3f}": None for t in THRESHOLDS}
     best = None
     count = 0
-    for ended_at, cv in trials:
+    for ended_at, cv, ensemble in trials:
         elapsed = ended_at - started
         if elapsed > cap_seconds:
             break
         count += 1
+        if with_ensemble and ensemble is not None:
+            cv = ensemble if cv is None else max(cv, ensemble)
         if cv is None:
             continue
         best = cv if best is None else max(best, cv)
@@ -202,6 +272,7 @@ def run_one(way: str, seed: int, settings: dict, run_root: Path) -> dict:
             env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "1000000"
     log_path = run_root / f"{way}-seed{seed}.log"
     top = f"{max(THRESHOLDS):.3f}"
+    ensembles = None if way == "usual" else EnsembleScores(run_dir)
     with open(log_path, "w", encoding="utf-8") as log:
         started = time.time()
         child = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -210,7 +281,10 @@ def run_one(way: str, seed: int, settings: dict, run_root: Path) -> dict:
         while child.poll() is None:
             time.sleep(POLL_SECONDS)
             now = time.time()
-            reached, _, _ = times_to_thresholds(finished_trials(way, run_dir), started, cap_seconds)
+            # Stops once the leaderboard's best row (trial or ensemble) reaches the top.
+            reached, _, _ = times_to_thresholds(
+                finished_trials(way, run_dir, ensembles), started, cap_seconds, with_ensemble=True
+            )
             if interrupted_at is None and (reached[top] is not None or now - started > cap_seconds):
                 stop = f"reached {top}" if reached[top] is not None else "cap"
                 child.send_signal(signal.SIGINT)
@@ -222,12 +296,18 @@ def run_one(way: str, seed: int, settings: dict, run_root: Path) -> dict:
                 except subprocess.TimeoutExpired:
                     child.kill()
                     child.wait()
-    reached, best, count = times_to_thresholds(finished_trials(way, run_dir), started, cap_seconds)
+    finished = finished_trials(way, run_dir, ensembles)
+    reached, best, count = times_to_thresholds(finished, started, cap_seconds)
+    reached_ensemble, best_ensemble, _ = times_to_thresholds(
+        finished, started, cap_seconds, with_ensemble=True
+    )
     result = {
         "way": way,
         "seed": seed,
         "seconds_to": reached,
         "best_cv": best,
+        "seconds_to_with_ensemble": reached_ensemble,
+        "best_cv_with_ensemble": best_ensemble,
         "trials": count,
         "stopped": stop,
         "exit": child.returncode,
@@ -252,27 +332,56 @@ def format_seconds(seconds: float | None, cap_minutes: float) -> str:
 
 
 def table(results: list[dict], ways: list[str], cap_minutes: float) -> str:
-    """The markdown table: each run, then the median over seeds of each way."""
+    """The markdown table: each run, then the median over seeds of each way.
+
+    ``t(x)`` counts the best trial; ``t+ens(x)`` the best of the trials and of
+    the greedy ensemble of the trials finished by then (zoo ways only).
+    """
     keys = [f"{t:.3f}" for t in THRESHOLDS]
     lines = [
-        "| way | seed | " + " | ".join(f"t({key})" for key in keys) + " | trials | best CV "
-        "| trainers built/reused |",
-        "|---|---|" + "---|" * len(keys) + "---|---|---|",
+        "| way | seed | "
+        + " | ".join(f"t({key})" for key in keys)
+        + " | "
+        + " | ".join(f"t+ens({key})" for key in keys)
+        + " | trials | best trial CV | best with ensemble | trainers built/reused |",
+        "|---|---|" + "---|" * (2 * len(keys)) + "---|---|---|---|",
     ]
+
+    def cells(values: list[float | None], bold: bool = False) -> str:
+        texts = [format_seconds(value, cap_minutes) for value in values]
+        return " | ".join(f"**{text}**" if bold else text for text in texts)
+
+    def figure(value: float | None) -> str:
+        return "-" if value is None else f"{value:.4f}"
+
     for way in ways:
         runs = [r for r in results if r["way"] == way]
+        ensemble = way != "usual"
         for run in runs:
-            best = "-" if run["best_cv"] is None else f"{run['best_cv']:.4f}"
             cache = f"{run['built']}/{run['reused']}" if "built" in run else "-"
-            times = " | ".join(format_seconds(run["seconds_to"][k], cap_minutes) for k in keys)
+            plain = cells([run["seconds_to"][k] for k in keys])
+            both = cells([run["seconds_to_with_ensemble"][k] for k in keys]) if ensemble else ""
+            if not ensemble:
+                both = " | ".join("-" for _ in keys)
+            best_both = figure(run["best_cv_with_ensemble"]) if ensemble else "-"
             lines.append(
-                f"| {way} | {run['seed']} | {times} | {run['trials']} | {best} | {cache} |"
+                f"| {way} | {run['seed']} | {plain} | {both} | {run['trials']} | "
+                f"{figure(run['best_cv'])} | {best_both} | {cache} |"
             )
         if len(runs) > 1:
-            medians = [median_seconds([r["seconds_to"][k] for r in runs]) for k in keys]
-            times = " | ".join(f"**{format_seconds(m, cap_minutes)}**" for m in medians)
+            plain = cells([median_seconds([r["seconds_to"][k] for r in runs]) for k in keys], True)
+            if ensemble:
+                both = cells(
+                    [
+                        median_seconds([r["seconds_to_with_ensemble"][k] for r in runs])
+                        for k in keys
+                    ],
+                    True,
+                )
+            else:
+                both = " | ".join("-" for _ in keys)
             trials = statistics.median(r["trials"] for r in runs)
-            lines.append(f"| {way} | median | {times} | {trials:g} | | |")
+            lines.append(f"| {way} | median | {plain} | {both} | {trials:g} | | | |")
     return "\n".join(lines)
 
 
@@ -298,6 +407,9 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--folds", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    # TensorFlow's start-up chatter, where this process reads a run (EnsembleScores).
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
     settings = dict(QUICK if args.quick else FULL)
     for name in ("ways", "seeds", "cap_minutes", "epochs", "folds"):
         if getattr(args, name) is not None:
@@ -341,6 +453,11 @@ def main() -> None:
                 f"t({key}) {format_seconds(value, settings['cap_minutes'])}"
                 for key, value in result["seconds_to"].items()
             )
+            if way != "usual":
+                times += ", with the ensemble: " + ", ".join(
+                    f"t({key}) {format_seconds(value, settings['cap_minutes'])}"
+                    for key, value in result["seconds_to_with_ensemble"].items()
+                )
             print(
                 f"{way} seed {seed}: {times}; {result['trials']} trials, stopped: "
                 f"{result['stopped']}",
@@ -351,8 +468,11 @@ def main() -> None:
     if args.json:
         medians = {
             way: {
-                key: median_seconds([r["seconds_to"][key] for r in results if r["way"] == way])
-                for key in (f"{t:.3f}" for t in THRESHOLDS)
+                field: {
+                    key: median_seconds([r[field][key] for r in results if r["way"] == way])
+                    for key in (f"{t:.3f}" for t in THRESHOLDS)
+                }
+                for field in ("seconds_to", "seconds_to_with_ensemble")
             }
             for way in ways
         }

@@ -40,7 +40,7 @@ from search.records import (
     write_trials_csv,
 )
 from search.runner import is_remote_worker, run_family_trials
-from search.spec import DENSE_FIRST_TRIAL, SearchContext, SearchSpec
+from search.spec import DENSE_FIRST_TRIALS, SearchContext, SearchSpec
 from zoo.ensemble import DenseEnsembleClassifier
 from zoo.errors import ZooError
 from zoo.families import DENSE, expand_families, get_family, parse_fixed_for
@@ -87,8 +87,8 @@ def search_specs(
             the best configurations of its trials there
             (:data:`WARM_START_TRIALS` at most).
         strong_start: without ``warm_start``, a random or Bayesian dense
-            search's first trial is ``search.spec.DENSE_FIRST_TRIAL`` (the
-            command line's default).
+            search's first trials are ``search.spec.DENSE_FIRST_TRIALS`` (as
+            many as ``max_trials`` allows; the command line's default).
         **settings: the other :class:`search.spec.SearchSpec` fields.
 
     Raises:
@@ -98,7 +98,8 @@ def search_specs(
     families = expand_families(family)
     warm: dict[str, list[dict[str, Any]]] = {name: [] for name in families}
     if strong_start and DENSE in warm and settings.get("tuner", "bayesian") != "hyperband":
-        warm[DENSE] = [dict(DENSE_FIRST_TRIAL)]
+        trials = int(settings.get("max_trials", SearchSpec.max_trials))
+        warm[DENSE] = [dict(values) for values in DENSE_FIRST_TRIALS[:trials]]
     if warm_start is not None:
         limit = min(WARM_START_TRIALS, int(settings.get("max_trials", WARM_START_TRIALS)))
         warm = {name: best_configs(warm_start, name, limit) for name in families}

@@ -20,7 +20,7 @@ from search.budget import (
 )
 from search.hypermodel import CostRule, make_oracle
 from search.records import trial_records, write_record
-from search.spec import DENSE_FIRST_TRIAL, SearchSpec, prepare_search, read_spec
+from search.spec import DENSE_FIRST_TRIALS, SearchSpec, prepare_search, read_spec
 from zoo.errors import ZooError
 from zoo.space import DenseConfig
 
@@ -178,5 +178,5 @@ def test_cli_flags_reach_the_search(tmp_path, monkeypatch):
         main([*base, "--run-dir", str(tmp_path / "b"), "--no-cost-aware", "--no-strong-start"]) == 0
     )
     default, flagged = ran[0][0], ran[1][0]
-    assert default.cost_aware is True and default.warm_start == [DENSE_FIRST_TRIAL]
+    assert default.cost_aware is True and default.warm_start == list(DENSE_FIRST_TRIALS[:2])
     assert flagged.cost_aware is False and flagged.warm_start == []

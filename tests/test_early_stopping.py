@@ -13,7 +13,7 @@ from digits_zoo.runs import open_run
 from digits_zoo.searching import search_context, search_specs
 from search.hypermodel import warm_start_values
 from search.records import best_configs, completed_trials
-from search.spec import DENSE_FIRST_TRIAL, SearchSpec, prepare_search, read_spec
+from search.spec import DENSE_FIRST_TRIALS, SearchSpec, prepare_search, read_spec
 from search.stopping import (
     MedianStopping,
     completed_curves,
@@ -189,12 +189,14 @@ def test_no_early_stop_trains_every_epoch(tmp_path, monkeypatch):
     run_dir = tmp_path / "run"
     assert _search(run_dir, "--no-early-stop") == 0
     assert read_spec(run_dir).early_stop is False
-    # Without --warm-start the first trial is the strong default, pinned values kept.
+    # Without --warm-start the first trials are the strong defaults (as many as
+    # --max-trials 2 allows), pinned values kept.
     fixed = {"n_layers": 1, "units": 16, "augment": "none"}
-    assert read_spec(run_dir).warm_start == [DENSE_FIRST_TRIAL]
-    # Hyperparameters the first trial leaves out take their defaults.
-    expected = {**DenseConfig().to_dict(), **DENSE_FIRST_TRIAL, **fixed}
-    assert _records(run_dir)["random_0"]["config"] == expected
+    assert read_spec(run_dir).warm_start == list(DENSE_FIRST_TRIALS[:2])
+    # Hyperparameters the first trials leave out take their defaults.
+    for index, values in enumerate(DENSE_FIRST_TRIALS[:2]):
+        expected = {**DenseConfig().to_dict(), **values, **fixed}
+        assert _records(run_dir)[f"random_{index}"]["config"] == expected
     for record in _records(run_dir).values():
         assert record["stopped_early"] is False
         assert record["epochs_run"] == 4
