@@ -275,7 +275,15 @@ def run_one(way: str, seed: int, settings: dict, run_root: Path) -> dict:
     ensembles = None if way == "usual" else EnsembleScores(run_dir)
     with open(log_path, "w", encoding="utf-8") as log:
         started = time.time()
-        child = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+        # SIGINT as Ctrl-C delivers it, even where this script runs in the background
+        # (a shell starts background jobs with SIGINT ignored, which children inherit).
+        child = subprocess.Popen(
+            command,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
         stop = "exit"
         interrupted_at = None
         while child.poll() is None:
@@ -360,6 +368,14 @@ def table(results: list[dict], ways: list[str], cap_minutes: float) -> str:
         for run in runs:
             cache = f"{run['built']}/{run['reused']}" if "built" in run else "-"
             plain = cells([run["seconds_to"][k] for k in keys])
+            if run["stopped"].startswith("reached"):
+                # Stopped when the ensemble reached the top: the trials had no more time.
+                plain = " | ".join(
+                    "not reached before the stop"
+                    if run["seconds_to"][k] is None
+                    else format_seconds(run["seconds_to"][k], cap_minutes)
+                    for k in keys
+                )
             both = cells([run["seconds_to_with_ensemble"][k] for k in keys]) if ensemble else ""
             if not ensemble:
                 both = " | ".join("-" for _ in keys)

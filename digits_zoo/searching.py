@@ -331,12 +331,16 @@ def ensemble_candidates(run: Run) -> list[Candidate]:
     (any tuner, any family), best first within each search, then the
     baselines on the leaderboard
     (``digits-zoo baselines`` keeps their out-of-fold probabilities). A file
-    of another shape (another dataset or split) is left out.
+    of another shape (another dataset or split) is left out, and so is a
+    trial stopped early by the median rule: its out-of-fold probabilities are
+    those of networks stopped after a few epochs, while its refit, which an
+    ensemble ships, would train every epoch.
     """
     shape = (len(run.dataset.y_train), len(run.dataset.classes))
     candidates = []
     for searched in recorded_searches(run.path):
-        for trial in completed_trials(read_trials(run.path, searched))[:POOL_TRIALS]:
+        trained = [t for t in read_trials(run.path, searched) if not t.get("stopped_early")]
+        for trial in completed_trials(trained)[:POOL_TRIALS]:
             probabilities = read_out_of_fold(run.path, trial["trial_id"])
             if probabilities is not None and probabilities.shape == shape:
                 candidates.append(

@@ -9,10 +9,10 @@ import pytest
 
 import search.tuner
 from digits_zoo.cli import main
-from digits_zoo.runs import open_run
-from digits_zoo.searching import search_context, search_specs
+from digits_zoo.runs import load_run, open_run
+from digits_zoo.searching import ensemble_candidates, search_context, search_specs
 from search.hypermodel import warm_start_values
-from search.records import best_configs, completed_trials
+from search.records import best_configs, completed_trials, read_out_of_fold
 from search.spec import DENSE_FIRST_TRIALS, SearchSpec, prepare_search, read_spec
 from search.stopping import (
     MedianStopping,
@@ -171,6 +171,12 @@ def test_stopped_trial_is_recorded_and_resumes_stopped(tmp_path, monkeypatch, ca
     ] * 2
     assert all(r["cv_accuracy_mean"] for r in rows)
 
+    # Their out-of-fold probabilities are kept, but stopped networks do not stand for
+    # their refits (which train every epoch): no ensemble chooses them.
+    for name in records:
+        assert read_out_of_fold(run_dir, name) is not None
+    assert ensemble_candidates(load_run(run_dir)) == []
+
     # The same search again: the stopped trials are kept, none trains again.
     def no_training(*args, **kwargs):
         raise AssertionError("a stopped trial was trained again")
@@ -200,6 +206,9 @@ def test_no_early_stop_trains_every_epoch(tmp_path, monkeypatch):
     for record in _records(run_dir).values():
         assert record["stopped_early"] is False
         assert record["epochs_run"] == 4
+    # Trained in full, they are the ensembles' candidates.
+    candidates = ensemble_candidates(load_run(run_dir))
+    assert sorted(c.trial["trial_id"] for c in candidates) == sorted(_records(run_dir))
 
 
 # Warm start: an earlier run's best configurations are the first trials.

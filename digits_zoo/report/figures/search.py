@@ -97,7 +97,14 @@ def completed_trials(trials: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         if trial.get("status") != "COMPLETED" or trial.get("cv_accuracy_mean") in (None, ""):
             continue
         parsed = dict(trial)
-        floats = ("cv_accuracy_mean", "cv_accuracy_std", "learning_rate", "dropout_rate", "l2")
+        floats = (
+            "cv_accuracy_mean",
+            "cv_accuracy_std",
+            "learning_rate",
+            "dropout_rate",
+            "l2",
+            "augment_strength",
+        )
         for key in (*floats, "label_smoothing"):
             if parsed.get(key) not in (None, ""):
                 parsed[key] = float(parsed[key])
@@ -117,6 +124,7 @@ EFFECTS = (
     ("dropout_rate", "dropout rate", "linear"),
     ("optimizer", "optimizer", "category"),
     ("augment", "training copies (augment)", "category"),
+    ("augment_strength", "strength of the copies (augment_strength)", "linear"),
     ("normalization", "normalization", "category"),
 )
 
@@ -135,8 +143,8 @@ def hyperparameter_effects(trials: Sequence[dict[str, Any]]) -> Figure:
         The figure.
     """
     done = completed_trials(trials)
-    figure = new_figure(17.5, 7.6)
-    axes = list(figure.subplots(2, 4, squeeze=False).flat)
+    figure = new_figure(15.0, 11.4)
+    axes = list(figure.subplots(3, 3, squeeze=False).flat)
     best = max(done, key=lambda t: t["cv_accuracy_mean"]) if done else None
     generator = np.random.default_rng(0)
     for ax, (name, label, scale) in zip(axes, EFFECTS, strict=True):
