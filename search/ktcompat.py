@@ -1,6 +1,6 @@
 """Every use of keras-tuner's private internals, in one place.
 
-keras-tuner's public API does not cover six things the search needs; each
+keras-tuner's public API does not cover seven things the search needs; each
 is wrapped here and pinned to the version it was written against by
 ``tests/test_ktcompat.py``, so an upgrade that moves them fails one test
 instead of a search.
@@ -110,3 +110,60 @@ def random_proposal(oracle: kt.Oracle) -> dict[str, Any]:
     if values is None:
         return {"status": kt.engine.trial.TrialStatus.STOPPED, "values": None}
     return {"status": kt.engine.trial.TrialStatus.RUNNING, "values": values}
+
+
+# The acquisition search of gaussian_process_proposal: keras-tuner's 50 random starting
+# points, 2,000 more random points scored in the same call, and L-BFGS-B from the best 5.
+ACQUISITION_STARTS = 50
+ACQUISITION_SCREENED = 2000
+ACQUISITION_REFINED = 5
+
+
+def gaussian_process_proposal(oracle: kt.Oracle) -> dict[str, Any]:
+    """``BayesianOptimizationOracle.populate_space`` with its acquisition search vectorised.
+
+    The same Gaussian process (keras-tuner's ``gpr``, fit as it fits it) and the
+    same upper confidence bound, minimised as keras-tuner frames it. keras-tuner
+    runs L-BFGS-B with finite-difference gradients from each of 50 random
+    points, one Gaussian-process prediction per evaluation: several seconds a
+    proposal on 2 cores, while a trial stopped by the median rule trains in 3-5.
+    This scores the 50 points and 2,000 more in one prediction and runs
+    L-BFGS-B from the best 5. Before ``num_initial_points`` completed trials it
+    is keras-tuner's random draw, as there. The random points come from the
+    oracle's ``_random_state`` (reseeded per proposal by
+    :func:`reseed_gaussian_process_proposals`), so a proposal is reproducible.
+    """
+    import scipy.optimize
+
+    completed = [trial for trial in oracle.trials.values() if trial.status == "COMPLETED"]
+    dimensions = len(oracle.hyperparameters.space)
+    initial = oracle.num_initial_points or max(3 * dimensions, 3)
+    if len(completed) < initial:
+        return oracle._random_populate_space()
+    x, y = oracle._vectorize_trials()
+    x = np.nan_to_num(x, posinf=0, neginf=0)
+    y = np.nan_to_num(y, posinf=0, neginf=0)
+    oracle.gpr.fit(x, y)
+
+    def bound(points: np.ndarray) -> np.ndarray:
+        mean, std = oracle.gpr.predict(np.atleast_2d(points), return_std=True)
+        return np.ravel(mean) - oracle.beta * np.ravel(std)
+
+    bounds = oracle._get_hp_bounds()
+    points = oracle._random_state.uniform(
+        bounds[:, 0],
+        bounds[:, 1],
+        size=(ACQUISITION_STARTS + ACQUISITION_SCREENED, bounds.shape[0]),
+    )
+    scores = bound(points)
+    best_value, best_point = float("inf"), None
+    for start in points[np.argsort(scores, kind="stable")[:ACQUISITION_REFINED]]:
+        result = scipy.optimize.minimize(
+            lambda point: float(bound(point)[0]), x0=start, bounds=bounds, method="L-BFGS-B"
+        )
+        if float(result.fun) < best_value:
+            best_value, best_point = float(result.fun), result.x
+    return {
+        "status": kt.engine.trial.TrialStatus.RUNNING,
+        "values": oracle._vector_to_values(best_point),
+    }

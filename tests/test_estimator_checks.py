@@ -81,18 +81,9 @@ INPUT_HANDLING = {
     ),
 }
 
-ENSEMBLE_ONLY = {
-    "check_estimators_unfitted": (
-        "DenseEnsembleClassifier.predict reads classes_ before predict_proba checks the fit, so "
-        "an unfitted predict raises AttributeError, not NotFittedError"
-    ),
-}
-
 
 def expected_failures(estimator) -> dict[str, str]:
     """The checks ``estimator`` is known to fail, each with the reason."""
-    if isinstance(estimator, DenseEnsembleClassifier):
-        return {**INPUT_HANDLING, **ENSEMBLE_ONLY}
     return dict(INPUT_HANDLING)
 
 

@@ -61,3 +61,52 @@ def test_random_proposal_draws_an_untried_configuration_and_advances_the_seed(tm
         oracle.create_trial(worker)
     # Both configurations tried: none is left.
     assert ktcompat.random_proposal(oracle) == {"status": "STOPPED", "values": None}
+
+
+def _bayesian_oracle(tmp_path, completed: int):
+    """A Bayesian oracle over x, y in [0, 1] whose completed trials score best at (0.7, 0.3)."""
+    oracle = kt.oracles.BayesianOptimizationOracle(
+        objective=kt.Objective("score", "max"),
+        max_trials=50,
+        num_initial_points=4,
+        beta=0.0,
+        seed=3,
+    )
+    ktcompat.attach_oracle(oracle, str(tmp_path), "bayesian")
+    hp = kt.HyperParameters()
+    hp.Float("x", 0.0, 1.0)
+    hp.Float("y", 0.0, 1.0)
+    oracle.hyperparameters = hp
+    grid = [(x, y) for x in (0.1, 0.4, 0.9) for y in (0.1, 0.5, 0.9)] + [(0.6, 0.35), (0.8, 0.2)]
+    for x, y in grid[:completed]:
+        trial = oracle.create_trial("tuner0")
+        trial.hyperparameters.values.update(x=x, y=y)
+        oracle.update_trial(trial.trial_id, {"score": -((x - 0.7) ** 2) - (y - 0.3) ** 2})
+        trial.status = "COMPLETED"
+        oracle.end_trial(trial)
+    return oracle
+
+
+def test_gaussian_process_proposal_finds_the_bound_s_optimum_and_is_reproducible(tmp_path):
+    oracle = _bayesian_oracle(tmp_path, completed=11)
+    ktcompat.reseed_gaussian_process_proposals(oracle, 11)
+    proposal = ktcompat.gaussian_process_proposal(oracle)
+    assert proposal["status"] == "RUNNING"
+    # With beta 0 the bound is the Gaussian process's mean, highest near (0.7, 0.3).
+    assert abs(proposal["values"]["x"] - 0.7) < 0.15 and abs(proposal["values"]["y"] - 0.3) < 0.15
+    # keras-tuner's own search (50 L-BFGS-B starts) lands within reach of the same point.
+    ktcompat.reseed_gaussian_process_proposals(oracle, 11)
+    theirs = kt.oracles.BayesianOptimizationOracle.populate_space(oracle, "x")["values"]
+    assert abs(theirs["x"] - proposal["values"]["x"]) < 0.1
+    assert abs(theirs["y"] - proposal["values"]["y"]) < 0.1
+    # The same seed state, the same proposal.
+    ktcompat.reseed_gaussian_process_proposals(oracle, 11)
+    assert ktcompat.gaussian_process_proposal(oracle) == proposal
+
+
+def test_gaussian_process_proposal_draws_at_random_before_its_initial_points(tmp_path):
+    oracle = _bayesian_oracle(tmp_path, completed=3)
+    draws = [ktcompat.gaussian_process_proposal(oracle)["values"] for _ in range(2)]
+    # Random draws (the GP needs 4 completed trials here): two different points.
+    assert draws[0] != draws[1]
+    assert all(0.0 <= draw[name] <= 1.0 for draw in draws for name in ("x", "y"))

@@ -126,7 +126,9 @@ class DenseEnsembleClassifier(ClassifierMixin, BaseEstimator):
 
     def predict(self, X) -> np.ndarray:
         """Returns the class with the highest (weighted) mean probability."""
-        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+        # The probabilities first: unfitted, predict_proba raises NotFittedError.
+        probabilities = self.predict_proba(X)
+        return self.classes_[np.argmax(probabilities, axis=1)]
 
     def count_params(self) -> int:
         """Returns the trainable parameters of all members together."""
