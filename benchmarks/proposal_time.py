@@ -19,12 +19,15 @@ ends with one JSON line.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import os
 import statistics
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -82,7 +85,11 @@ def main() -> None:
     args = parser.parse_args()
     if args.trials < 4:
         parser.error(f"--trials must be at least 4 (got {args.trials})")
-    seconds = measure(args.trials)
+    # keras-tuner's oracle prints each trial, and the Gaussian process's fit warns
+    # about length scales at their bound: neither is this script's output.
+    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        seconds = measure(args.trials)
     print(f"seconds per Bayesian proposal, {args.trials - 3} proposals, {os.cpu_count()} cores")
     print()
     print("| acquisition search | median | range |")

@@ -209,8 +209,9 @@ class ResumableBayesianOracle(kt.oracles.BayesianOptimizationOracle):
     trial's configuration (the Gaussian process can land on a tried point) is
     replaced by a random untried one, and so is one that would take too much
     of the budget left (``cost_rule``, :class:`CostRule`). Its acquisition
-    search is keras-tuner's, vectorised (``search.ktcompat.gaussian_process_proposal``):
-    the same Gaussian process and bound, a tenth of the seconds.
+    search is keras-tuner's, vectorised
+    (``search.ktcompat.gaussian_process_proposal``): the same Gaussian process
+    and bound, about a fifteenth of the seconds (``benchmarks/proposal_time.py``).
 
     Args:
         cost_rule: the budget's check of proposals, or ``None``.
