@@ -149,6 +149,9 @@ def hyperparameter_effects(trials: Sequence[dict[str, Any]]) -> Figure:
     generator = np.random.default_rng(0)
     for ax, (name, label, scale) in zip(axes, EFFECTS, strict=True):
         present = [t for t in done if t.get(name) not in (None, "")]
+        if name == "augment_strength":
+            # A strength scales the training copies: without copies it means nothing.
+            present = [t for t in present if t.get("augment") != "none"]
         ax.set_xlabel(label)
         ax.set_ylabel("CV accuracy (%)")
         ax.grid(axis="y", alpha=0.3)
