@@ -13,7 +13,7 @@ same reseeded state. No training: this measures the oracle alone.
 Prints a markdown table (median and range of seconds per proposal); ``--json``
 ends with one JSON line.
 
-    .venv/bin/python benchmarks/proposal_time.py [--trials 20] [--json]
+    .venv/bin/python benchmarks/proposal_time.py [--quick] [--trials 20] [--json]
 """
 
 from __future__ import annotations
@@ -80,9 +80,12 @@ def measure(trials: int) -> dict[str, list[float]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--trials", type=int, default=20, help="completed trials (default 20)")
+    parser.add_argument("--trials", type=int, default=None, help="completed trials (default 20)")
+    parser.add_argument("--quick", action="store_true", help="a short run: 8 trials")
     parser.add_argument("--json", action="store_true", help="end with one JSON line")
     args = parser.parse_args()
+    if args.trials is None:
+        args.trials = 8 if args.quick else 20
     if args.trials < 4:
         parser.error(f"--trials must be at least 4 (got {args.trials})")
     # keras-tuner's oracle prints each trial, and the Gaussian process's fit warns
