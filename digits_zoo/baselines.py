@@ -59,7 +59,10 @@ def run_baselines(
 
 
 def baseline_threads() -> int:
-    """How many baselines are evaluated at once: one per core, at most 2 (see :func:`_evaluate_entries`)."""
+    """How many baselines are evaluated at once: one per core, at most 2.
+
+    See :func:`_evaluate_entries`.
+    """
     return max(1, min(2, os.cpu_count() or 1))
 
 
@@ -86,34 +89,30 @@ def _evaluate_entries(run: Run, entries: list, progress: Callable[[str], None]):
     # One BLAS/OpenMP thread per model: two busy fits with a thread per core each
     # made an MLP fit 45x slower. Set one at a time too, so that a model's numbers
     # do not depend on how many ran at once (an iterative solver's do on the threads).
-    limits = threadpool_limits(1)
-    try:
-        with ThreadPoolExecutor(max_workers=threads) as pool:
-            pending = set()
-            queue = list(entries)
-            done_count = 0
-            try:
-                while queue or pending:
-                    while queue and len(pending) < threads:
-                        pending.add(pool.submit(evaluate, queue.pop(0)))
-                    finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-                    for future in finished:
-                        entry, result = future.result()
-                        done_count += 1
-                        board = _keep(run, entry, result)
-                        row = next(r for r in board if r["model"] == entry.name)
-                        progress(
-                            f"[{done_count}/{len(entries)}] {entry.name:<20} "
-                            f"cv {row['cv_accuracy_mean']:.4f} ± {row['cv_accuracy_std']:.4f}  "
-                            f"test {row['test_accuracy']:.4f}  fit {row['fit_seconds']:.2f}s"
-                        )
-            except BaseException:
-                # Ctrl-C or an error: start nothing more; what finished is kept.
-                for future in pending:
-                    future.cancel()
-                raise
-    finally:
-        limits.restore_original_limits()
+    with threadpool_limits(1), ThreadPoolExecutor(max_workers=threads) as pool:
+        pending = set()
+        queue = list(entries)
+        done_count = 0
+        try:
+            while queue or pending:
+                while queue and len(pending) < threads:
+                    pending.add(pool.submit(evaluate, queue.pop(0)))
+                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    entry, result = future.result()
+                    done_count += 1
+                    board = _keep(run, entry, result)
+                    row = next(r for r in board if r["model"] == entry.name)
+                    progress(
+                        f"[{done_count}/{len(entries)}] {entry.name:<20} "
+                        f"cv {row['cv_accuracy_mean']:.4f} ± {row['cv_accuracy_std']:.4f}  "
+                        f"test {row['test_accuracy']:.4f}  fit {row['fit_seconds']:.2f}s"
+                    )
+        except BaseException:
+            # Ctrl-C or an error: start nothing more; what finished is kept.
+            for future in pending:
+                future.cancel()
+            raise
     return board
 
 
