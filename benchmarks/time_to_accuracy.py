@@ -147,9 +147,10 @@ class EnsembleScores:
 
     As ``digits_zoo.searching.add_shipped_ensemble`` selects it: greedy
     selection (``zoo.selection``, its default rounds) over the out-of-fold
-    probabilities of the best ``POOL_TRIALS`` completed trials so far. Scored
-    on the run's folds with no training; the refits of its members (a few
-    seconds each, after the search) are not counted in the time.
+    probabilities of the search's ``ensemble_pool`` of the trials finished so
+    far (the best completed ones, trained in full). Scored on the run's folds
+    with no training; the refits of its members (a few seconds each, after
+    the search) are not counted in the time.
     """
 
     def __init__(self, run_dir: Path):
@@ -157,13 +158,13 @@ class EnsembleScores:
         self.run = None
         self.known: dict[tuple[str, ...], float] = {}
 
-    def score(self, trials: list[tuple[str, float]]) -> float | None:
-        """The ensemble's CV over ``(trial id, CV)`` of the completed trials so far."""
-        from digits_zoo.searching import POOL_TRIALS
+    def score(self, trials: list[dict]) -> float | None:
+        """The ensemble's CV over the finished trials so far (``read_trials``-like rows)."""
+        from digits_zoo.searching import ensemble_pool
         from search.records import read_out_of_fold
         from zoo.selection import DEFAULT_ROUNDS, greedy_selection
 
-        pool = tuple(name for name, _ in sorted(trials, key=lambda t: -t[1])[:POOL_TRIALS])
+        pool = tuple(trial["trial_id"] for trial in ensemble_pool(trials))
         if not pool:
             return None
         if pool not in self.known:
@@ -204,14 +205,21 @@ def finished_trials(
             continue  # being written, or a record of another version
         scores = record.get("cv_scores")
         cv = sum(scores) / len(scores) if scores and record.get("status") == "COMPLETED" else None
-        trials.append((float(record["ended_at"]), cv, record["trial_id"]))
+        trials.append((float(record["ended_at"]), cv, record))
     trials.sort(key=lambda trial: trial[0])
     finished = []
-    completed: list[tuple[str, float]] = []
-    for ended_at, cv, name in trials:
+    so_far: list[dict] = []
+    for ended_at, cv, record in trials:
         if cv is not None:
-            completed.append((name, cv))
-        ensemble = ensembles.score(completed) if ensembles is not None else None
+            so_far.append(
+                {
+                    "trial_id": record["trial_id"],
+                    "status": "COMPLETED",
+                    "cv_accuracy_mean": cv,
+                    "stopped_early": bool(record.get("stopped_early")),
+                }
+            )
+        ensemble = ensembles.score(so_far) if ensembles is not None else None
         finished.append((ended_at, cv, ensemble))
     return finished
 

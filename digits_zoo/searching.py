@@ -324,23 +324,35 @@ class Candidate:
         return self.trial is not None and (self.trial.get("family") or DENSE) == DENSE
 
 
+def ensemble_pool(trials: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The trials of one search that greedy selection may choose among, best first.
+
+    The best :data:`POOL_TRIALS` completed trials, leaving out a trial stopped
+    early by the median rule: its out-of-fold probabilities are those of
+    networks stopped after a few epochs, while its refit, which an ensemble
+    ships, would train every epoch.
+
+    Args:
+        trials: rows as ``search.records.read_trials`` gives them (at least
+            ``trial_id``, ``status``, ``cv_accuracy_mean``, ``stopped_early``).
+    """
+    trained = [trial for trial in trials if not trial.get("stopped_early")]
+    return completed_trials(trained)[:POOL_TRIALS]
+
+
 def ensemble_candidates(run: Run) -> list[Candidate]:
     """The scored models of the run with out-of-fold probabilities on disk.
 
-    The best :data:`POOL_TRIALS` completed trials of every search of the run
-    (any tuner, any family), best first within each search, then the
-    baselines on the leaderboard
-    (``digits-zoo baselines`` keeps their out-of-fold probabilities). A file
-    of another shape (another dataset or split) is left out, and so is a
-    trial stopped early by the median rule: its out-of-fold probabilities are
-    those of networks stopped after a few epochs, while its refit, which an
-    ensemble ships, would train every epoch.
+    The :func:`ensemble_pool` of every search of the run (any tuner, any
+    family), best first within each search, then the baselines on the
+    leaderboard (``digits-zoo baselines`` keeps their out-of-fold
+    probabilities). A file of another shape (another dataset or split) is
+    left out.
     """
     shape = (len(run.dataset.y_train), len(run.dataset.classes))
     candidates = []
     for searched in recorded_searches(run.path):
-        trained = [t for t in read_trials(run.path, searched) if not t.get("stopped_early")]
-        for trial in completed_trials(trained)[:POOL_TRIALS]:
+        for trial in ensemble_pool(read_trials(run.path, searched)):
             probabilities = read_out_of_fold(run.path, trial["trial_id"])
             if probabilities is not None and probabilities.shape == shape:
                 candidates.append(
