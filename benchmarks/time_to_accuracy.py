@@ -363,47 +363,40 @@ def table(results: list[dict], ways: list[str], cap_minutes: float) -> str:
         "|---|---|" + "---|" * (2 * len(keys)) + "---|---|---|---|",
     ]
 
-    def cells(values: list[float | None], bold: bool = False) -> str:
-        texts = [format_seconds(value, cap_minutes) for value in values]
+    def cells(values: list[float | None], bold: bool = False, missing: str | None = None) -> str:
+        """Seconds per threshold; ``missing`` (if given) stands for a threshold not reached."""
+        texts = [
+            missing if value is None and missing else format_seconds(value, cap_minutes)
+            for value in values
+        ]
         return " | ".join(f"**{text}**" if bold else text for text in texts)
 
     def figure(value: float | None) -> str:
         return "-" if value is None else f"{value:.4f}"
 
+    def medians(runs: list[dict], field: str) -> list[float | None]:
+        return [median_seconds([r[field][k] for r in runs]) for k in keys]
+
+    dashes = " | ".join("-" for _ in keys)
     for way in ways:
         runs = [r for r in results if r["way"] == way]
         ensemble = way != "usual"
         for run in runs:
             cache = f"{run['built']}/{run['reused']}" if "built" in run else "-"
-            plain = cells([run["seconds_to"][k] for k in keys])
-            if run["stopped"].startswith("reached"):
-                # Stopped when the ensemble reached the top: the trials had no more time.
-                plain = " | ".join(
-                    "not reached before the stop"
-                    if run["seconds_to"][k] is None
-                    else format_seconds(run["seconds_to"][k], cap_minutes)
-                    for k in keys
-                )
-            both = cells([run["seconds_to_with_ensemble"][k] for k in keys]) if ensemble else ""
-            if not ensemble:
-                both = " | ".join("-" for _ in keys)
+            # Stopped when the ensemble reached the top: the trials had no more time.
+            stopped = (
+                "not reached before the stop" if run["stopped"].startswith("reached") else None
+            )
+            plain = cells([run["seconds_to"][k] for k in keys], missing=stopped)
+            both = cells([run["seconds_to_with_ensemble"][k] for k in keys]) if ensemble else dashes
             best_both = figure(run["best_cv_with_ensemble"]) if ensemble else "-"
             lines.append(
                 f"| {way} | {run['seed']} | {plain} | {both} | {run['trials']} | "
                 f"{figure(run['best_cv'])} | {best_both} | {cache} |"
             )
         if len(runs) > 1:
-            plain = cells([median_seconds([r["seconds_to"][k] for r in runs]) for k in keys], True)
-            if ensemble:
-                both = cells(
-                    [
-                        median_seconds([r["seconds_to_with_ensemble"][k] for r in runs])
-                        for k in keys
-                    ],
-                    True,
-                )
-            else:
-                both = " | ".join("-" for _ in keys)
+            plain = cells(medians(runs, "seconds_to"), True)
+            both = cells(medians(runs, "seconds_to_with_ensemble"), True) if ensemble else dashes
             trials = statistics.median(r["trials"] for r in runs)
             lines.append(f"| {way} | median | {plain} | {both} | {trials:g} | | | |")
     return "\n".join(lines)
