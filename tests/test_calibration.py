@@ -14,9 +14,10 @@ from digits_zoo import cli
 from digits_zoo.leaderboard import COLUMNS, merge_rows, read_leaderboard, to_csv
 from digits_zoo.runs import load_run, open_run
 from digits_zoo.searching import run_search
-from digits_zoo.ship.export import export_run, row_temperature
+from digits_zoo.ship.export import export_run
 from digits_zoo.ship.layout import METADATA
 from digits_zoo.ship.load import load_export
+from digits_zoo.ship.rows import row_temperature
 from search.spec import SearchSpec
 from zoo.calibration import (
     accuracy_at_coverage,

@@ -16,7 +16,8 @@ from digits_zoo.leaderboard import read_leaderboard
 from digits_zoo.rundir import baseline_out_of_fold_path, ensembles_path
 from digits_zoo.runs import open_run
 from digits_zoo.searching import ensemble_rounds, run_search
-from digits_zoo.ship.export import export_run, row_temperature
+from digits_zoo.ship.export import export_run
+from digits_zoo.ship.rows import row_temperature
 from search.records import read_out_of_fold, read_trials
 from search.spec import SearchSpec
 from zoo import stacked

@@ -51,7 +51,7 @@ from digits_zoo.rundir import (
     trials_csv_path,
 )
 from digits_zoo.runs import load_run, read_run_meta
-from digits_zoo.ship.export import row_temperature
+from digits_zoo.ship.rows import row_temperature
 from search.records import read_record, read_trials_csv
 from zoo.calibration import (
     apply_temperature,

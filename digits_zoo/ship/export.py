@@ -31,18 +31,10 @@ from typing import Any
 
 import numpy as np
 
-from digits_zoo.artifacts import (
-    DamagedModel,
-    load_run_model,
-    remove_stale,
-    remove_stale_saves,
-    save_fitted,
-    staging_folder,
-)
+from digits_zoo.artifacts import remove_stale, remove_stale_saves, staging_folder
 from digits_zoo.leaderboard import read_leaderboard
-from digits_zoo.rundir import export_base, inside, run_lock
+from digits_zoo.rundir import export_base, run_lock
 from digits_zoo.runs import Run, library_versions, load_run
-from digits_zoo.searching import leaderboard_name
 from digits_zoo.ship.keras_formats import write_network_files
 from digits_zoo.ship.layout import (
     FORMAT_CHOICES,
@@ -60,17 +52,16 @@ from digits_zoo.ship.layout import (
     taken_numbers,
 )
 from digits_zoo.ship.load import load_export
+from digits_zoo.ship.rows import fitted_model, row_temperature, select_row
 from digits_zoo.ship.runtimes import UnloadableModel, sha256
 from digits_zoo.ship.sklearn_onnx import write_sklearn_onnx
-from search.records import read_out_of_fold, read_trials_csv
-from zoo.calibration import apply_temperature, expected_calibration_error, fit_temperature
+from zoo.calibration import apply_temperature, expected_calibration_error
 from zoo.data import Dataset
 from zoo.dense import DenseNetClassifier
 from zoo.ensemble import DenseEnsembleClassifier, is_network
 from zoo.errors import ZooError
 from zoo.files import atomic_write_text
 from zoo.protocol import config_json
-from zoo.registry import create_model, list_models
 
 # How far the reloaded export's probabilities may drift from the in-memory model's, in
 # every format (float32 throughout; measured at most 1e-6: 6e-8 for networks in ONNX and
@@ -152,196 +143,6 @@ def portable_formats(
             + ("pass --format litert or all" if network else "drop --quantize")
         )
     return chosen
-
-
-def select_row(
-    rows: list[dict[str, Any]], *, rank: int | None = None, model: str | None = None
-) -> dict[str, Any]:
-    """Picks the leaderboard row to export.
-
-    Args:
-        rows: the leaderboard, best first.
-        rank: the row with this leaderboard rank (any kind).
-        model: the row of this model name.
-
-    Returns:
-        The row; by default the best ``keras`` row.
-
-    Raises:
-        ZooError: both or a missing choice, or no Keras row to default to.
-    """
-    if rank is not None and model is not None:
-        raise ZooError(f"pass --rank or --model, not both (got --rank {rank} --model {model})")
-    if rank is not None:
-        chosen = [row for row in rows if int(row["rank"]) == rank]
-        if not chosen:
-            raise ZooError(
-                f"no leaderboard row has rank {rank}; ranks run from 1 to {len(rows)} "
-                "(see digits-zoo leaderboard RUN_DIR)"
-            )
-        return chosen[0]
-    if model is not None:
-        chosen = [row for row in rows if row["model"] == model]
-        if not chosen:
-            names = ", ".join(row["model"] for row in rows)
-            raise ZooError(f"no leaderboard row for model {model!r}; the rows are: {names}")
-        return chosen[0]
-    keras_rows = [row for row in rows if row["kind"] == "keras"]
-    if not keras_rows:
-        raise ZooError(
-            "the leaderboard has no keras row to export by default; pass --model NAME or "
-            "--rank N to export a scikit-learn row, or run digits-zoo search first"
-        )
-    return keras_rows[0]
-
-
-def refit_row(run: Run, row: dict[str, Any]) -> Any:
-    """Refits a leaderboard row's model from its recorded config on the run's training part.
-
-    Keras rows are rebuilt as ``DenseNetClassifier(**config)`` (the config
-    holds the epochs and the seed), ensembles as
-    ``DenseEnsembleClassifier(members=...)``; scikit-learn rows as their zoo entry with
-    the recorded parameters set again.
-
-    Raises:
-        ZooError: the row's config cannot be rebuilt.
-    """
-    config = json.loads(row["config"] or "{}")
-    if row["kind"] == "keras":
-        try:
-            if "members" in config:
-                estimator = DenseEnsembleClassifier(
-                    members=tuple(config["members"]), weights=config.get("weights")
-                )
-            else:
-                estimator = DenseNetClassifier(**config)
-        except TypeError as error:
-            raise ZooError(
-                f"cannot rebuild {row['model']} from its recorded config ({error}); "
-                "re-evaluate it into the leaderboard"
-            ) from None
-    elif row["model"] in list_models():
-        estimator = create_model(row["model"], seed=run.seed)
-        valid = estimator.get_params(deep=False)
-        estimator.set_params(**{key: value for key, value in config.items() if key in valid})
-    else:
-        raise ZooError(
-            f"cannot refit {row['model']}: it is not a zoo entry and its fitted model "
-            f"({row.get('model_path') or 'no model_path'}) is not on disk or is damaged"
-        )
-    return estimator.fit(run.dataset.scale(run.dataset.x_train), run.dataset.y_train)
-
-
-def fitted_model(
-    run: Run, row: dict[str, Any], progress: Callable[[str], None] = print
-) -> tuple[Any, bool]:
-    """Returns a row's fitted model and whether it had to be refit.
-
-    The model saved in the run directory is used when it is there and loads;
-    a missing or damaged one (a save that was cut short) is refit (and saved
-    back), and ``progress`` says so.
-
-    Raises:
-        ZooError: the row's ``model_path`` leads outside the run directory,
-            its file names untrusted types, or it cannot be refit.
-    """
-    relative = row.get("model_path") or ""
-    path = inside(run.path, relative) if relative else None
-    if path is None:
-        problem = "fitted model not on disk (no model_path in the leaderboard)"
-    elif not path.is_file():
-        problem = f"fitted model not on disk ({path})"
-    else:
-        try:
-            return load_run_model(run.path, relative), False
-        except DamagedModel as damage:
-            problem = f"fitted model damaged ({damage.reason}: {path})"
-    progress(
-        f"{row['model']}: {problem}; refitting it from its recorded config (seed "
-        f"{json.loads(row['config'] or '{}').get('seed', run.seed)}) on the run's "
-        f"{len(run.dataset.y_train)} training images"
-    )
-    estimator = refit_row(run, row)
-    saved = save_fitted(estimator, run.path, row["model"])
-    progress(f"{row['model']}: refit done; saved as {run.path / saved}")
-    return estimator, True
-
-
-def _comparable(params: dict[str, Any]) -> dict[str, Any]:
-    """A network's parameters as its leaderboard config records them (JSON, no ``verbose``)."""
-    plain = json.loads(json.dumps(params, sort_keys=True, default=str))
-    plain.pop("verbose", None)
-    return plain
-
-
-def row_trials(run: Run, row: dict[str, Any]) -> tuple[list[str], list[float]]:
-    """The search trials whose out-of-fold probabilities stand for a leaderboard row's model.
-
-    A searched model's row (``search_<trial>...``) is its trial's; an ensemble's
-    row is its members', found by their configs among the searched rows (or
-    named in its config as ``trials``, with ``weights``), weighted equally
-    unless the config says otherwise.
-
-    Returns:
-        ``(trial ids, weights)``, both empty for a model no search trained
-        (a baseline) or whose trials are not recorded.
-    """
-    trials = read_trials_csv(run.path)
-    by_name = {leaderboard_name(trial): trial["trial_id"] for trial in trials}
-    if row["model"] in by_name:
-        return [by_name[row["model"]]], [1.0]
-    config = json.loads(row.get("config") or "{}")
-    if "trials" in config:
-        ids = [str(trial) for trial in config["trials"]]
-    elif "members" in config:
-        searched = {
-            json.dumps(_comparable(json.loads(other.get("config") or "{}")), sort_keys=True): name
-            for other in read_leaderboard(run.path)
-            if (name := by_name.get(other["model"])) is not None
-        }
-        ids = [searched.get(json.dumps(_comparable(m), sort_keys=True)) for m in config["members"]]
-    else:
-        return [], []
-    weights = [float(w) for w in config.get("weights") or [1.0] * len(ids)]
-    if not ids or None in ids or len(weights) != len(ids):
-        return [], []
-    return [str(trial) for trial in ids], weights
-
-
-def row_temperature(run: Run, row: dict[str, Any]) -> dict[str, Any]:
-    """Fits a leaderboard row's temperature on its out-of-fold probabilities.
-
-    The out-of-fold probabilities are the search's (see :func:`row_trials`; an
-    ensemble's are its members' weighted mean), with the run's training labels
-    in the same row order. A model without them (a baseline, or a search
-    whose records are gone) keeps temperature 1: its probabilities are
-    shipped as the model gives them.
-
-    Returns:
-        ``temperature`` and ``fitted_on`` (what it was fitted on, in words),
-        plus ``trials`` and the out-of-fold ``oof_ece_before``/``oof_ece_after``
-        when it was fitted.
-    """
-    trial_ids, weights = row_trials(run, row)
-    probabilities = [read_out_of_fold(run.path, trial) for trial in trial_ids]
-    y = run.dataset.y_train
-    usable = bool(probabilities) and all(
-        p is not None and p.shape == (len(y), len(run.dataset.classes)) for p in probabilities
-    )
-    if not usable:
-        return {"temperature": 1.0, "fitted_on": "nothing: no out-of-fold probabilities"}
-    averaged = np.average(np.asarray(probabilities), axis=0, weights=weights)
-    classes = np.asarray(run.dataset.classes)
-    temperature = fit_temperature(averaged, y, classes)
-    return {
-        "temperature": temperature,
-        "fitted_on": f"out-of-fold probabilities of {len(y)} training rows",
-        "trials": trial_ids,
-        "oof_ece_before": expected_calibration_error(averaged, y, classes),
-        "oof_ece_after": expected_calibration_error(
-            apply_temperature(averaged, temperature), y, classes
-        ),
-    }
 
 
 def export_run(
