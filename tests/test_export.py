@@ -23,10 +23,9 @@ from digits_zoo.ship.export import (
     ExportVerificationError,
     export_estimator,
     export_run,
-    next_version,
 )
 from digits_zoo.ship.inputs import as_rows, image_to_pixels, predict_inputs
-from digits_zoo.ship.layout import METADATA
+from digits_zoo.ship.layout import METADATA, next_version
 from digits_zoo.ship.load import load_export, resolve_export
 from digits_zoo.ship.rows import select_row
 from zoo import ZooError, create_model, model_entry

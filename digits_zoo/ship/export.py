@@ -21,7 +21,6 @@ version is published.
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -44,12 +43,11 @@ from digits_zoo.ship.layout import (
     MODEL_FILES,
     ONNX_MODEL,
     PARTIAL_PREFIX,
-    SAVED_MODEL,
     SIGNATURE,
     SKOPS_MODEL,
+    check_base_folder,
     check_versions,
-    is_version,
-    taken_numbers,
+    publish_version,
 )
 from digits_zoo.ship.load import load_export
 from digits_zoo.ship.rows import fitted_model, row_temperature, select_row
@@ -220,7 +218,7 @@ def _export_locked(
     if format == "all" and not network:
         progress(f"{row['model']} is a scikit-learn model: --format all writes ONNX, not LiteRT")
     base = Path(out) if out is not None else export_base(run.path, row["model"])
-    _check_base(base)
+    check_base_folder(base)
     # Refused before a refit, not after it.
     check_versions(base)
     estimator, refit = fitted_model(run, row, progress)
@@ -264,24 +262,6 @@ def _export_locked(
             + (" (the refit did not reproduce the original fit)" if refit else "")
         )
     return result
-
-
-def _check_base(base: Path) -> None:
-    if base.exists() and not base.is_dir():
-        raise ZooError(f"--out is a file (got {str(base)!r}); pass a folder for the export")
-    if is_version(base) or (base / SAVED_MODEL).is_file():
-        raise ZooError(
-            f"--out is a version folder of an export (got {str(base)!r}); pass its parent, "
-            "the base folder, so that the new export gets the next version number"
-        )
-
-
-def next_version(base: str | Path) -> int:
-    """Returns the next free version number in an export's base folder (1 for a new one).
-
-    Any numbered name counts, a file or a link too, so a number is never reused.
-    """
-    return max(taken_numbers(base), default=0) + 1
 
 
 def export_estimator(
@@ -337,7 +317,7 @@ def export_estimator(
     is_keras = is_network(estimator)
     portable = portable_formats(format, network=is_keras, name=name, quantize=quantize)
     base = Path(out)
-    _check_base(base)
+    check_base_folder(base)
     base.mkdir(parents=True, exist_ok=True)
     # Hidden folders no running export holds are leftovers of killed ones.
     remove_stale(base, PARTIAL_PREFIX)
@@ -405,7 +385,7 @@ def export_estimator(
         }
         atomic_write_text(partial / METADATA, json.dumps(metadata, indent=2) + "\n")
         # On success the folder is renamed away; on any failure nothing stays behind.
-        return ExportResult(*_publish(partial, base), metadata)
+        return ExportResult(*publish_version(partial, base), metadata)
 
 
 def _package_version(package: str) -> str:
@@ -460,22 +440,6 @@ def _format_record(
     if format == "litert":
         record["quantization"] = "dynamic_range_int8" if quantized else None
     return record
-
-
-def _publish(partial: Path, base: Path) -> tuple[Path, int]:
-    """Renames a checked export to the next free version number; never overwrites one."""
-    for _ in range(1000):
-        version = next_version(base)
-        target = base / str(version)
-        if os.path.lexists(target):
-            continue
-        try:
-            os.rename(partial, target)
-        except OSError:
-            # Another export took this number between our look and our rename.
-            continue
-        return target, version
-    raise ZooError(f"could not find a free version number in {str(base)!r}")
 
 
 def _metadata(estimator: Any, dataset: Dataset, name: str, kind: str) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""The export format: file names, the serving signature and the numbered version folders.
+"""The export layout: file names, the serving signature and the numbered version folders.
 
 Writing an export (:mod:`digits_zoo.ship.export`) and loading one
 (:mod:`digits_zoo.ship.load`) both read these names from here, so the two
@@ -25,7 +25,9 @@ scikit-learn models); the portable files --format asks for lie beside it, made
 from the same fitted model and checked in the same export.
 
 A numbered folder without ``metadata.json`` is never one of ours (a version is
-complete before it gets its number): loading and exporting refuse it.
+complete before it gets its number): loading and exporting refuse it. The
+numbers are handed out here too: :func:`publish_version` renames a checked
+export to :func:`next_version` and never reuses a number.
 """
 
 from __future__ import annotations
@@ -122,6 +124,45 @@ def check_versions(base: str | Path) -> None:
                 f"TensorFlow Serving would still serve (got {str(folder)!r}); delete that "
                 "folder, then rerun"
             )
+
+
+def check_base_folder(base: Path) -> None:
+    """Refuses an export's base folder that is a file, or a version folder rather than its parent.
+
+    Raises:
+        ZooError: saying which, and what to pass instead.
+    """
+    if base.exists() and not base.is_dir():
+        raise ZooError(f"--out is a file (got {str(base)!r}); pass a folder for the export")
+    if is_version(base) or (base / SAVED_MODEL).is_file():
+        raise ZooError(
+            f"--out is a version folder of an export (got {str(base)!r}); pass its parent, "
+            "the base folder, so that the new export gets the next version number"
+        )
+
+
+def next_version(base: str | Path) -> int:
+    """Returns the next free version number in an export's base folder (1 for a new one).
+
+    Any numbered name counts, a file or a link too, so a number is never reused.
+    """
+    return max(taken_numbers(base), default=0) + 1
+
+
+def publish_version(partial: Path, base: Path) -> tuple[Path, int]:
+    """Renames a checked export to the next free version number; never overwrites one."""
+    for _ in range(1000):
+        version = next_version(base)
+        target = base / str(version)
+        if os.path.lexists(target):
+            continue
+        try:
+            os.rename(partial, target)
+        except OSError:
+            # Another export took this number between the look and the rename.
+            continue
+        return target, version
+    raise ZooError(f"could not find a free version number in {str(base)!r}")
 
 
 def check_contained(root: str | Path, folder: str | Path) -> None:
