@@ -1,8 +1,9 @@
-"""Shipping a leaderboard model: a versioned, self-verified export.
+"""Assembling an export: a new version folder, every file in it verified before it is published.
 
 The export's layout (the TensorFlow Serving layout: one numbered folder per
-version under a base folder, by default ``RUN_DIR/export/<model>``) is spelled
-out in :mod:`digits_zoo.ship.layout`.
+version under a base folder, by default ``RUN_DIR/export/<model>``) and its
+version numbers are :mod:`digits_zoo.ship.layout`'s; which leaderboard row is
+exported, and its fitted model, :mod:`digits_zoo.ship.rows`'s.
 
 Each version is written to a hidden temporary folder, reloaded and checked
 against the in-memory model on the run's held-out test split, and only then
@@ -10,8 +11,9 @@ renamed to its number: a failed check leaves nothing behind, and a serving
 process watching ``OUT`` never sees a half-written version. The hidden folder
 of an export that was killed is removed by the next export into that base.
 
-A version holds the model's own format (SavedModel or skops) and, with
-``format``, portable files beside it: ONNX (networks by Keras's own exporter,
+A version holds the model's own format (SavedModel or skops,
+:mod:`digits_zoo.ship.own_format`) and, with ``format``, portable files beside
+it: ONNX (networks by Keras's own exporter,
 :mod:`digits_zoo.ship.keras_formats`; scikit-learn models by skl2onnx,
 :mod:`digits_zoo.ship.sklearn_onnx`) and LiteRT (networks only). Each file is
 checked by its own runtime (TensorFlow, skops, ONNX Runtime, LiteRT) before the
@@ -44,19 +46,18 @@ from digits_zoo.ship.layout import (
     ONNX_MODEL,
     PARTIAL_PREFIX,
     SIGNATURE,
-    SKOPS_MODEL,
     check_base_folder,
     check_versions,
     publish_version,
 )
 from digits_zoo.ship.load import load_export
+from digits_zoo.ship.own_format import write_saved_model, write_skops
 from digits_zoo.ship.rows import fitted_model, row_temperature, select_row
 from digits_zoo.ship.runtimes import UnloadableModel, sha256
 from digits_zoo.ship.sklearn_onnx import write_sklearn_onnx
 from zoo.calibration import apply_temperature, expected_calibration_error
 from zoo.data import Dataset
-from zoo.dense import DenseNetClassifier
-from zoo.ensemble import DenseEnsembleClassifier, is_network
+from zoo.ensemble import is_network
 from zoo.errors import ZooError
 from zoo.files import atomic_write_text
 from zoo.protocol import config_json
@@ -280,8 +281,9 @@ def export_estimator(
     """Writes a fitted model as the next version under ``out``, checks it, then publishes it.
 
     Keras networks become a SavedModel with the preprocessing inside (see
-    :func:`write_saved_model`); scikit-learn models a skops file. ``format``
-    adds ONNX and LiteRT files beside it, with the same input and outputs.
+    :func:`digits_zoo.ship.own_format.write_saved_model`); scikit-learn models
+    a skops file. ``format`` adds ONNX and LiteRT files beside it, with the
+    same input and outputs.
     Each written file is reloaded from disk by its own runtime and must
     predict, on ``dataset.x_test``, the classes ``reference`` predicts, with
     probabilities within ``tolerance`` (a LiteRT file with int8 weights: within
@@ -485,95 +487,6 @@ def _metadata(estimator: Any, dataset: Dataset, name: str, kind: str) -> dict[st
         "versions": library_versions(),
         "exported": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-
-
-def write_saved_model(
-    estimator: DenseNetClassifier | DenseEnsembleClassifier,
-    folder: str | Path,
-    image_shape: tuple[int, ...],
-    pixel_max: float,
-) -> None:
-    """Writes a fitted dense network as a SavedModel that takes raw pixels.
-
-    The ``serving_default`` signature takes ``pixels`` (float32, raw values
-    ``0..pixel_max``) flat as ``[n, n_features]`` or as images ``[n, *image_shape]``
-    or ``[n, *image_shape, 1]``, divides by ``pixel_max`` itself and returns
-    ``probabilities`` (float32 ``[n, n_classes]``) and ``class`` (int64
-    labels). The network itself is converted from JAX with jax2tf (for CPU and
-    CUDA) by Keras's ``ExportArchive`` (on the TensorFlow backend it is traced
-    as it is); the reshaping and scaling around it are TensorFlow ops, since
-    jax2tf needs inputs of a known rank. Keras also
-    publishes the bare network as a second signature, ``network`` (flat
-    pixels already scaled to ``[0, 1]``).
-
-    Args:
-        estimator: the fitted network.
-        folder: where to write (it may exist and be empty).
-        image_shape: the shape of one image, such as ``(8, 8)``.
-        pixel_max: the largest raw pixel value (16 for the bundled digits).
-    """
-    import keras
-    import tensorflow as tf
-
-    n_features = int(estimator.n_features_in_)
-    if int(np.prod(image_shape)) != n_features:
-        raise ZooError(
-            f"image shape {tuple(image_shape)} does not hold the network's {n_features} inputs"
-        )
-    archive = keras.export.ExportArchive()
-    # On JAX the network is converted by jax2tf: no gradients are served, and exporting for
-    # both platforms lets an export made on one kind of machine serve on the other. On
-    # TensorFlow (KERAS_BACKEND=tensorflow) it is TensorFlow already; Keras refuses the options.
-    jax_options = (
-        {
-            "jax2tf_kwargs": {
-                "with_gradient": False,
-                "native_serialization_platforms": ("cpu", "cuda"),
-            }
-        }
-        if keras.backend.backend() == "jax"
-        else {}
-    )
-    network = archive.track_and_add_endpoint(
-        "network",
-        estimator.model_,
-        input_signature=[tf.TensorSpec((None, n_features), tf.float32, name="scaled_pixels")],
-        **jax_options,
-    )
-    classes = tf.constant(np.asarray(estimator.classes_, dtype="int64"))
-    accepted = [(n_features,), tuple(image_shape), (*image_shape, 1)]
-    depth = max(len(shape) for shape in accepted)
-    shapes_text = " or ".join(str(list(shape)) for shape in accepted)
-
-    @tf.function(input_signature=[tf.TensorSpec(None, tf.float32, name="pixels")], autograph=False)
-    def serve(pixels):
-        shape = tf.shape(pixels, out_type=tf.int64)
-        # Zeros in front give every shape at least `depth` entries to compare.
-        padded = tf.concat([tf.zeros([depth], tf.int64), shape], axis=0)
-        fits = tf.constant(False)
-        for trailing in accepted:
-            match = tf.reduce_all(tf.equal(padded[-len(trailing) :], trailing))
-            fits = tf.logical_or(fits, match)
-        check = tf.debugging.Assert(
-            fits, [f"pixels must end in shape {shapes_text}; got shape", shape]
-        )
-        with tf.control_dependencies([check]):
-            flat = tf.reshape(pixels, [-1, n_features])
-        probabilities = network(flat / tf.constant(pixel_max, tf.float32))
-        return {
-            "probabilities": probabilities,
-            "class": tf.gather(classes, tf.argmax(probabilities, axis=1)),
-        }
-
-    archive.add_endpoint(SIGNATURE, serve)
-    archive.write_out(str(folder), verbose=False)
-
-
-def write_skops(estimator: Any, folder: str | Path) -> None:
-    """Writes a fitted scikit-learn model as ``folder/model.skops``."""
-    import skops.io
-
-    skops.io.dump(estimator, Path(folder) / SKOPS_MODEL)
 
 
 def verify_export(
