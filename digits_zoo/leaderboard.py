@@ -91,6 +91,11 @@ def read_leaderboard(run_dir: str | Path) -> list[dict[str, Any]]:
         ) from None
 
 
+def read_leaderboard_if_any(run_dir: str | Path) -> list[dict[str, Any]]:
+    """Reads the run's leaderboard as :func:`read_leaderboard` does, or ``[]`` when it has none yet."""
+    return read_leaderboard(run_dir) if leaderboard_path(run_dir).is_file() else []
+
+
 def _parse(row: dict[str, str]) -> dict[str, Any]:
     parsed: dict[str, Any] = dict(row)
     for key in _FLOATS:
@@ -120,15 +125,14 @@ def merge_rows(run_dir: str | Path, new_rows: Iterable[dict[str, Any]]) -> list[
     Returns:
         The whole leaderboard, best first.
     """
-    path = leaderboard_path(run_dir)
     # The read-modify-write waits for any other process's merge into this run.
     with run_lock(run_dir, wait=True):
-        existing = read_leaderboard(run_dir) if path.is_file() else []
+        existing = read_leaderboard_if_any(run_dir)
         merged = {row["model"]: row for row in existing}
         for row in new_rows:
             merged[checked_name(row["model"])] = row
         ranked = rank_rows(merged.values())
-        atomic_write_text(path, to_csv(ranked))
+        atomic_write_text(leaderboard_path(run_dir), to_csv(ranked))
     return ranked
 
 

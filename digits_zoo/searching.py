@@ -27,8 +27,8 @@ from sklearn.exceptions import ConvergenceWarning
 
 from digits_zoo.artifacts import is_loadable, load_run_model, save_fitted
 from digits_zoo.baselines import read_baseline_out_of_fold
-from digits_zoo.leaderboard import merge_rows, read_leaderboard
-from digits_zoo.rundir import ensembles_path, leaderboard_path, run_lock
+from digits_zoo.leaderboard import merge_rows, read_leaderboard_if_any
+from digits_zoo.rundir import ensembles_path, run_lock
 from digits_zoo.runs import Run
 from search.records import (
     best_configs,
@@ -203,11 +203,11 @@ def run_searches(
             worker_timeout=worker_timeout,
         )
         if not finish:
-            return rank_existing(run)
+            return read_leaderboard_if_any(run.path)
         board: list[dict[str, Any]] = []
         for spec in ran:
             board = finish_search(run, spec, progress)
-        return board or rank_existing(run)
+        return board or read_leaderboard_if_any(run.path)
 
 
 def leaderboard_name(trial: dict[str, Any]) -> str:
@@ -257,13 +257,13 @@ def finish_search(
         The whole leaderboard, best first.
     """
     completed = completed_trials(write_trials_csv(run.path, spec))
-    board = rank_existing(run)
+    board = read_leaderboard_if_any(run.path)
     for trial in completed[: spec.top_k]:
         board = refit_trial(run, trial, progress) or board
     rounds = ensemble_rounds(spec)
     if rounds >= 2:
         board = add_ensembles(run, spec, rounds, progress) or board
-    return board or rank_existing(run)
+    return board or read_leaderboard_if_any(run.path)
 
 
 def refit_trial(
@@ -276,7 +276,7 @@ def refit_trial(
         with its model on disk (nothing is refit).
     """
     name = leaderboard_name(trial)
-    known = next((row for row in rank_existing(run) if row["model"] == name), None)
+    known = next((row for row in read_leaderboard_if_any(run.path) if row["model"] == name), None)
     if known and known.get("model_path") and is_loadable(run.path, known["model_path"]):
         return None
     family = get_family(trial.get("family") or DENSE)
@@ -358,7 +358,7 @@ def ensemble_candidates(run: Run) -> list[Candidate]:
                 candidates.append(
                     Candidate(leaderboard_name(trial), "search", trial, probabilities)
                 )
-    for row in rank_existing(run):
+    for row in read_leaderboard_if_any(run.path):
         if row.get("source") == "baselines":
             probabilities = read_baseline_out_of_fold(run.path, row["model"])
             if probabilities is not None and probabilities.shape == shape:
@@ -469,7 +469,9 @@ def add_shipped_ensemble(
         "best_member": {"model": best_model, "cv_accuracy_mean": best_cv},
     }
     if len(chosen) < 2:
-        member = next((r for r in rank_existing(run) if r["model"] == chosen[0].model), None)
+        member = next(
+            (r for r in read_leaderboard_if_any(run.path) if r["model"] == chosen[0].model), None
+        )
         figures["test_accuracy"] = member["test_accuracy"] if member else None
         if len(networks) < 2:
             return None, figures
@@ -482,7 +484,7 @@ def add_shipped_ensemble(
     board: list[dict[str, Any]] | None = None
     for candidate in chosen:
         board = refit_trial(run, candidate.trial, progress) or board
-    rows = {row["model"]: row for row in rank_existing(run)}
+    rows = {row["model"]: row for row in read_leaderboard_if_any(run.path)}
     member_rows = [rows[candidate.model] for candidate in chosen]
     name = ensemble_name(spec)
     figures["model"] = name
@@ -519,7 +521,7 @@ def add_shipped_ensemble(
     )
     board = merge_rows(run.path, [row])
     # As the leaderboard holds it, so that a rerun records the same figure.
-    saved = rank_existing(run)
+    saved = read_leaderboard_if_any(run.path)
     figures["test_accuracy"] = next(r["test_accuracy"] for r in saved if r["model"] == name)
     return board, figures
 
@@ -544,7 +546,7 @@ def measure_mixed_ensemble(
     for candidate in chosen:
         if candidate.trial is not None:
             board = refit_trial(run, candidate.trial, progress) or board
-    rows = {row["model"]: row for row in rank_existing(run)}
+    rows = {row["model"]: row for row in read_leaderboard_if_any(run.path)}
     classes = np.asarray(run.dataset.classes)
     x_test = run.dataset.scale(run.dataset.x_test)
     probabilities = []
@@ -608,8 +610,3 @@ def _same_mixed(
 
 def _figure(value: Any) -> str:
     return "n/a" if value is None or value == "" else f"{float(value):.4f}"
-
-
-def rank_existing(run: Run) -> list[dict[str, Any]]:
-    """The run's leaderboard, or nothing if it has none yet."""
-    return read_leaderboard(run.path) if leaderboard_path(run.path).is_file() else []
