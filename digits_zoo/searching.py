@@ -14,8 +14,6 @@ one after another under one time budget (``--family all``).
 from __future__ import annotations
 
 import json
-import time
-import warnings
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -23,17 +21,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sklearn.exceptions import ConvergenceWarning
 
 from digits_zoo.artifacts import is_loadable, load_run_model, save_fitted
 from digits_zoo.baselines import read_baseline_out_of_fold
 from digits_zoo.leaderboard import merge_rows, read_leaderboard_if_any
 from digits_zoo.rundir import ensembles_path, run_lock
 from digits_zoo.runs import Run
+from digits_zoo.trial_rows import leaderboard_name, refit_trial
 from search.records import (
     best_configs,
     completed_trials,
-    duration,
     read_out_of_fold,
     read_trials,
     recorded_searches,
@@ -45,7 +42,7 @@ from zoo.ensemble import DenseEnsembleClassifier
 from zoo.errors import ZooError
 from zoo.families import DENSE, expand_families, get_family, parse_fixed_for
 from zoo.files import atomic_write_text, read_json
-from zoo.protocol import config_json, refit_and_test, test_fitted
+from zoo.protocol import config_json, test_fitted
 from zoo.selection import DEFAULT_ROUNDS, Selection, greedy_selection, weighted_mean
 
 # The best configurations of an earlier run that a warm-started search begins with.
@@ -210,17 +207,6 @@ def run_searches(
         return board or read_leaderboard_if_any(run.path)
 
 
-def leaderboard_name(trial: dict[str, Any]) -> str:
-    """The leaderboard name of a trial's model.
-
-    ``search_<tuner>_<id>_<layers>x<units>_<activation>`` for a dense net,
-    ``search_<tuner>_<family>_<id>`` for a classic model.
-    """
-    if trial.get("family", DENSE) != DENSE:
-        return f"search_{trial['trial_id']}"
-    return f"search_{trial['trial_id']}_{trial['n_layers']}x{trial['units']}_{trial['activation']}"
-
-
 def ensemble_name(spec: SearchSpec) -> str:
     """The leaderboard name of a search's greedy ensemble: ``ensemble_<tuner>_greedy``."""
     return f"ensemble_{spec.tuner}_greedy"
@@ -264,42 +250,6 @@ def finish_search(
     if rounds >= 2:
         board = add_ensembles(run, spec, rounds, progress) or board
     return board or read_leaderboard_if_any(run.path)
-
-
-def refit_trial(
-    run: Run, trial: dict[str, Any], progress: Callable[[str], None] = print
-) -> list[dict[str, Any]] | None:
-    """Refits one completed trial on the whole training part, tests it, merges its row.
-
-    Returns:
-        The leaderboard, or ``None`` when the trial's row is already there
-        with its model on disk (nothing is refit).
-    """
-    name = leaderboard_name(trial)
-    known = next((row for row in read_leaderboard_if_any(run.path) if row["model"] == name), None)
-    if known and known.get("model_path") and is_loadable(run.path, known["model_path"]):
-        return None
-    family = get_family(trial.get("family") or DENSE)
-    config = family.config.from_dict(trial)
-    epochs = int(trial["epochs"]) if family.trains_by_epochs else None
-    estimator = family.create(config, seed=run.seed, epochs=epochs)
-    started = time.monotonic()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        result = refit_and_test(
-            name, family.kind, estimator, run.dataset, json.loads(trial["cv_folds"])
-        )
-    row = result.row()
-    if not family.trains_by_epochs:
-        row["config"] = json.dumps({**config.to_dict(), "seed": run.seed}, sort_keys=True)
-    row["source"] = "search"
-    row["model_path"] = save_fitted(result.fitted, run.path, name)
-    board = merge_rows(run.path, [row])
-    progress(
-        f"refit {name}: cv {row['cv_accuracy_mean']:.4f}, test {row['test_accuracy']:.4f} "
-        f"({duration(time.monotonic() - started)})"
-    )
-    return board
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from digits_zoo.artifacts import DamagedModel, load_run_model, save_fitted
 from digits_zoo.leaderboard import read_leaderboard
 from digits_zoo.rundir import inside
 from digits_zoo.runs import Run
-from digits_zoo.searching import leaderboard_name
+from digits_zoo.trial_rows import leaderboard_name
 from search.records import read_out_of_fold, read_trials_csv
 from zoo.calibration import apply_temperature, expected_calibration_error, fit_temperature
 from zoo.dense import DenseNetClassifier
