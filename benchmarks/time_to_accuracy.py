@@ -145,7 +145,7 @@ def child_usual(run_dir: str, seed: int, epochs: int, folds: int) -> None:
 class EnsembleScores:
     """The CV of the greedy ensemble the search would ship if it ended after each trial.
 
-    As ``digits_zoo.searching.add_shipped_ensemble`` selects it: greedy
+    As ``digits_zoo.ensembles.add_shipped_ensemble`` selects it: greedy
     selection (``zoo.selection``, its default rounds) over the out-of-fold
     probabilities of the search's ``ensemble_pool`` of the trials finished so
     far (the best completed ones, trained in full). Scored on the run's folds
@@ -160,7 +160,7 @@ class EnsembleScores:
 
     def score(self, trials: list[dict]) -> float | None:
         """The ensemble's CV over the finished trials so far (``read_trials``-like rows)."""
-        from digits_zoo.searching import ensemble_pool
+        from digits_zoo.ensembles import ensemble_pool
         from search.records import read_out_of_fold
         from zoo.selection import DEFAULT_ROUNDS, greedy_selection
 

@@ -12,10 +12,11 @@ from threadpoolctl import threadpool_limits
 
 from digits_zoo.artifacts import load_fitted, save_fitted
 from digits_zoo.baselines import read_baseline_out_of_fold, run_baselines
+from digits_zoo.ensembles import ensemble_rounds
 from digits_zoo.leaderboard import read_leaderboard
 from digits_zoo.rundir import baseline_out_of_fold_path, ensembles_path
 from digits_zoo.runs import open_run
-from digits_zoo.searching import ensemble_rounds, run_search
+from digits_zoo.searching import run_search
 from digits_zoo.ship.export import export_run
 from digits_zoo.ship.rows import row_temperature
 from search.records import read_out_of_fold, read_trials
