@@ -41,12 +41,13 @@ def measure(trials: int) -> dict[str, list[float]]:
     import keras_tuner as kt
     import numpy as np
 
-    from search.hypermodel import DenseHyperModel, ResumableBayesianOracle
+    from search.hypermodel import DenseHyperModel
     from search.ktcompat import (
         attach_oracle,
         gaussian_process_proposal,
         reseed_gaussian_process_proposals,
     )
+    from search.oracles import ResumableBayesianOracle
 
     oracle = ResumableBayesianOracle(
         objective=kt.Objective("cv_accuracy", "max"),

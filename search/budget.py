@@ -7,7 +7,7 @@ Several families searched under one budget (``--family all``) share it with
 Under a budget, a dense trial's cost is estimated before it starts
 (:func:`expected_seconds`, from the finished trials' records) and a proposal
 that would take more than :data:`COST_FRACTION` of the budget still left
-(:func:`overruns`) is replaced by the oracle (``search.hypermodel``).
+(:func:`overruns`) is replaced by the oracle (``search.oracles``).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from zoo.space import DenseConfig
 # The dense nets' share of a budget shared with the classic families (--family all).
 DENSE_SHARE = 0.8
 # A proposal expected to take more than this share of the budget still left is replaced
-# (search.hypermodel). A third leaves room for two more trials of its cost after it, so
+# (search.oracles). A third leaves room for two more trials of its cost after it, so
 # the search still has trials to learn from and to pick among; a trial that does not fit
 # what is left is stopped by the budget unscored, all its time lost. In the measured
 # 4-minute demo one 2x1024 trial took 2m47s (70% of the budget) and lost to a 1x256.

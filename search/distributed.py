@@ -32,8 +32,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from search import paths
-from search.hypermodel import make_oracle
 from search.ktcompat import attach_oracle, fail_orphaned_trials
+from search.oracles import make_oracle
 from search.spec import SearchContext, SearchSpec, read_context, read_spec
 from search.tuner import make_tuner, quiet_search_warnings
 from zoo.errors import ZooError

@@ -85,7 +85,7 @@ class SearchSpec:
 
     ``cost_aware`` replaces, under a time budget, a proposal of a random or
     Bayesian dense search expected to take more than a third of the budget
-    left (``search.hypermodel.CostRule``); it does nothing elsewhere. Like
+    left (``search.oracles.CostRule``); it does nothing elsewhere. Like
     ``early_stop``, a ``search.json`` written before it existed resumes without it.
 
     ``warm_start`` holds configurations (hyperparameter values, e.g. the best of

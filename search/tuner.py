@@ -16,7 +16,7 @@ With ``spec.early_stop`` a dense trial stops once it trails the trials trained
 in full (``search.stopping``, the median stopping rule); it is recorded as
 completed with the score it had, and ``stopped_early`` in its record. Under a
 time budget with ``spec.cost_aware``, the oracle swaps a proposal that would
-take too much of the budget left for a cheaper one (``search.hypermodel.CostRule``).
+take too much of the budget left for a cheaper one (``search.oracles.CostRule``).
 
 State is keras-tuner's own (``tuner/<project>/``): rerunning the same search
 resumes, finished trials are neither lost nor rerun. Beside it each finished
@@ -38,8 +38,9 @@ from sklearn.exceptions import ConvergenceWarning
 
 from search import paths
 from search.budget import OverBudget, StopAtDeadline, remaining_seconds, spent_seconds
-from search.hypermodel import make_hypermodel, make_oracle
+from search.hypermodel import make_hypermodel
 from search.ktcompat import quiet_failed_trial_tracebacks
+from search.oracles import make_oracle
 from search.records import (
     duration,
     first_line,

@@ -18,7 +18,7 @@ from search.budget import (
     overruns,
     training_work,
 )
-from search.hypermodel import CostRule, make_oracle
+from search.oracles import CostRule, make_oracle
 from search.records import trial_records, write_record
 from search.spec import DENSE_FIRST_TRIALS, SearchSpec, prepare_search, read_spec
 from zoo.errors import ZooError

@@ -12,7 +12,7 @@ from digits_zoo.cli import main
 from digits_zoo.ensembles import ensemble_candidates
 from digits_zoo.runs import load_run, open_run
 from digits_zoo.searching import search_context, search_specs
-from search.hypermodel import warm_start_values
+from search.oracles import warm_start_values
 from search.records import best_configs, completed_trials, read_out_of_fold
 from search.spec import DENSE_FIRST_TRIALS, SearchSpec, prepare_search, read_spec
 from search.stopping import (

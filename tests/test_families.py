@@ -18,7 +18,8 @@ from digits_zoo.runs import open_run
 from digits_zoo.searching import run_searches, search_specs
 from search import paths
 from search.budget import DENSE_SHARE, budget_shares, carried_budget, spent_seconds
-from search.hypermodel import ClassicHyperModel, make_oracle
+from search.hypermodel import ClassicHyperModel
+from search.oracles import make_oracle
 from search.records import read_trials, read_trials_csv, trial_records
 from search.spec import SearchSpec, read_spec, read_specs
 from zoo.errors import ZooError

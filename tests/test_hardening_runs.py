@@ -188,8 +188,9 @@ def _bayesian_configs(directory: Path, stops: list[int]) -> list[dict]:
     it from disk, as a resumed process does) after each count in ``stops``."""
     import keras_tuner as kt
 
-    from search.hypermodel import DenseHyperModel, make_oracle
+    from search.hypermodel import DenseHyperModel
     from search.ktcompat import attach_oracle
+    from search.oracles import make_oracle
 
     best = None
     for max_trials in stops:
@@ -231,7 +232,7 @@ def test_bayesian_proposal_equal_to_a_tried_config_is_replaced(tmp_path, monkeyp
 
     configs = _bayesian_configs(tmp_path / "search", [4])
     oracle_class = type(
-        __import__("search.hypermodel", fromlist=["make_oracle"]).make_oracle(
+        __import__("search.oracles", fromlist=["make_oracle"]).make_oracle(
             SearchSpec(tuner="bayesian", max_trials=5), seed=0
         )
     )

@@ -7,7 +7,7 @@ from importlib.metadata import version
 import keras_tuner as kt
 
 from search import ktcompat
-from search.hypermodel import make_oracle
+from search.oracles import make_oracle
 from search.spec import SearchSpec
 
 
