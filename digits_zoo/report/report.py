@@ -8,7 +8,8 @@ Writes into ``RUN_DIR/report/``:
   trusted on the test split, as it comes and with the temperature an export applies;
 * ``hyperparameter_effects.png`` and ``best_so_far.png``: the search's trials (``trials.csv``);
 * ``learning_curves.png``: training and validation loss per epoch of the top trials;
-* ``index.html``: every figure and the leaderboard table, with a note where a part is missing.
+* ``index.html``: every figure and the leaderboard table, with a note where a part is missing
+  (the page is ``template.html``, filled with HTML-escaped values).
 
 Figures are drawn through matplotlib's Agg canvas (no pyplot, no display
 needed). The report is built in a temporary folder beside ``report/`` and
@@ -19,12 +20,15 @@ from __future__ import annotations
 
 import html
 import json
+import re
 import shutil
 import tempfile
 import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
+from string import Template
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -349,17 +353,17 @@ def _swap_in(staging: Path, target: Path) -> Path:
     return target
 
 
-_CSS = """
-body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2em auto;
-       max-width: 1200px; padding: 0 1em; color: #222; }
-h1 { font-size: 1.6em; } h2 { margin-top: 2em; border-bottom: 1px solid #ddd; }
-table { border-collapse: collapse; font-size: 0.92em; }
-th, td { padding: 0.3em 0.7em; border-bottom: 1px solid #e5e5e5; text-align: right; }
-th { background: #f4f4f4; } td.name, th.name { text-align: left; font-family: monospace; }
-img { max-width: 100%; height: auto; display: block; margin: 1em 0; }
-p.note { color: #8a6d00; background: #fff8e1; padding: 0.6em 1em; border-left: 4px solid #f0c000; }
-p.meta { color: #555; }
-"""
+def _read_parts() -> dict[str, Template]:
+    """The named parts of ``template.html``, each running from its ``part:`` line to the next."""
+    text = resources.files(__package__).joinpath("template.html").read_text(encoding="utf-8")
+    pieces = re.split(r"^<!-- part: (\w+) -->\n", text, flags=re.MULTILINE)
+    return {
+        name: Template(body.rstrip("\n"))
+        for name, body in zip(pieces[1::2], pieces[2::2], strict=True)
+    }
+
+
+_PARTS = _read_parts()
 
 _SECTIONS = (
     ("Leaderboard", ("leaderboard.png",)),
@@ -379,34 +383,33 @@ _ALT = {
 }
 
 
+def _fill(part: str, markup: dict[str, str] | None = None, **values: Any) -> str:
+    """Fills one part of ``template.html``: ``values`` as text, HTML-escaped; ``markup`` as it is."""
+    escaped = {key: html.escape(str(value)) for key, value in values.items()}
+    return _PARTS[part].substitute(escaped, **(markup or {}))
+
+
 def _table(rows: list[dict[str, Any]]) -> str:
-    header = (
-        "<tr><th>rank</th><th class='name'>model</th><th class='name'>kind</th>"
-        "<th class='name'>source</th><th>CV accuracy</th><th>folds</th><th>test accuracy</th>"
-        "<th>test macro-F1</th><th>fit (s)</th><th>predict (s / 1000)</th><th>params</th></tr>"
-    )
-    lines = [header]
+    lines = []
     for row in rows:
         folds = json.loads(row.get("cv_folds") or "[]")
-        cells = [
-            str(row.get("rank", "")),
-            f"<td class='name'>{html.escape(str(row['model']))}</td>",
-            f"<td class='name'>{html.escape(str(row.get('kind', '')))}</td>",
-            f"<td class='name'>{html.escape(str(row.get('source', '')))}</td>",
-            f"{row['cv_accuracy_mean']:.2%} ± {row['cv_accuracy_std']:.2%}",
-            str(len(folds)),
-            f"{row['test_accuracy']:.2%}",
-            f"{row['test_macro_f1']:.4f}",
-            f"{row['fit_seconds']:.2f}",
-            f"{row['predict_seconds_per_1000']:.4f}",
-            f"{row['params']:,}" if isinstance(row.get("params"), int) else "",
-        ]
         lines.append(
-            "<tr>"
-            + "".join(c if c.startswith("<td") else f"<td>{html.escape(c)}</td>" for c in cells)
-            + "</tr>"
+            _fill(
+                "row",
+                rank=row.get("rank", ""),
+                model=row["model"],
+                kind=row.get("kind", ""),
+                source=row.get("source", ""),
+                cv_accuracy=f"{row['cv_accuracy_mean']:.2%} ± {row['cv_accuracy_std']:.2%}",
+                folds=len(folds),
+                test_accuracy=f"{row['test_accuracy']:.2%}",
+                test_macro_f1=f"{row['test_macro_f1']:.4f}",
+                fit_seconds=f"{row['fit_seconds']:.2f}",
+                predict_seconds=f"{row['predict_seconds_per_1000']:.4f}",
+                params=f"{row['params']:,}" if isinstance(row.get("params"), int) else "",
+            )
         )
-    return "<table>\n" + "\n".join(lines) + "\n</table>"
+    return _fill("table", {"rows": "\n".join(lines)})
 
 
 def render_html(
@@ -416,7 +419,7 @@ def render_html(
     figures: list[str],
     notes: dict[str, str],
 ) -> str:
-    """Renders ``index.html``: run summary, leaderboard table, each figure or its note.
+    """Renders ``index.html`` from ``template.html``: summary, leaderboard, each figure or its note.
 
     Returns:
         The HTML text (figures referenced by relative file name).
@@ -430,36 +433,35 @@ def render_html(
         f"device {meta.get('device', '?')}; created {meta.get('created', '?')}"
     )
     versions = ", ".join(f"{k} {v}" for k, v in meta.get("versions", {}).items())
-    body = [
-        f"<h1>digits-zoo report: {html.escape(run_dir.resolve().name)}</h1>",
-        f"<p class='meta'>{html.escape(summary)}<br>{html.escape(versions)}</p>",
-    ]
-    best = rows[0]
-    body.append(
-        f"<p>Best by CV accuracy: <b>{html.escape(str(best['model']))}</b>, "
-        f"CV {best['cv_accuracy_mean']:.2%} ± {best['cv_accuracy_std']:.2%}, "
-        f"test {best['test_accuracy']:.2%}.</p>"
-    )
-    sources = [f"<a href='../{LEADERBOARD}'>{LEADERBOARD}</a>"]
+    sources = [_fill("source", file=LEADERBOARD)]
     if trials_csv_path(run_dir).is_file():
-        sources.append(f"<a href='../{TRIALS_CSV}'>{TRIALS_CSV}</a>")
-    body.append(f"<p class='meta'>Data: {' · '.join(sources)}</p>")
+        sources.append(_fill("source", file=TRIALS_CSV))
+    sections = []
     for title, names in _SECTIONS:
-        body.append(f"<h2>{html.escape(title)}</h2>")
+        sections.append(_fill("heading", title=title))
         shown_notes = set()
         for name in names:
             if name in figures:
-                body.append(f"<img src='{name}' alt='{html.escape(_ALT[name])}'>")
+                sections.append(_fill("figure", file=name, alt=_ALT[name]))
             elif name in notes and notes[name] not in shown_notes:
                 shown_notes.add(notes[name])
-                body.append(f"<p class='note'>{html.escape(notes[name])}</p>")
+                sections.append(_fill("note", note=notes[name]))
         if title == "Leaderboard":
-            body.append(_table(rows))
-    return (
-        "<!DOCTYPE html>\n<html lang='en'>\n<head>\n<meta charset='utf-8'>\n"
-        f"<title>digits-zoo report: {html.escape(run_dir.resolve().name)}</title>\n"
-        f"<style>{_CSS}</style>\n</head>\n<body>\n" + "\n".join(body) + "\n</body>\n</html>\n"
+            sections.append(_table(rows))
+    best = rows[0]
+    page = _fill(
+        "page",
+        {"sources": " · ".join(sources), "sections": "\n".join(sections)},
+        run_name=run_dir.resolve().name,
+        summary=summary,
+        versions=versions,
+        best_model=best["model"],
+        best_cv=f"{best['cv_accuracy_mean']:.2%}",
+        best_cv_std=f"{best['cv_accuracy_std']:.2%}",
+        best_test=f"{best['test_accuracy']:.2%}",
     )
+    # The part ends at </html>; the file, as any text file, ends in a newline.
+    return page + "\n"
 
 
 def register(subparsers) -> None:
