@@ -24,10 +24,15 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     """Adds the flags that choose a run's data and protocol (shared by commands)."""
     parser.add_argument(
         "--data",
+        action="append",
         default=None,
+        metavar="SOURCE",
         help="optdigits (UCI's writer-independent protocol: 30 writers to train, 13 new ones "
-        "to test), a .csv (optdigits layout), a .npz (MNIST layout) or a folder of MNIST IDX "
-        "files; default: scikit-learn's bundled digits",
+        "to test), a .csv (optdigits layout), a .npz (MNIST layout), a folder of MNIST IDX "
+        "files or a folder of pictures (one subfolder per class: 0/, 1/, ...); default: "
+        "scikit-learn's bundled digits. Repeatable: the first source is the protocol (its "
+        "test split, image format and classes), each later one adds training rows in that "
+        "format (pictures converted by its recipe), e.g. --data optdigits --data collected.csv",
     )
     parser.add_argument("--folds", type=int, default=5, help="cross-validation folds (default 5)")
     parser.add_argument(

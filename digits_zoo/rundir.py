@@ -3,7 +3,7 @@
 Layout::
 
     RUN_DIR/
-      run.json          data path, dataset fingerprint, split seed, folds, versions, device
+      run.json          data sources, dataset fingerprint, split seed, folds, versions, device
       leaderboard.csv   one row per evaluated model, best first
       models/           fitted leaderboard models (.keras + .keras.json, .skops)
       baselines/        <name>.oof.npy: each baseline's out-of-fold probabilities

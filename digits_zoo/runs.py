@@ -1,5 +1,10 @@
 """Opening a run: one dataset under one protocol (split seed, folds), recorded in ``run.json``.
 
+The data may be one source or several (``--data`` given more than once: the
+first is the protocol, the others add training rows, see :mod:`zoo.data`);
+``run.json`` records them all, so that a resumed run and :func:`load_run`
+rebuild the same data.
+
 The folder's layout is in :mod:`digits_zoo.rundir`.
 """
 
@@ -9,6 +14,7 @@ import json
 import platform
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -71,17 +77,29 @@ def device_description() -> str:
     return backend
 
 
-def _data_argument(data: str | None) -> str | None:
-    if data is None or data == "digits":
+def _source_argument(data: str | Path) -> str:
+    """One source as recorded: a dataset's name, or a path made absolute."""
+    return str(data) if str(data) in DATASET_NAMES else str(Path(data).resolve())
+
+
+def data_argument(data: str | Path | Sequence[str | Path] | None) -> str | list[str] | None:
+    """The data as ``run.json`` records it, and as :func:`zoo.data.load_dataset` reloads it.
+
+    One source stays one value (``None`` for the bundled digits, a name, or an
+    absolute path); several become a list of those, first the protocol's.
+    """
+    if isinstance(data, (list, tuple)):
+        if len(data) != 1:
+            return [_source_argument("digits" if each is None else each) for each in data]
+        data = data[0]
+    if data is None or str(data) == "digits":
         return None
-    if data in DATASET_NAMES:
-        return data
-    return str(Path(data).resolve())
+    return _source_argument(data)
 
 
 def open_run(
     run_dir: str | Path,
-    data: str | None = None,
+    data: str | Path | Sequence[str | Path] | None = None,
     *,
     seed: int = 0,
     n_folds: int = 5,
@@ -91,8 +109,12 @@ def open_run(
     """Opens (or creates) a run directory for this data, seed and fold count.
 
     A run directory holds one dataset under one protocol, so that every row of
-    its leaderboard is comparable. Reopening it with other settings is an error
-    unless ``overwrite`` is given, which deletes the old run first.
+    its leaderboard is comparable. Reopening it with other settings (other data
+    sources among them) is an error unless ``overwrite`` is given, which
+    deletes the old run first.
+
+    ``data`` is one source or a list of them (the first is the protocol, each
+    later one adds training rows; see :func:`zoo.data.load_dataset`).
 
     Raises:
         ZooError: bad settings, or a run directory made for something else.
@@ -101,10 +123,11 @@ def open_run(
     path = Path(run_dir)
     if path.exists() and not path.is_dir():
         raise ZooError(f"--run-dir is a file (got {str(path)!r}); pass a directory")
-    dataset = load_dataset(data, test_size=test_size, seed=seed)
+    recorded_data = data_argument(data)
+    dataset = load_dataset(recorded_data, test_size=test_size, seed=seed)
     folds = make_folds(dataset.y_train, n_folds, seed)
     settings = {
-        "data": _data_argument(data),
+        "data": recorded_data,
         "dataset": dataset.describe(),
         "seed": seed,
         "folds": n_folds,
@@ -178,8 +201,14 @@ def _first_clash(recorded: dict[str, Any], settings: dict[str, Any]) -> str | No
         if recorded.get(key) != settings[key]:
             return f"{label} ({recorded.get(key)})"
     if recorded.get("dataset", {}).get("fingerprint") != settings["dataset"]["fingerprint"]:
+        # Other sources, or the same ones in another order, make other training rows.
         return f"dataset ({recorded.get('dataset', {}).get('name')})"
     return None
+
+
+def _sources(data: str | list[str] | None) -> list[str]:
+    """The recorded data as a list of sources (the bundled digits named ``digits``)."""
+    return [str(each) for each in data] if isinstance(data, list) else [data or "digits"]
 
 
 def load_run(run_dir: str | Path) -> Run:
@@ -193,8 +222,8 @@ def load_run(run_dir: str | Path) -> Run:
     dataset = load_dataset(meta["data"], test_size=meta["test_size"], seed=meta["seed"])
     if dataset.fingerprint() != meta["dataset"]["fingerprint"]:
         raise ZooError(
-            f"the data of run {str(path)!r} changed since it ran ({meta['data'] or 'digits'}); "
-            "restore the file or start a new run"
+            f"the data of run {str(path)!r} changed since it ran "
+            f"({', '.join(_sources(meta['data']))}); restore the files or start a new run"
         )
     folds = make_folds(dataset.y_train, meta["folds"], meta["seed"])
     return Run(path, dataset, folds, meta["seed"], meta["folds"], meta)

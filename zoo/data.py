@@ -13,7 +13,17 @@ Anything else is a local path; its format is known from the path:
 
 * ``*.csv``: the UCI optdigits layout, pixel columns then the label, no header;
 * ``*.npz``: the Keras MNIST layout (``x_train, y_train, x_test, y_test``);
-* a folder: MNIST IDX files (``train-images-idx3-ubyte[.gz]`` and friends).
+* a folder: MNIST IDX files (``train-images-idx3-ubyte[.gz]`` and friends),
+  or labelled pictures, one subfolder per class named by its class number
+  (``0/``, ``1/``, ...: the layout Keras' ``image_dataset_from_directory``
+  reads), each picture converted by the project's picture recipe
+  (:func:`zoo.pictures.image_to_pixels`) into the bundled digits' format, 8x8
+  counts 0..16.
+
+Several sources combine into one training set (:func:`load_dataset` given a
+list): the first is the protocol (its test part, image format, picture recipe
+and classes); each later one only adds training rows, converted to the first's
+format (see :func:`read_added_rows`).
 
 Pixels must lie in 0..255; the range (0..1, 0..16 or 0..255) is inferred
 from the data, and a 0..16 file with a few stray values above 16 is refused
@@ -29,8 +39,8 @@ import math
 import os
 import zipfile
 import zlib
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 
@@ -38,7 +48,8 @@ import numpy as np
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
-from zoo.errors import DataError
+from zoo.errors import DataError, ZooError
+from zoo.pictures import PictureRecipe, image_to_pixels
 
 DEFAULT_TEST_SIZE = 0.2
 
@@ -62,6 +73,23 @@ CORRUPT_FRACTION = 0.01
 # The most bytes one IDX file may declare; the whole of MNIST's training images is 47 MB.
 MAX_IDX_BYTES = 4 * 2**30
 
+# A picture folder: the file types Keras' image_dataset_from_directory reads, and the most
+# pictures one folder may hold (each is decoded and converted: about a millisecond apiece).
+PICTURE_SUFFIXES = (".bmp", ".gif", ".jpeg", ".jpg", ".png")
+MAX_PICTURES = 100_000
+# The format a picture folder is converted to when it is the first source: the bundled
+# digits' 8x8 counts 0..16.
+PICTURE_IMAGE_SHAPE = (8, 8)
+PICTURE_PIXEL_MAX = 16.0
+
+# A later source that holds at least this share of the first's test digits (exact rows) is
+# refused: training on them would make the test figure meaningless (``digits`` after
+# ``optdigits``, whose test part is the bundled digits).
+TEST_OVERLAP_FRACTION = 0.05
+
+# One source, or several (the first is the protocol; the others add training rows).
+DataSources = str | Path | None | Sequence[str | Path]
+
 
 @dataclass(frozen=True, eq=False)
 class Dataset:
@@ -78,6 +106,9 @@ class Dataset:
         pixel_max: the largest value a pixel can take: 1, 16 or 255.
         test_source: ``split`` (made here, with ``split_seed``) or ``file``.
         split_seed: the seed of the stratified split, when one was made.
+        added: for a combined dataset, each later source's name and the
+            training rows it added (``[{"name": ..., "rows": ...}]``); empty
+            for one source.
     """
 
     name: str
@@ -89,6 +120,7 @@ class Dataset:
     pixel_max: float
     test_source: str
     split_seed: int | None = None
+    added: tuple[dict, ...] = ()
 
     @property
     def classes(self) -> list[int]:
@@ -112,8 +144,8 @@ class Dataset:
         return digest.hexdigest()[:16]
 
     def describe(self) -> dict:
-        """A JSON-ready summary for run metadata."""
-        return {
+        """A JSON-ready summary for run metadata (``added`` only for combined sources)."""
+        summary = {
             "name": self.name,
             "image_shape": list(self.image_shape),
             "pixel_max": self.pixel_max,
@@ -124,17 +156,23 @@ class Dataset:
             "split_seed": self.split_seed,
             "fingerprint": self.fingerprint(),
         }
+        if self.added:
+            summary["added"] = [dict(source) for source in self.added]
+        return summary
 
 
 def load_dataset(
-    path: str | Path | None = None, *, test_size: float = DEFAULT_TEST_SIZE, seed: int = 0
+    path: DataSources = None, *, test_size: float = DEFAULT_TEST_SIZE, seed: int = 0
 ) -> Dataset:
-    """Loads a dataset and splits off its held-out test part.
+    """Loads a dataset, or combines several sources, and splits off its held-out test part.
 
     Args:
         path: a local file or folder (see the module docstring); ``None`` or
             ``"digits"`` for the bundled digits; ``"optdigits"`` for UCI's
-            writer-independent protocol.
+            writer-independent protocol. A list of those combines them: the
+            first is loaded as alone (test part, format, classes) and each
+            later one adds its rows to the training part only
+            (:func:`read_added_rows`).
         test_size: the stratified test fraction, for data with no test part
             (checked, then unused, for data that ships its own, such as
             ``optdigits`` or a .npz).
@@ -144,8 +182,16 @@ def load_dataset(
         The dataset.
 
     Raises:
-        DataError: the path is missing, unreadable or malformed.
+        DataError: the path is missing, unreadable or malformed, or a later
+            source does not fit the first.
     """
+    if isinstance(path, (list, tuple)):
+        if not path:
+            raise DataError("no data source given (got an empty list); pass at least one --data")
+        dataset = load_dataset(path[0], test_size=test_size, seed=seed)
+        for other in path[1:]:
+            dataset = add_training_rows(dataset, other, test_size=test_size, seed=seed)
+        return dataset
     if not 0.0 < test_size < 1.0:
         raise DataError(f"test size must be between 0 and 1 (got {test_size})")
     if path is None or str(path) == "digits":
@@ -158,6 +204,9 @@ def load_dataset(
     if not path.exists():
         raise DataError(f"data path not found (got {str(path)!r}); pass an existing file or folder")
     if path.is_dir():
+        if _is_picture_folder(path):
+            x, y = read_picture_folder(path, PICTURE_IMAGE_SHAPE, PICTURE_PIXEL_MAX)
+            return _split(str(path), x, y, PICTURE_IMAGE_SHAPE, PICTURE_PIXEL_MAX, test_size, seed)
         return _load_idx_folder(path)
     suffix = path.suffix.lower()
     if suffix == ".csv":
@@ -170,8 +219,208 @@ def load_dataset(
         return _load_npz(path)
     raise DataError(
         f"unknown data format (got {str(path)!r}); use a .csv (optdigits layout), a .npz "
-        "(x_train, y_train, x_test, y_test) or a folder of MNIST IDX files"
+        "(x_train, y_train, x_test, y_test), a folder of MNIST IDX files or a folder of "
+        "pictures with one subfolder per class"
     )
+
+
+def read_added_rows(
+    source: str | Path,
+    like: Dataset,
+    *,
+    test_size: float = DEFAULT_TEST_SIZE,
+    seed: int = 0,
+    recipe: PictureRecipe | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Reads a source's labelled rows in the format of another dataset, to train on.
+
+    A picture folder is converted by ``like``'s picture recipe (its image
+    shape and pixel range; ``recipe`` for a counted bitmap matched to a
+    training set, as an export records it), every picture kept. A CSV (such
+    as the page's collected digits) gives every row. A source that ships or
+    makes its own test part (``digits``, ``optdigits``, a .npz, an IDX folder)
+    gives its training part only. Pixel rows must already be in ``like``'s
+    format: as many pixels per image and the same pixel range.
+
+    Args:
+        source: anything ``load_dataset`` takes, one source.
+        like: the dataset whose format and classes the rows must have.
+        test_size, seed: the split of a source that makes its own test part.
+        recipe: the picture recipe for a picture folder (default: the plain one).
+
+    Returns:
+        ``(x, y)``: float32 raw pixel rows and int64 labels, at least one row.
+
+    Raises:
+        DataError: unreadable or malformed, another image format or pixel range,
+            or labels that are not among ``like``'s classes.
+    """
+    name = str(source)
+    path = Path(source)
+    if name not in DATASET_NAMES and path.is_dir() and _is_picture_folder(path):
+        x, y = read_picture_folder(path, like.image_shape, like.pixel_max, recipe)
+        pixel_max = like.pixel_max
+    elif name not in DATASET_NAMES and path.suffix.lower() == ".csv" and path.is_file():
+        x, y, lines = _read_labelled_table(path)
+        if x.shape[1] != like.n_features:
+            raise DataError(
+                f"{name}: rows hold {x.shape[1]} pixels but {like.name}'s images have "
+                f"{like.n_features} ({'x'.join(map(str, like.image_shape))}); combine sources "
+                "of one image format, or pass pictures (a folder of them) to be converted"
+            )
+        pixel_max = _infer_pixel_max([(x, lambda row: f"line {lines[row]}")], name)
+    else:
+        other = load_dataset(source, test_size=test_size, seed=seed)
+        x, y, pixel_max = other.x_train, other.y_train, other.pixel_max
+        if other.image_shape != like.image_shape:
+            raise DataError(
+                f"{name}: images of {'x'.join(map(str, other.image_shape))} pixels, but "
+                f"{like.name}'s are {'x'.join(map(str, like.image_shape))}; combine sources of "
+                "one image format, or pass pictures (a folder of them) to be converted"
+            )
+    if pixel_max != like.pixel_max:
+        raise DataError(
+            f"{name}: pixels range over 0..{pixel_max:g} but {like.name}'s over "
+            f"0..{like.pixel_max:g}; combine sources of one pixel range, or pass pictures "
+            "(a folder of them) to be converted"
+        )
+    unknown = sorted(set(int(c) for c in np.unique(y)) - set(like.classes))
+    if unknown:
+        raise DataError(
+            f"{name}: labels {unknown} are not among {like.name}'s classes {like.classes}; "
+            "a later source adds training rows of the first source's classes only"
+        )
+    return x.astype("float32"), y.astype("int64")
+
+
+def add_training_rows(
+    dataset: Dataset, source: str | Path, *, test_size: float = DEFAULT_TEST_SIZE, seed: int = 0
+) -> Dataset:
+    """Returns ``dataset`` with a later source's rows (:func:`read_added_rows`) added to its
+    training part; the test part, format and classes stay the first source's.
+
+    Raises:
+        DataError: as :func:`read_added_rows`, or a source that holds the test part's digits.
+    """
+    x, y = read_added_rows(source, dataset, test_size=test_size, seed=seed)
+    test_rows = {row.tobytes() for row in np.ascontiguousarray(dataset.x_test, dtype="float32")}
+    shared = sum(row.tobytes() in test_rows for row in np.ascontiguousarray(x))
+    if shared and shared >= TEST_OVERLAP_FRACTION * len(x):
+        raise DataError(
+            f"{source}: {shared} of its {len(x)} digits are digits of {dataset.name}'s test "
+            "part; training on them would make the test figure meaningless: leave that "
+            "source out, or make it the first --data"
+        )
+    return replace(
+        dataset,
+        name=f"{dataset.name} + {source}",
+        x_train=np.concatenate([dataset.x_train, x]),
+        y_train=np.concatenate([dataset.y_train, y]),
+        added=(*dataset.added, {"name": str(source), "rows": int(len(y))}),
+    )
+
+
+def _is_picture_folder(folder: Path) -> bool:
+    """A folder of labelled pictures: no IDX file in it, and at least one subfolder."""
+    if any(
+        (folder / base).is_file() or (folder / f"{base}.gz").is_file()
+        for names in _IDX_NAMES.values()
+        for base in names
+    ):
+        return False
+    return any(entry.is_dir() and not entry.name.startswith(".") for entry in folder.iterdir())
+
+
+def read_picture_folder(
+    folder: str | Path,
+    image_shape: tuple[int, ...] = PICTURE_IMAGE_SHAPE,
+    pixel_max: float = PICTURE_PIXEL_MAX,
+    recipe: PictureRecipe | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Reads a folder of labelled pictures: one subfolder per class, named by its class number.
+
+    The layout is the one Keras' ``image_dataset_from_directory`` reads
+    (``folder/3/any-name.png``; pictures in deeper folders belong to the class
+    folder above them), with classes that are numbers, as labels are here.
+    Hidden files and folders (a leading dot) are skipped. Each picture is
+    converted by :func:`zoo.pictures.image_to_pixels` to ``image_shape`` and
+    ``pixel_max``.
+
+    Args:
+        folder: the folder.
+        image_shape, pixel_max: the format to convert to (default: the bundled
+            digits' 8x8 counts 0..16).
+        recipe: the counted bitmap's recipe (default: the plain one).
+
+    Returns:
+        ``(x, y)``: float32 ``[n, prod(image_shape)]`` raw pixels and int64 labels,
+        in the order of the sorted class and file names.
+
+    Raises:
+        DataError: an empty folder, a file beside the class folders, a folder
+            whose name is not a class number, a file that is not a picture or
+            shows no digit, or more than ``MAX_PICTURES`` files.
+    """
+    folder = Path(folder)
+    layout = "one subfolder per class, named by its class number (0/, 1/, ...), pictures in them"
+    entries = sorted(entry for entry in folder.iterdir() if not entry.name.startswith("."))
+    if not entries:
+        raise DataError(
+            f"{folder} is empty: it has no train-images-idx3-ubyte[.gz] (an MNIST folder) and "
+            f"no class subfolders (a picture folder holds {layout})"
+        )
+    files: list[tuple[Path, int]] = []
+    for entry in entries:
+        if not entry.is_dir():
+            raise DataError(
+                f"{folder}: {entry.name!r} is a file beside the class folders; a picture folder "
+                f"holds {layout}: move it into its class's folder"
+            )
+        label = entry.name
+        if not (label.isascii() and label.isdigit() and int(label) < MAX_LABEL):
+            raise DataError(
+                f"{folder}: subfolder {label!r} is not a class (got a name that is not a class "
+                f"number 0..{MAX_LABEL - 1}); a picture folder holds {layout}"
+            )
+        for path in sorted(entry.rglob("*")):
+            relative = path.relative_to(entry)
+            if any(part.startswith(".") for part in relative.parts) or path.is_dir():
+                continue
+            files.append((path, int(label)))
+            if len(files) > MAX_PICTURES:
+                raise DataError(
+                    f"{folder} holds more than {MAX_PICTURES} files; a picture folder may hold "
+                    f"at most {MAX_PICTURES} pictures: pass fewer, or convert them to a .npz"
+                )
+    if not files:
+        raise DataError(f"{folder}: its class folders hold no pictures; it should hold {layout}")
+    rows = [_picture_row(path, folder, image_shape, pixel_max, recipe) for path, _ in files]
+    return np.stack(rows).astype("float32"), np.array([label for _, label in files], "int64")
+
+
+def _picture_row(path, folder, image_shape, pixel_max, recipe) -> np.ndarray:
+    """One picture file converted to a pixel row, or a one-line error naming the file."""
+    from PIL import Image, UnidentifiedImageError
+
+    where = path.relative_to(folder)
+    kinds = ", ".join(PICTURE_SUFFIXES)
+    if path.suffix.lower() not in PICTURE_SUFFIXES:
+        raise DataError(
+            f"{folder}: {str(where)!r} is not a picture (got a {path.suffix or 'nameless'} "
+            f"file); a picture folder holds {kinds} files only: remove it"
+        )
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return image_to_pixels(image, image_shape, pixel_max, recipe)
+    except ZooError as error:
+        # A blank picture: the recipe finds no digit in it. (ZooError is a ValueError.)
+        raise DataError(f"{folder}: {str(where)!r}: {error}; remove or replace it") from None
+    except (OSError, UnidentifiedImageError, Image.DecompressionBombError, ValueError) as error:
+        raise DataError(
+            f"{folder}: {str(where)!r} is not a readable picture ({error.__class__.__name__}); "
+            f"a picture folder holds {kinds} files only: remove or replace it"
+        ) from None
 
 
 def read_number_rows(path: str | Path, *, layout: str) -> np.ndarray:
@@ -539,9 +788,11 @@ def _find_idx(folder: Path, key: str) -> Path:
         for candidate in (folder / base, folder / f"{base}.gz"):
             if candidate.is_file():
                 return candidate
+    empty = not any(not entry.name.startswith(".") for entry in folder.iterdir())
     raise DataError(
-        f"{folder} has no {_IDX_NAMES[key][0]}[.gz]; an MNIST folder needs the four IDX files "
-        "(train-images, train-labels, t10k-images, t10k-labels)"
+        f"{folder} {'is empty: it ' if empty else ''}has no {_IDX_NAMES[key][0]}[.gz]; an MNIST "
+        "folder needs the four IDX files (train-images, train-labels, t10k-images, "
+        "t10k-labels), a picture folder one subfolder per class named by its class number"
     )
 
 
