@@ -12,19 +12,100 @@ A picture is converted the way the dataset's images were made:
 
 Both sizes follow the dataset's image shape. The picture may have either
 polarity; the background is the colour of its border.
+
+A :class:`PictureRecipe` can match a counted bitmap to the training data's
+own statistics: its ink (:func:`recipe_from_counts`; optdigits' strokes cover
+31% of every 32x32 bitmap, whatever the digit, where a thin pen's 1 covers
+13%) and, optionally, the box the digit is drawn into. Without one, a picture
+is converted as above.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from zoo.errors import ZooError
 
+# The most steps a stroke is thickened by to reach a recipe's ink fraction: each step
+# adds about a pixel on each side, and the box shrinks by as much to leave room for it.
+MAX_THICKEN_STEPS = 8
+# Dilation alternates the 4-neighbour cross and the 3x3 square: together, close to a disc.
+_CROSS = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], dtype=bool)
+_SQUARE = np.ones((3, 3), dtype=bool)
 
-def image_to_pixels(image: Any, image_shape: tuple[int, ...], pixel_max: float) -> np.ndarray:
+
+@dataclass(frozen=True)
+class PictureRecipe:
+    """How a picture is drawn into a counted bitmap, beyond the dataset's image shape.
+
+    Attributes:
+        box: ``(height, width)`` in bitmap pixels (the 32x32 bitmap of 8x8
+            optdigits counts): the digit is scaled to the box's height,
+            keeping its aspect ratio, squeezed to the box's width when it
+            would be wider, and centred. ``None``: the whole bitmap, aspect
+            ratio kept, as first shipped.
+        ink_fraction: the strokes are thickened, a pixel at a time, until at
+            least this share of the bitmap is ink (the nearer of the two
+            steps around it). ``None``: strokes as drawn.
+    """
+
+    box: tuple[int, int] | None = None
+    ink_fraction: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.box is not None:
+            box = tuple(int(side) for side in self.box)
+            if len(box) != 2 or min(box) < 1:
+                raise ZooError(f"a picture box is (height, width) in pixels (got {self.box!r})")
+            object.__setattr__(self, "box", box)
+        if self.ink_fraction is not None:
+            fraction = float(self.ink_fraction)
+            if not 0.0 < fraction < 1.0:
+                raise ZooError(f"ink_fraction must lie between 0 and 1 (got {self.ink_fraction!r})")
+            object.__setattr__(self, "ink_fraction", fraction)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The recipe as JSON-ready values (for an export's metadata)."""
+        box = None if self.box is None else list(self.box)
+        return {"box": box, "ink_fraction": self.ink_fraction}
+
+
+def recipe_from_counts(
+    x_train: np.ndarray, image_shape: tuple[int, ...], pixel_max: float
+) -> PictureRecipe | None:
+    """The recipe matching a counted-bitmap training set's own stroke thickness.
+
+    ``ink_fraction`` is the training images' mean share of ink pixels (the
+    mean count over ``pixel_max``: 0.308 for optdigits). The box stays the
+    whole bitmap: a box matched to the training images' extent (their digits
+    fill the height and about 18 to 21 of the 32 columns) read other
+    writers' digits worse, not better (``benchmarks/RESULTS.md``).
+
+    Args:
+        x_train: ``[n, n_features]`` raw counts, ``0..pixel_max``.
+        image_shape: the 2-D image shape, such as ``(8, 8)``.
+        pixel_max: a square count range, such as 16 (4x4 blocks).
+
+    Returns:
+        A :class:`PictureRecipe`, or ``None`` for data that are not counted bitmaps.
+    """
+    block = math.isqrt(int(pixel_max))
+    if len(image_shape) != 2 or block < 2 or block * block != pixel_max:
+        return None
+    ink = float(np.asarray(x_train, dtype="float64").mean() / pixel_max)
+    return PictureRecipe(ink_fraction=ink)
+
+
+def image_to_pixels(
+    image: Any,
+    image_shape: tuple[int, ...],
+    pixel_max: float,
+    recipe: PictureRecipe | None = None,
+) -> np.ndarray:
     """Converts a picture of one digit to a flat row of the dataset's raw pixels.
 
     The picture may have any size and either polarity (dark ink on a light
@@ -35,6 +116,8 @@ def image_to_pixels(image: Any, image_shape: tuple[int, ...], pixel_max: float) 
         image: a ``PIL.Image.Image``.
         image_shape: the dataset's image shape, such as ``(8, 8)`` or ``(28, 28)``.
         pixel_max: the dataset's largest pixel value (16 or 255).
+        recipe: the box and ink of a counted bitmap (see :class:`PictureRecipe`);
+            grey images ignore it.
 
     Returns:
         float32 ``[prod(image_shape)]`` values in ``0..pixel_max``.
@@ -54,7 +137,11 @@ def image_to_pixels(image: Any, image_shape: tuple[int, ...], pixel_max: float) 
     block = math.isqrt(int(pixel_max))
     if block > 1 and block * block == pixel_max:
         # optdigits: a (4*8)x(4*8) bitmap, ink pixels counted in 4x4 blocks into 0..16.
-        bitmap = _fit(crop, (height * block, width * block)) >= 0.5
+        size = (height * block, width * block)
+        if recipe is None or recipe == PictureRecipe():
+            bitmap = _fit(crop, size) >= 0.5
+        else:
+            bitmap = _draw(crop, size, recipe)
         counts = bitmap.reshape(height, block, width, block).sum(axis=(1, 3))
         return counts.astype("float32").ravel()
     # MNIST: the digit fits a 20x20 box of the 28x28 image, centred by its centre of mass.
@@ -72,6 +159,38 @@ def image_to_pixels(image: Any, image_shape: tuple[int, ...], pixel_max: float) 
     if float(pixel_max).is_integer() and pixel_max > 1:
         pixels = np.round(pixels)
     return pixels.astype("float32").ravel()
+
+
+def _draw(crop: np.ndarray, size: tuple[int, int], recipe: PictureRecipe) -> np.ndarray:
+    """The binary bitmap of ``crop`` drawn into ``size`` by ``recipe`` (box, then ink)."""
+    from scipy.ndimage import binary_dilation
+
+    box_height, box_width = recipe.box or size
+    box_height, box_width = min(box_height, size[0]), min(box_width, size[1])
+    steps = MAX_THICKEN_STEPS if recipe.ink_fraction is not None else 0
+    best: tuple[float, np.ndarray] | None = None
+    for step in range(min(steps, (min(box_height, box_width) - 1) // 2) + 1):
+        # The box shrinks by a pixel on each side for each step the strokes grow.
+        height, width = box_height - 2 * step, box_width - 2 * step
+        if recipe.box is None:
+            digit = _fit(crop, (height, width), centred=False) >= 0.5
+        else:
+            scale = height / crop.shape[0]
+            scaled_width = max(1, min(width, round(crop.shape[1] * scale)))
+            digit = _resize(crop, (height, scaled_width)) >= 0.5
+        bitmap = np.zeros(size, dtype=bool)
+        top, left = (size[0] - digit.shape[0]) // 2, (size[1] - digit.shape[1]) // 2
+        bitmap[top : top + digit.shape[0], left : left + digit.shape[1]] = digit
+        for each in range(step):
+            bitmap = binary_dilation(bitmap, _CROSS if each % 2 == 0 else _SQUARE)
+        if recipe.ink_fraction is None:
+            return bitmap
+        miss = abs(float(bitmap.mean()) - recipe.ink_fraction)
+        if best is None or miss < best[0]:
+            best = (miss, bitmap)
+        if bitmap.mean() >= recipe.ink_fraction:
+            break
+    return best[1]
 
 
 def _grey(image: Any) -> np.ndarray:
@@ -113,22 +232,23 @@ def _fit(crop: np.ndarray, size: tuple[int, int], centred: bool = True) -> np.nd
 
     With ``centred=False`` the scaled crop itself is returned, uncut.
     """
-    from PIL import Image
-
     height, width = size
     scale = min(height / crop.shape[0], width / crop.shape[1])
     new_height = max(1, min(height, round(crop.shape[0] * scale)))
     new_width = max(1, min(width, round(crop.shape[1] * scale)))
-    picture = Image.fromarray(np.round(crop * 255).astype("uint8"), mode="L")
-    scaled = (
-        np.asarray(
-            picture.resize((new_width, new_height), Image.Resampling.LANCZOS), dtype="float64"
-        )
-        / 255.0
-    )
+    scaled = _resize(crop, (new_height, new_width))
     if not centred:
         return scaled
     canvas = np.zeros(size)
     top, left = (height - new_height) // 2, (width - new_width) // 2
     canvas[top : top + new_height, left : left + new_width] = scaled
     return canvas
+
+
+def _resize(crop: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``crop`` (values in ``[0, 1]``) resampled to ``size`` with Lanczos, as 8-bit grey."""
+    from PIL import Image
+
+    picture = Image.fromarray(np.round(crop * 255).astype("uint8"), mode="L")
+    resized = picture.resize((size[1], size[0]), Image.Resampling.LANCZOS)
+    return np.asarray(resized, dtype="float64") / 255.0
