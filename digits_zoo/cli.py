@@ -18,6 +18,7 @@ from zoo.errors import ZooError
 COMMAND_MODULES = (
     "digits_zoo.commands",
     "digits_zoo.ship.commands",
+    "digits_zoo.ship.adapt",
     "digits_zoo.report.commands",
     "digits_zoo.serve.commands",
 )

@@ -303,14 +303,7 @@ def add_training_rows(
         DataError: as :func:`read_added_rows`, or a source that holds the test part's digits.
     """
     x, y = read_added_rows(source, dataset, test_size=test_size, seed=seed)
-    test_rows = {row.tobytes() for row in np.ascontiguousarray(dataset.x_test, dtype="float32")}
-    shared = sum(row.tobytes() in test_rows for row in np.ascontiguousarray(x))
-    if shared and shared >= TEST_OVERLAP_FRACTION * len(x):
-        raise DataError(
-            f"{source}: {shared} of its {len(x)} digits are digits of {dataset.name}'s test "
-            "part; training on them would make the test figure meaningless: leave that "
-            "source out, or make it the first --data"
-        )
+    check_test_overlap(dataset, x, source)
     return replace(
         dataset,
         name=f"{dataset.name} + {source}",
@@ -318,6 +311,25 @@ def add_training_rows(
         y_train=np.concatenate([dataset.y_train, y]),
         added=(*dataset.added, {"name": str(source), "rows": int(len(y))}),
     )
+
+
+def check_test_overlap(dataset: Dataset, x: np.ndarray, source) -> None:
+    """Refuses rows to train on that are, in ``TEST_OVERLAP_FRACTION`` or more, test digits.
+
+    A few equal rows can be chance (a plain 1 drawn twice); a source that holds
+    the test part (``digits`` after ``optdigits``) is not.
+
+    Raises:
+        DataError: ``source``'s rows ``x`` repeat too many of ``dataset``'s test rows.
+    """
+    test_rows = {row.tobytes() for row in np.ascontiguousarray(dataset.x_test, dtype="float32")}
+    shared = sum(row.tobytes() in test_rows for row in np.ascontiguousarray(x, dtype="float32"))
+    if shared and shared >= TEST_OVERLAP_FRACTION * len(x):
+        raise DataError(
+            f"{source}: {shared} of its {len(x)} digits are digits of {dataset.name}'s test "
+            "part; training on them would make the test figure meaningless: leave that "
+            "source out, or make it the first --data"
+        )
 
 
 def _is_picture_folder(folder: Path) -> bool:

@@ -230,6 +230,8 @@ def _export_locked(
         "calibration": calibration,
         "config": json.loads(row["config"] or "{}"),
         "seed": run.seed,
+        # What rebuilds the training data (digits-zoo adapt): the run's sources and split.
+        "data": {"sources": run.meta["data"], "test_size": run.meta["test_size"]},
         "refit": refit,
         "scores": {
             "cv_accuracy_mean": row["cv_accuracy_mean"],

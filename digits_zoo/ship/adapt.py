@@ -1,0 +1,516 @@
+"""Adapting an export to a person's handwriting: the ``adapt`` subcommand and what it runs.
+
+``digits-zoo adapt EXPORT --data PATH`` takes an export and a person's labelled
+digits (the page's collected CSV, a folder of pictures with one subfolder per
+class, or anything ``--data`` takes), and retrains the exported model's
+configuration on the export's own training data plus the person's digits. The
+few digits of one person would be lost among thousands, so each is added
+many times, as augmented copies (turned, scaled and shifted a little,
+:func:`zoo.augment.random_images`), until the person's rows make up
+``PERSON_SHARE`` of the training rows.
+
+What is measured decides what is written. Part of the person's digits is held
+out (``--holdout``); with fewer than ``CROSS_VALIDATE_BELOW`` digits of some
+class, every digit is held out once instead, by stratified cross-validation,
+and the model then written is refit on all of them. The adapted model's
+temperature is fitted on those held-out (out-of-fold) digits' probabilities,
+as an export fits it on out-of-fold probabilities. The adapted model is
+written as the export's next version (the TensorFlow Serving layout, through
+:func:`digits_zoo.ship.export.export_estimator`, which checks the reloaded
+files) only when it reads the person's held-out digits at least as well as the
+export does and loses at most ``MAX_TEST_LOSS`` (0.2 points) on the export's
+original test split. Otherwise nothing is written; the command says so and
+still exits 0 (a refusal is an answer, not an error).
+
+The new version's metadata records the person's digits it trained on
+(``adapted``: their source, and the held-out rows left out), so that a later
+adaptation of it rebuilds the same training data and adds to it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from digits_zoo.runs import Run, read_run_meta
+from digits_zoo.ship.export import ExportResult, export_estimator
+from digits_zoo.ship.layout import is_version
+from digits_zoo.ship.load import LoadedExport, load_export, resolve_export
+from digits_zoo.ship.rows import refit_row
+from zoo.augment import random_images, square_shape
+from zoo.calibration import apply_temperature, expected_calibration_error, fit_temperature
+from zoo.data import (
+    DATASET_NAMES,
+    DEFAULT_TEST_SIZE,
+    Dataset,
+    check_test_overlap,
+    load_dataset,
+    read_added_rows,
+)
+from zoo.errors import ZooError
+from zoo.pictures import PictureRecipe
+from zoo.validation import check_seed
+
+DEFAULT_HOLDOUT = 0.3
+# With fewer digits than this in some class, cross-validate instead of holding some out.
+CROSS_VALIDATE_BELOW = 10
+CROSS_VALIDATION_FOLDS = 5
+# The share of the training rows the person's digits (with their copies) make up, and the
+# most copies of one digit (the original included).
+PERSON_SHARE = 0.25
+MAX_COPIES = 50
+# The copies' turn, scale and shift, as the affine augmentation's at this strength.
+COPY_STRENGTH = 1.0
+# The most the original test split's accuracy may drop for the new version to be written.
+MAX_TEST_LOSS = 0.002
+# Accuracies are fractions of whole rows; this absorbs float rounding in the comparisons.
+_EPSILON = 1e-9
+
+
+@dataclass
+class Figures:
+    """Accuracies of one model: on the person's held-out digits and on the original test split."""
+
+    person: float
+    test: float
+
+
+@dataclass
+class AdaptResult:
+    """What one adaptation measured and, when the adapted model was good enough, wrote.
+
+    Attributes:
+        base: the export's base folder.
+        previous: the version folder adapted.
+        method: ``holdout`` or ``cross-validation`` (how the person's digits were held out).
+        n_person: the person's digits read.
+        n_held_out: how many of them the ``person`` figures are measured on.
+        n_test: the original test split's size.
+        copies: how many rows each of the person's digits trained as.
+        before, after: the export's and the adapted model's figures.
+        temperature: the adapted model's temperature.
+        written: the new version, or ``None`` when it was refused.
+        reason: why it was refused (``None`` when written).
+        seconds: the adaptation's wall time.
+    """
+
+    base: Path
+    previous: Path
+    method: str
+    n_person: int
+    n_held_out: int
+    n_test: int
+    copies: int
+    before: Figures
+    after: Figures
+    temperature: float
+    written: ExportResult | None = None
+    reason: str | None = None
+    seconds: float = 0.0
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def export_recipe(metadata: dict[str, Any]) -> PictureRecipe | None:
+    """The picture recipe an export records (``picture_recipe``), or ``None`` for the plain one."""
+    recorded = metadata.get("picture_recipe")
+    if not isinstance(recorded, dict):
+        return None
+    return PictureRecipe(**recorded)
+
+
+def export_training_data(metadata: dict[str, Any]) -> Dataset:
+    """Rebuilds the data an export was trained on, checked against its recorded fingerprint.
+
+    The sources come from the export's ``data`` record (or, for an export made
+    before it, its run's ``run.json``, or the dataset's name), then the
+    person's digits of earlier adaptations (``adapted``), less the rows they
+    held out.
+
+    Raises:
+        ZooError: the sources are not recorded, or no longer give the same data.
+    """
+    dataset_record = metadata["dataset"]
+    record = metadata.get("data")
+    if isinstance(record, dict) and "sources" in record:
+        sources, test_size = record["sources"], float(record["test_size"])
+    else:
+        run_dir = (metadata.get("source") or {}).get("run_dir")
+        try:
+            run_meta = read_run_meta(run_dir) if run_dir else None
+        except ZooError:
+            run_meta = None
+        if run_meta is not None:
+            sources, test_size = run_meta["data"], float(run_meta["test_size"])
+        elif dataset_record.get("name") in DATASET_NAMES:
+            sources, test_size = dataset_record["name"], DEFAULT_TEST_SIZE
+        else:
+            raise ZooError(
+                f"the export does not record its training data's sources (got dataset "
+                f"{dataset_record.get('name')!r}, and its run {run_dir!r} is gone); export it "
+                "again with this version of digits-zoo"
+            )
+    seed = dataset_record.get("split_seed") or 0
+    dataset = load_dataset(sources, test_size=test_size, seed=seed)
+    recipe = export_recipe(metadata)
+    for earlier in metadata.get("adapted") or []:
+        x, y = read_added_rows(earlier["data"], dataset, recipe=recipe)
+        keep = np.setdiff1d(np.arange(len(y)), np.asarray(earlier["held_out"], dtype="int64"))
+        dataset = _with_rows(dataset, x[keep], y[keep], earlier["data"])
+    if dataset.fingerprint() != dataset_record["fingerprint"]:
+        raise ZooError(
+            f"the export's training data changed since it was exported (sources "
+            f"{sources!r}{', plus earlier adaptations' if metadata.get('adapted') else ''}); "
+            "restore those files, or export the model again"
+        )
+    return dataset
+
+
+def _with_rows(dataset: Dataset, x: np.ndarray, y: np.ndarray, source: str) -> Dataset:
+    """``dataset`` with raw rows added to its training part (the test part unchanged)."""
+    return replace(
+        dataset,
+        name=f"{dataset.name} + {source}",
+        x_train=np.concatenate([dataset.x_train, x]).astype("float32"),
+        y_train=np.concatenate([dataset.y_train, y]).astype("int64"),
+        added=(*dataset.added, {"name": str(source), "rows": int(len(y))}),
+    )
+
+
+def person_copies(
+    x_raw: np.ndarray, n_copies: int, pixel_max: float, image_shape: tuple[int, ...], seed: int
+) -> np.ndarray:
+    """The person's rows, then ``n_copies - 1`` augmented copies of them, as raw pixels.
+
+    Copy 0 is the rows themselves; each other copy turns, scales and shifts
+    every digit a little (:func:`zoo.augment.random_images`, affine, at
+    ``COPY_STRENGTH``). Rows that are not square images are repeated as they are.
+    """
+    x_raw = np.asarray(x_raw, dtype="float32")
+    if n_copies <= 1 or len(x_raw) == 0:
+        return x_raw
+    try:
+        shape = square_shape(x_raw.shape[1])
+    except ZooError:
+        return np.concatenate([x_raw] * n_copies)
+    if len(image_shape) != 2 or tuple(image_shape) != shape:
+        return np.concatenate([x_raw] * n_copies)
+    images = (x_raw / np.float32(pixel_max)).reshape(len(x_raw), *shape)
+    rng = np.random.default_rng(seed)
+    parts = [x_raw]
+    for _ in range(n_copies - 1):
+        copy = random_images(images, rng, COPY_STRENGTH, ("affine",))
+        parts.append((copy * np.float32(pixel_max)).reshape(len(x_raw), -1))
+    return np.concatenate(parts).astype("float32")
+
+
+def copies_for(n_base: int, n_person: int) -> int:
+    """How many rows each of the person's digits trains as, for ``PERSON_SHARE`` of the rows."""
+    wanted = PERSON_SHARE / (1.0 - PERSON_SHARE) * n_base / max(n_person, 1)
+    return int(np.clip(round(wanted), 1, MAX_COPIES))
+
+
+def _fit(
+    metadata: dict[str, Any],
+    dataset: Dataset,
+    x_person: np.ndarray,
+    y_person: np.ndarray,
+    copies: int,
+    seed: int,
+) -> Any:
+    """The exported model's configuration, fitted on ``dataset``'s training part plus the
+    person's rows (``copies`` rows each)."""
+    x_extra = person_copies(x_person, copies, dataset.pixel_max, dataset.image_shape, seed)
+    y_extra = np.tile(np.asarray(y_person, dtype="int64"), copies)
+    training = replace(
+        dataset,
+        x_train=np.concatenate([dataset.x_train, x_extra]).astype("float32"),
+        y_train=np.concatenate([dataset.y_train, y_extra]),
+    )
+    row = {
+        "model": metadata["model"],
+        "kind": metadata["kind"],
+        "config": json.dumps(metadata.get("config") or {}),
+        "model_path": "",
+    }
+    seed_of_run = int(metadata.get("seed", 0))
+    run = Run(Path("."), training, [], seed_of_run, 0, {})
+    return refit_row(run, row)
+
+
+def _probabilities(estimator: Any, dataset: Dataset, x_raw: np.ndarray) -> np.ndarray:
+    return np.asarray(estimator.predict_proba(dataset.scale(x_raw)), dtype="float64")
+
+
+def _accuracy(probabilities: np.ndarray, classes: np.ndarray, y: np.ndarray) -> float:
+    if not len(y):
+        return float("nan")
+    return float(np.mean(classes[np.argmax(probabilities, axis=1)] == y))
+
+
+def _held_out_split(y: np.ndarray, holdout: float, seed: int) -> tuple[str, list[np.ndarray]]:
+    """``holdout`` and one held-out index array, or ``cross-validation`` and one per fold
+    (fewer than ``CROSS_VALIDATE_BELOW`` digits in some class, or too few held out for one of
+    each class)."""
+    from sklearn.model_selection import StratifiedKFold, train_test_split
+
+    counts = np.bincount(np.searchsorted(np.unique(y), y))
+    indices = np.arange(len(y))
+    n_held_out = math.ceil(holdout * len(y))
+    # A stratified hold-out needs a digit of every class on each side.
+    fits = min(n_held_out, len(y) - n_held_out) >= len(counts)
+    if counts.min() >= CROSS_VALIDATE_BELOW and fits:
+        _, held_out = train_test_split(indices, test_size=holdout, stratify=y, random_state=seed)
+        return "holdout", [np.sort(held_out)]
+    folds = min(CROSS_VALIDATION_FOLDS, len(y))
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    with warnings.catch_warnings():
+        # A class with fewer digits than folds is held out in fewer folds: fine here.
+        warnings.simplefilter("ignore", UserWarning)
+        return "cross-validation", [test for _, test in splitter.split(indices, y)]
+
+
+def adapt_export(
+    export: str | Path,
+    data: str | Path,
+    *,
+    holdout: float = DEFAULT_HOLDOUT,
+    seed: int = 0,
+    progress: Callable[[str], None] = print,
+) -> AdaptResult:
+    """Adapts an export to a person's labelled digits; writes its next version if no worse.
+
+    Args:
+        export: the export's base folder (its newest version is adapted) or one
+            version folder (the next version goes in its base folder).
+        data: the person's digits: a collected CSV, a picture folder, or any
+            one source ``--data`` takes, in (or converted to) the export's format.
+        holdout: the fraction of the person's digits held out to measure on,
+            when every class has at least ``CROSS_VALIDATE_BELOW`` of them.
+        seed: the seed of the held-out split and of the augmented copies.
+        progress: receives one line per step worth telling.
+
+    Returns:
+        The figures before and after, and the version written (or why not).
+
+    Raises:
+        ZooError: not an export, training data that cannot be rebuilt, unusable
+            digits (another format, unknown classes, fewer than 2), or a bad
+            ``holdout``.
+    """
+    started = time.perf_counter()
+    seed = check_seed(seed)
+    if isinstance(holdout, bool) or not 0.0 < float(holdout) < 1.0:
+        raise ZooError(f"--holdout must be a fraction between 0 and 1 (got {holdout})")
+    previous = resolve_export(export)
+    # A version folder names its base folder, where the next version goes.
+    base = previous.parent if is_version(export) else Path(export)
+    loaded = load_export(previous)
+    metadata = loaded.metadata
+    dataset = export_training_data(metadata)
+    x_person, y_person = read_added_rows(data, dataset, recipe=export_recipe(metadata))
+    check_test_overlap(dataset, x_person, data)
+    if len(y_person) < 2:
+        raise ZooError(
+            f"{data} holds {len(y_person)} labelled digit; adapting needs at least 2 (a few "
+            "per class is better: 5 per class already helps)"
+        )
+    method, held_out_sets = _held_out_split(y_person, float(holdout), seed)
+    classes = np.asarray(loaded.classes)
+    n_training_person = len(y_person) - (len(held_out_sets[0]) if method == "holdout" else 0)
+    copies = copies_for(len(dataset.y_train), n_training_person)
+    held_out_all = np.concatenate(held_out_sets)
+    progress(
+        f"adapting {metadata['model']} ({previous}) to {len(y_person)} digits of {data}: "
+        + (
+            f"{n_training_person} to train on, {len(held_out_all)} held out"
+            if method == "holdout"
+            else f"{len(held_out_sets)}-fold cross-validation (fewer than "
+            f"{CROSS_VALIDATE_BELOW} digits in some class)"
+        )
+        + f"; each trains as {copies} rows (augmented copies) beside the export's "
+        f"{len(dataset.y_train)} training rows"
+    )
+    before_person_probabilities, _ = _loaded_predictions(loaded, x_person[held_out_all])
+    before_test_probabilities, _ = _loaded_predictions(loaded, dataset.x_test)
+    before = Figures(
+        _accuracy(before_person_probabilities, classes, y_person[held_out_all]),
+        _accuracy(before_test_probabilities, classes, dataset.y_test),
+    )
+    held_probabilities = np.zeros((len(y_person), len(classes)))
+    estimator = None
+    for fold, held_out in enumerate(held_out_sets):
+        train = np.setdiff1d(np.arange(len(y_person)), held_out)
+        fitted = _fit(metadata, dataset, x_person[train], y_person[train], copies, seed + fold)
+        held_probabilities[held_out] = _probabilities(fitted, dataset, x_person[held_out])
+        estimator = fitted
+    if method == "cross-validation":
+        progress(f"cross-validation done; refitting on all {len(y_person)} digits")
+        estimator = _fit(metadata, dataset, x_person, y_person, copies, seed + len(held_out_sets))
+    model_classes = np.asarray(estimator.classes_)
+    temperature = fit_temperature(
+        held_probabilities[held_out_all], y_person[held_out_all], model_classes
+    )
+    after = Figures(
+        _accuracy(held_probabilities[held_out_all], model_classes, y_person[held_out_all]),
+        _accuracy(
+            _probabilities(estimator, dataset, dataset.x_test), model_classes, dataset.y_test
+        ),
+    )
+    result = AdaptResult(
+        base=base,
+        previous=previous,
+        method=method,
+        n_person=len(y_person),
+        n_held_out=len(held_out_all),
+        n_test=len(dataset.y_test),
+        copies=copies,
+        before=before,
+        after=after,
+        temperature=temperature,
+    )
+    if after.person + _EPSILON < before.person:
+        result.reason = (
+            f"it reads your held-out digits worse ({before.person:.1%} -> {after.person:.1%})"
+        )
+    elif after.test + MAX_TEST_LOSS + _EPSILON < before.test:
+        result.reason = (
+            f"it loses more than {MAX_TEST_LOSS * 100:.1f} points on the original test split "
+            f"({before.test:.2%} -> {after.test:.2%})"
+        )
+    if result.reason is None:
+        person_rows = np.arange(len(y_person))
+        if method == "holdout":
+            person_rows = np.setdiff1d(person_rows, held_out_all)
+        trained = _with_rows(dataset, x_person[person_rows], y_person[person_rows], str(data))
+        source = str(data) if str(data) in DATASET_NAMES else str(Path(data).resolve())
+        info = {
+            "temperature": temperature,
+            "calibration": {
+                "fitted_on": f"{len(held_out_all)} of the person's digits, held out",
+                "held_out_ece_before": expected_calibration_error(
+                    held_probabilities[held_out_all], y_person[held_out_all], model_classes
+                ),
+                "held_out_ece_after": expected_calibration_error(
+                    apply_temperature(held_probabilities[held_out_all], temperature),
+                    y_person[held_out_all],
+                    model_classes,
+                ),
+            },
+            "seed": metadata.get("seed"),
+            "data": metadata.get("data"),
+            "adapted": [
+                *(metadata.get("adapted") or []),
+                {
+                    "data": source,
+                    "rows": int(len(y_person)),
+                    "held_out": [int(i) for i in held_out_all] if method == "holdout" else [],
+                    "copies": copies,
+                    "method": method,
+                    "seed": seed,
+                },
+            ],
+            "adaptation": {
+                "from_version": str(previous),
+                "method": method,
+                "held_out": int(len(held_out_all)),
+                "before": {"person": before.person, "test_accuracy": before.test},
+                "after": {"person": after.person, "test_accuracy": after.test},
+            },
+            "refit": True,
+        }
+        for key in ("picture_recipe", "refit_full"):
+            if key in metadata:
+                info[key] = metadata[key]
+        result.written = export_estimator(
+            estimator, trained, base, name=metadata["model"], kind=metadata["kind"], info=info
+        )
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _loaded_predictions(loaded: LoadedExport, x_raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    if not len(x_raw):
+        return np.zeros((0, len(loaded.classes))), np.zeros(0, "int64")
+    return loaded.predict_proba(x_raw)
+
+
+def format_result(result: AdaptResult) -> list[str]:
+    """The lines ``digits-zoo adapt`` prints: both figures before and after, then the outcome."""
+    held = "held out" if result.method == "holdout" else "out-of-fold"
+    lines = [
+        f"{'':<28}{'before':>9}{'after':>9}",
+        f"{'your digits (' + held + ')':<28}{result.before.person:>9.2%}"
+        f"{result.after.person:>9.2%}   ({result.n_held_out} digits)",
+        f"{'original test split':<28}{result.before.test:>9.2%}{result.after.test:>9.2%}"
+        f"   ({result.n_test} digits)",
+    ]
+    if result.written is not None:
+        lines.append(
+            f"wrote version {result.written.version}: {result.written.path} (temperature "
+            f"{result.temperature:.3g}; adapted in {result.seconds:.1f} s)"
+        )
+    else:
+        lines.append(
+            f"not written: {result.reason}; {result.previous} stays the newest version "
+            f"(adapted in {result.seconds:.1f} s)"
+        )
+    return lines
+
+
+def register(subparsers) -> None:
+    """Adds the ``adapt`` subcommand."""
+    adapt = subparsers.add_parser(
+        "adapt",
+        help="retrain an export on a person's labelled digits too; write its next version "
+        "only if it reads them at least as well and keeps its test accuracy",
+        description="Retrains the exported model's configuration on the export's training "
+        "data plus a person's labelled digits (augmented copies of each, so that a few per "
+        "class count), recalibrates it, and writes the next version of EXPORT only when it "
+        "reads the person's held-out digits at least as well as the export does and loses at "
+        f"most {MAX_TEST_LOSS * 100:.1f} points on the original test split. Prints both "
+        "figures before and after. Exit status 0 whether or not the version is written (the "
+        "last line says which); 2 for an error.",
+    )
+    adapt.add_argument(
+        "export",
+        metavar="EXPORT",
+        help="an export's base folder (its newest version is adapted) or one version folder",
+    )
+    adapt.add_argument(
+        "--data",
+        required=True,
+        metavar="PATH",
+        help="the person's labelled digits: the page's collected CSV, a folder of pictures "
+        "(one subfolder per class: 0/, 1/, ...), or any source --data takes",
+    )
+    adapt.add_argument(
+        "--holdout",
+        type=float,
+        default=DEFAULT_HOLDOUT,
+        metavar="FRACTION",
+        help=f"the fraction of the digits held out to measure on (default {DEFAULT_HOLDOUT}); "
+        f"with fewer than {CROSS_VALIDATE_BELOW} digits in some class, "
+        f"{CROSS_VALIDATION_FOLDS}-fold cross-validation instead",
+    )
+    adapt.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the held-out split and the augmented copies (default 0)",
+    )
+    adapt.set_defaults(handler=_adapt)
+
+
+def _adapt(args) -> int:
+    result = adapt_export(args.export, args.data, holdout=args.holdout, seed=args.seed)
+    for line in format_result(result):
+        print(line)
+    return 0
