@@ -1,0 +1,360 @@
+"""How shipped models read another population's handwriting, alone and with a few of its digits.
+
+The other population is MNIST's SD-3 half of its test set: 5,000 digits
+written by US Census Bureau employees (``mnist-sd3-*`` in the ``shared/data``
+folder beside the repository, or ``--sd3 DIR``). Each ``--export`` reads the
+pictures through its own loader (``digits_zoo.ship.load``) and its recorded
+picture recipe (``zoo.pictures``), the path of ``digits-zoo predict
+digit.png``: accuracy, accuracy per class, the commonest confusions and the
+calibrated expected calibration error. ``--ink-matched`` converts the
+pictures with the stroke thickness of the export's training data instead
+(``zoo.pictures.recipe_from_counts``), as an export could record it.
+
+Then adaptation: ``k`` labelled digits per class (``K_VALUES``) are drawn at
+random from SD-3 (one draw per seed), the model is retrained from its
+recorded config on the export's training data plus those ``k``, and tested on
+the SD-3 digits not drawn. A network trains on the few repeated until they
+number about ``FEW_ROWS``, so that its own augmentation (``zoo.augment``)
+makes different random copies of each; the fixed baselines (SVC with C=10 and
+gamma 0.2, k-NN with k=1 and k=3, trained on optdigits' training file) take
+them once. ``k = 0`` is the model as shipped (the baselines fitted once).
+
+Usage::
+
+    .venv/bin/python benchmarks/other_writers.py --export EXPORT_DIR [--export ...]
+        [--sd3 DIR] [--ink-matched] [--quick] [--json] [--seeds N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+# Runs from a checkout without installing: the repository root holds zoo/ and search/.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from zoo.environment import set_process_defaults  # noqa: E402
+
+# The programs' settings (the JAX backend, quiet TensorFlow) before Keras is imported.
+set_process_defaults()
+
+from zoo.errors import ZooError  # noqa: E402
+
+DEFAULT_SD3 = Path(__file__).resolve().parents[2] / "shared" / "data"
+SD3_IMAGES = "mnist-sd3-images-idx3-ubyte.gz"
+SD3_LABELS = "mnist-sd3-labels-idx1-ubyte.gz"
+K_VALUES = (0, 5, 10, 20, 50)
+FULL = {"k_values": K_VALUES, "seeds": (0, 1, 2), "n_digits": None, "epochs": None}
+QUICK = {"k_values": (0, 5), "seeds": (0,), "n_digits": 300, "epochs": 2}
+# A network trains on the few labelled digits repeated until they number about this many
+# (a quarter of optdigits' training part), each repeat with its own random copies.
+FEW_ROWS = 1000
+TOP_CONFUSIONS = 5
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Parses the benchmark's flags."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--export",
+        action="append",
+        required=True,
+        metavar="PATH",
+        help="an export folder (digits-zoo export); repeat for several",
+    )
+    parser.add_argument(
+        "--sd3",
+        type=Path,
+        default=DEFAULT_SD3,
+        metavar="DIR",
+        help=f"the folder holding {SD3_IMAGES} and {SD3_LABELS} (default: shared/data "
+        "beside the repository)",
+    )
+    parser.add_argument(
+        "--ink-matched",
+        action="store_true",
+        help="convert pictures with the training data's stroke thickness (recipe_from_counts)",
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="300 digits, k in {0, 5}, one seed, 2 epochs"
+    )
+    parser.add_argument("--json", action="store_true", help="end with one JSON line of figures")
+    parser.add_argument(
+        "--seeds", type=int, default=None, help="how many draws (seeds 0, 1, ...); default 3"
+    )
+    args = parser.parse_args(argv)
+    if args.seeds is not None and args.seeds < 1:
+        parser.error(f"--seeds must be at least 1 (got {args.seeds})")
+    return args
+
+
+def load_sd3(folder: Path, n_digits: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """SD-3's pictures (``[n, 28, 28]`` uint8, white ink on black) and labels.
+
+    Raises:
+        ZooError: the folder or one of its two files is missing.
+    """
+    from zoo.data import read_idx
+
+    missing = [name for name in (SD3_IMAGES, SD3_LABELS) if not (folder / name).is_file()]
+    if missing:
+        raise ZooError(
+            f"the SD-3 digits are not in {str(folder)!r} (missing {', '.join(missing)}); "
+            "pass --sd3 DIR, the folder that holds them"
+        )
+    images, labels = read_idx(folder / SD3_IMAGES), read_idx(folder / SD3_LABELS)
+    if n_digits is not None:
+        images, labels = images[:n_digits], labels[:n_digits]
+    return images, labels.astype("int64")
+
+
+def convert(images: np.ndarray, image_shape, pixel_max: float, recipe) -> np.ndarray:
+    """The pictures as rows of raw pixels, by the picture recipe ``predict`` uses."""
+    from PIL import Image
+
+    from zoo.pictures import image_to_pixels
+
+    return np.stack(
+        [
+            image_to_pixels(Image.fromarray(image), image_shape, pixel_max, recipe)
+            for image in images
+        ]
+    )
+
+
+def reading(probabilities: np.ndarray, y: np.ndarray, classes: np.ndarray) -> dict:
+    """Accuracy, accuracy per class, the commonest confusions and the ECE of a model's reading."""
+    from zoo.calibration import expected_calibration_error
+
+    predicted = classes[np.argmax(probabilities, axis=1)]
+    pairs = {}
+    for true, said in zip(y[predicted != y], predicted[predicted != y], strict=True):
+        pairs[(int(true), int(said))] = pairs.get((int(true), int(said)), 0) + 1
+    confusions = sorted(pairs.items(), key=lambda item: (-item[1], item[0]))[:TOP_CONFUSIONS]
+    return {
+        "accuracy": float(np.mean(predicted == y)),
+        "per_class": {int(c): float(np.mean(predicted[y == c] == c)) for c in np.unique(y)},
+        "confusions": [
+            {"true": true, "read": said, "count": count, "of": int(np.sum(y == true))}
+            for (true, said), count in confusions
+        ],
+        "ece": float(expected_calibration_error(probabilities, y, classes)),
+    }
+
+
+def rebuild(metadata: dict, epochs: int | None):
+    """An unfitted copy of an export's model, from its recorded config.
+
+    Raises:
+        ZooError: a model whose config cannot be rebuilt.
+    """
+    from zoo import create_model, list_models
+    from zoo.dense import DenseNetClassifier
+    from zoo.ensemble import DenseEnsembleClassifier
+
+    config = dict(metadata.get("config") or {})
+    if metadata.get("kind") == "keras":
+        if "members" in config:
+            members = [
+                {**member, **({"epochs": epochs} if epochs else {})} for member in config["members"]
+            ]
+            return DenseEnsembleClassifier(members=tuple(members), weights=config.get("weights"))
+        return DenseNetClassifier(**{**config, **({"epochs": epochs} if epochs else {})})
+    if metadata["model"] in list_models():
+        estimator = create_model(metadata["model"], seed=int(metadata.get("seed", 0)))
+        valid = estimator.get_params(deep=False)
+        return estimator.set_params(**{k: v for k, v in config.items() if k in valid})
+    raise ZooError(f"cannot rebuild {metadata['model']} from its export's config")
+
+
+def baselines() -> dict:
+    """The fixed baselines, unfitted, by name."""
+    from sklearn.svm import SVC
+
+    from zoo import create_model
+
+    return {
+        "svc (C=10, gamma 0.2)": SVC(C=10.0, gamma=0.2, probability=False),
+        "knn_k1": create_model("knn_k1"),
+        "knn_k3": create_model("knn_k3"),
+    }
+
+
+def draw(y: np.ndarray, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``k`` random indices per class and the indices of every other row."""
+    rng = np.random.default_rng(seed)
+    few = np.concatenate(
+        [rng.choice(np.flatnonzero(y == c), size=k, replace=False) for c in np.unique(y)]
+    )
+    rest = np.setdiff1d(np.arange(len(y)), few)
+    return few, rest
+
+
+def adapted_accuracy(estimator, x_train, y_train, x_few, y_few, x_rest, y_rest, network: bool):
+    """Fits ``estimator`` on the training part plus the few; returns its accuracy on the rest."""
+    if len(y_few):
+        repeats = max(1, round(FEW_ROWS / len(y_few))) if network else 1
+        x_train = np.concatenate([x_train, np.tile(x_few, (repeats, 1))])
+        y_train = np.concatenate([y_train, np.tile(y_few, repeats)])
+    started = time.perf_counter()
+    estimator.fit(x_train, y_train)
+    seconds = time.perf_counter() - started
+    predicted = np.asarray(estimator.predict(x_rest))
+    return float(np.mean(predicted == y_rest)), seconds
+
+
+def measure_export(path: str, images, labels, budget, ink_matched: bool) -> dict:
+    """What one export reads as shipped, then its adaptation; prints as it goes."""
+    from digits_zoo.ship.load import load_export
+    from zoo import load_dataset
+    from zoo.pictures import PictureRecipe, recipe_from_counts
+
+    export = load_export(path)
+    metadata = export.metadata
+    dataset = load_dataset(metadata["dataset"]["name"])
+    recorded = metadata.get("picture_recipe")
+    recipe = PictureRecipe(**recorded) if recorded else None
+    if ink_matched:
+        recipe = recipe_from_counts(dataset.x_train, export.image_shape, export.pixel_max)
+    rows = convert(images, export.image_shape, export.pixel_max, recipe)
+    probabilities, _ = export.predict_proba(rows)
+    shipped = reading(probabilities, labels, export.classes)
+    name = f"{export.name} ({Path(path).name})"
+    print(f"{name}: reads {shipped['accuracy']:.4f} of {len(labels):,} SD-3 digits", flush=True)
+    network = metadata.get("kind") == "keras"
+    x_train, y_train = dataset.scale(dataset.x_train), dataset.y_train
+    scaled = rows / np.float32(export.pixel_max)
+    adaptation = {0: [shipped["accuracy"]]}
+    seconds = []
+    for k in budget["k_values"]:
+        if k == 0:
+            continue
+        adaptation[k] = []
+        for seed in budget["seeds"]:
+            few, rest = draw(labels, k, seed)
+            accuracy, elapsed = adapted_accuracy(
+                rebuild(metadata, budget["epochs"]),
+                x_train,
+                y_train,
+                scaled[few],
+                labels[few],
+                scaled[rest],
+                labels[rest],
+                network,
+            )
+            adaptation[k].append(accuracy)
+            seconds.append(elapsed)
+            print(f"  k={k} seed {seed}: {accuracy:.4f} ({elapsed:.0f} s)", flush=True)
+    return {
+        "model": name,
+        "recipe": None if recipe is None else recipe.to_dict(),
+        "temperature": export.temperature,
+        "shipped": shipped,
+        "adaptation": adaptation,
+        "fit_seconds": float(np.mean(seconds)) if seconds else None,
+    }
+
+
+def measure_baselines(images, labels, budget, ink_matched: bool) -> list[dict]:
+    """The fixed baselines on optdigits' training file, read and adapted as the exports are."""
+    from zoo import load_dataset
+    from zoo.pictures import recipe_from_counts
+
+    dataset = load_dataset("optdigits")
+    recipe = None
+    if ink_matched:
+        recipe = recipe_from_counts(dataset.x_train, dataset.image_shape, dataset.pixel_max)
+    scaled = dataset.scale(convert(images, dataset.image_shape, dataset.pixel_max, recipe))
+    x_train, y_train = dataset.scale(dataset.x_train), dataset.y_train
+    results = []
+    for name, estimator in baselines().items():
+        adaptation: dict[int, list[float]] = {}
+        seconds = []
+        for k in budget["k_values"]:
+            adaptation[k] = []
+            for seed in budget["seeds"] if k else (0,):
+                few, rest = draw(labels, k, seed)
+                accuracy, elapsed = adapted_accuracy(
+                    estimator,
+                    x_train,
+                    y_train,
+                    scaled[few],
+                    labels[few],
+                    scaled[rest],
+                    labels[rest],
+                    network=False,
+                )
+                adaptation[k].append(accuracy)
+                seconds.append(elapsed)
+        print(f"{name}: " + ", ".join(f"k={k} {np.mean(a):.4f}" for k, a in adaptation.items()))
+        results.append(
+            {"model": name, "adaptation": adaptation, "fit_seconds": float(np.mean(seconds))}
+        )
+    return results
+
+
+def markdown_tables(exports: list[dict], fixed: list[dict], budget, n_digits: int) -> str:
+    """The shipped reading and the adaptation, as markdown tables."""
+    lines = [
+        f"| model (as shipped) | accuracy on {n_digits:,} | calibrated ECE | "
+        + " | ".join(str(c) for c in range(10))
+        + " | commonest confusions (true -> read) |",
+        "|---|---:|---:|" + "---:|" * 10 + "---|",
+    ]
+    for row in exports:
+        shipped = row["shipped"]
+        confusions = ", ".join(
+            f"{c['true']}->{c['read']} {c['count']}/{c['of']}" for c in shipped["confusions"]
+        )
+        per_class = " | ".join(f"{shipped['per_class'].get(c, 0):.2f}" for c in range(10))
+        lines.append(
+            f"| {row['model']} | {shipped['accuracy']:.4f} | {shipped['ece']:.3f} | "
+            f"{per_class} | {confusions} |"
+        )
+    k_values = budget["k_values"]
+    lines += [
+        "",
+        "| model | " + " | ".join(f"k={k}" for k in k_values) + " | s per fit |",
+        "|---|" + "---:|" * (len(k_values) + 1),
+    ]
+    for row in exports + fixed:
+        cells = []
+        for k in k_values:
+            values = row["adaptation"].get(k, [])
+            spread = f" ± {np.std(values):.3f}" if len(values) > 1 else ""
+            cells.append(f"{np.mean(values):.4f}{spread}" if values else "")
+        seconds = f"{row['fit_seconds']:.1f}" if row["fit_seconds"] is not None else ""
+        lines.append(f"| {row['model']} | " + " | ".join(cells) + f" | {seconds} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Runs the benchmark and prints its tables (and a JSON line with ``--json``)."""
+    args = parse_args(argv)
+    budget = dict(QUICK if args.quick else FULL)
+    if args.seeds is not None:
+        budget["seeds"] = tuple(range(args.seeds))
+    try:
+        images, labels = load_sd3(args.sd3, budget["n_digits"])
+        exports = [
+            measure_export(path, images, labels, budget, args.ink_matched) for path in args.export
+        ]
+    except ZooError as error:
+        print(f"other_writers.py: error: {error}", file=sys.stderr)
+        return 2
+    fixed = measure_baselines(images, labels, budget, args.ink_matched)
+    print()
+    print(markdown_tables(exports, fixed, budget, len(labels)))
+    if args.json:
+        figures = {"exports": exports, "baselines": fixed, "n_digits": len(labels)}
+        print(json.dumps({"other_writers": figures}, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
