@@ -313,6 +313,21 @@ def add_training_rows(
     )
 
 
+def with_test_in_training(dataset: Dataset) -> Dataset:
+    """``dataset`` with its test rows added to its training part: every labelled digit it has.
+
+    For refitting a model the protocol has chosen (as AutoGluon's
+    ``refit_full`` does). The test part stays, for checks, but a model fitted
+    on the result is no longer held out from it.
+    """
+    return replace(
+        dataset,
+        name=f"{dataset.name} (training and test)",
+        x_train=np.concatenate([dataset.x_train, dataset.x_test]),
+        y_train=np.concatenate([dataset.y_train, dataset.y_test]),
+    )
+
+
 def check_test_overlap(dataset: Dataset, x: np.ndarray, source) -> None:
     """Refuses rows to train on that are, in ``TEST_OVERLAP_FRACTION`` or more, test digits.
 

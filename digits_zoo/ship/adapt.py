@@ -34,7 +34,7 @@ import math
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +42,7 @@ import numpy as np
 
 from digits_zoo.runs import Run, read_run_meta
 from digits_zoo.ship.export import ExportResult, export_estimator
-from digits_zoo.ship.layout import is_version
+from digits_zoo.ship.layout import is_version, version_folders
 from digits_zoo.ship.load import LoadedExport, load_export, resolve_export
 from digits_zoo.ship.rows import refit_row
 from zoo.augment import random_images, square_shape
@@ -54,6 +54,7 @@ from zoo.data import (
     check_test_overlap,
     load_dataset,
     read_added_rows,
+    with_test_in_training,
 )
 from zoo.errors import ZooError
 from zoo.pictures import PictureRecipe
@@ -115,7 +116,6 @@ class AdaptResult:
     written: ExportResult | None = None
     reason: str | None = None
     seconds: float = 0.0
-    details: dict[str, Any] = field(default_factory=dict)
 
 
 def export_recipe(metadata: dict[str, Any]) -> PictureRecipe | None:
@@ -132,7 +132,8 @@ def export_training_data(metadata: dict[str, Any]) -> Dataset:
     The sources come from the export's ``data`` record (or, for an export made
     before it, its run's ``run.json``, or the dataset's name), then the
     person's digits of earlier adaptations (``adapted``), less the rows they
-    held out.
+    held out. An export refit on every labelled digit (``refit_full``) trained
+    on the test part too.
 
     Raises:
         ZooError: the sources are not recorded, or no longer give the same data.
@@ -159,6 +160,8 @@ def export_training_data(metadata: dict[str, Any]) -> Dataset:
             )
     seed = dataset_record.get("split_seed") or 0
     dataset = load_dataset(sources, test_size=test_size, seed=seed)
+    if metadata.get("refit_full"):
+        dataset = with_test_in_training(dataset)
     recipe = export_recipe(metadata)
     for earlier in metadata.get("adapted") or []:
         x, y = read_added_rows(earlier["data"], dataset, recipe=recipe)
@@ -458,8 +461,9 @@ def format_result(result: AdaptResult) -> list[str]:
             f"{result.temperature:.3g}; adapted in {result.seconds:.1f} s)"
         )
     else:
+        newest = max((number for number, _ in version_folders(result.base)), default=None)
         lines.append(
-            f"not written: {result.reason}; {result.previous} stays the newest version "
+            f"not written: {result.reason}; {result.base} keeps version {newest} as its newest "
             f"(adapted in {result.seconds:.1f} s)"
         )
     return lines

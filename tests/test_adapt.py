@@ -1,0 +1,100 @@
+"""Tests of digits-zoo adapt: a real small network export, adapted to other writers' digits."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from digits_zoo import cli
+from digits_zoo.ship.adapt import adapt_export, copies_for, export_training_data, person_copies
+from digits_zoo.ship.export import export_estimator
+from digits_zoo.ship.layout import METADATA, version_folders
+from zoo import ZooError, create_model
+from zoo.data import load_dataset, load_optdigits
+
+OTHER_WRITERS = load_optdigits()
+
+
+@pytest.fixture(scope="module")
+def export_base(tmp_path_factory) -> Path:
+    """Version 1: a small network trained on the bundled digits' training split."""
+    dataset = load_dataset(seed=0)
+    estimator = create_model("dense_1x64", seed=0, epochs=15)
+    estimator.fit(dataset.scale(dataset.x_train), dataset.y_train)
+    base = tmp_path_factory.mktemp("export") / "dense_1x64"
+    info = {"seed": 0, "data": {"sources": None, "test_size": 0.2}}
+    export_estimator(estimator, dataset, base, name="dense_1x64", kind="keras", info=info)
+    return base
+
+
+def other_writers_csv(path: Path, per_class: int, permute: bool = False) -> Path:
+    """``per_class`` digits of each class by optdigits' 30 writers, none of them in the bundled
+    digits; with ``permute``, each labelled as the next class (a 3 called 4)."""
+    rng = np.random.default_rng(1)
+    y = OTHER_WRITERS.y_train
+    rows = np.concatenate(
+        [rng.choice(np.flatnonzero(y == label), per_class, replace=False) for label in range(10)]
+    )
+    labels = (y[rows] + 1) % 10 if permute else y[rows]
+    np.savetxt(
+        path, np.column_stack([OTHER_WRITERS.x_train[rows], labels]), fmt="%d", delimiter=","
+    )
+    return path
+
+
+def newest(base: Path) -> int:
+    return max(number for number, _ in version_folders(base))
+
+
+def test_adapt_writes_the_next_version_when_it_reads_the_person_better(export_base, tmp_path):
+    digits = other_writers_csv(tmp_path / "collected.csv", per_class=20)
+    lines: list[str] = []
+    result = adapt_export(export_base, digits, progress=lines.append)
+    assert result.method == "holdout" and (result.n_person, result.n_held_out) == (200, 60)
+    assert result.after.person >= result.before.person
+    assert result.after.test >= result.before.test - 0.002
+    assert result.written is not None and result.written.version == 2 == newest(export_base)
+    metadata = json.loads((export_base / "2" / METADATA).read_text())
+    (adapted,) = metadata["adapted"]
+    assert adapted["data"] == str(digits.resolve()) and len(adapted["held_out"]) == 60
+    assert metadata["dataset"]["n_train"] == 1437 + 140
+    assert metadata["temperature"] == pytest.approx(result.temperature)
+    assert metadata["adaptation"]["before"]["person"] == result.before.person
+    # The new version's training data is rebuilt from what it records, held-out rows left out.
+    assert export_training_data(metadata).fingerprint() == metadata["dataset"]["fingerprint"]
+
+
+def test_adapt_refuses_to_write_a_model_that_learned_wrong_labels(export_base, tmp_path, capsys):
+    # Each digit labelled as the next class: no model reads held-out ones right without
+    # unlearning the export's own digits, so no version may be written.
+    digits = other_writers_csv(tmp_path / "permuted.csv", per_class=5, permute=True)
+    before = newest(export_base)
+    status = cli.main(["adapt", str(export_base / "1"), "--data", str(digits)])
+    out = capsys.readouterr().out
+    assert status == 0
+    assert newest(export_base) == before
+    assert "5-fold cross-validation" in out
+    assert "your digits (out-of-fold)" in out and "original test split" in out
+    last = out.strip().splitlines()[-1]
+    assert last.startswith("not written: it ") and f"keeps version {before} as its newest" in last
+
+
+def test_copies_make_the_person_a_quarter_of_the_rows_and_move_each_digit_a_little():
+    assert copies_for(1437, 140) == 3 and copies_for(3823, 50) == 25 and copies_for(10, 500) == 1
+    x = OTHER_WRITERS.x_train[:4]
+    copies = person_copies(x, 3, 16.0, (8, 8), seed=0)
+    assert copies.shape == (12, 64)
+    np.testing.assert_array_equal(copies[:4], x)
+    assert not np.array_equal(copies[4:8], x) and copies.min() >= 0 and copies.max() <= 16
+
+
+def test_adapt_refuses_digits_of_another_format_and_a_bad_holdout(export_base, tmp_path):
+    wide = tmp_path / "wide.csv"
+    np.savetxt(wide, np.column_stack([np.full((4, 784), 9), np.arange(4)]), fmt="%d", delimiter=",")
+    with pytest.raises(ZooError, match="rows hold 784 pixels but"):
+        adapt_export(export_base, wide, progress=lambda line: None)
+    with pytest.raises(ZooError, match="--holdout must be a fraction"):
+        adapt_export(export_base, wide, holdout=1.0, progress=lambda line: None)
