@@ -183,6 +183,39 @@ def test_ensemble_needs_two_members_trained_alike(small_digits):
         DenseEnsembleClassifier.from_fitted([a, b])
 
 
+def test_ensemble_refuses_bad_input_before_training(small_digits, monkeypatch):
+    X, y = small_digits.scale(small_digits.x_train), small_digits.y_train
+    members = ({"units": 8, "epochs": 1}, {"units": 8, "epochs": 1, "seed": 1})
+    ensemble = DenseEnsembleClassifier(members=members)
+
+    def train(*args, **kwargs):
+        pytest.fail("a member started training on input that should have been refused")
+
+    monkeypatch.setattr(stacked, "fit_stacked", train)
+    with_nan = X.copy()
+    with_nan[7, 20] = np.nan
+    for fit in (ensemble.fit, lambda X, y: ensemble.fit_folds(X, y, _folds(y, 2, 0))):
+        with pytest.raises(ValueError, match="Input X contains NaN"):
+            fit(with_nan, y)
+        with pytest.raises(ValueError, match=r"inconsistent numbers of samples: \[300, 299\]"):
+            fit(X, y[:-1])
+
+
+def test_ensemble_refuses_bad_input_at_predict(small_digits):
+    X, y = small_digits.scale(small_digits.x_train), small_digits.y_train
+    a = DenseNetClassifier(n_layers=1, units=8, epochs=1, seed=0).fit(X, y)
+    b = DenseNetClassifier(n_layers=1, units=8, epochs=1, seed=1).fit(X, y)
+    ensemble = DenseEnsembleClassifier.from_fitted([a, b])
+    with pytest.raises(
+        ValueError, match="X has 63 features, but DenseEnsembleClassifier is expecting 64"
+    ):
+        ensemble.predict(X[:5, :63])
+    rows = X[:5].copy()
+    rows[2, 0] = np.inf
+    with pytest.raises(ValueError, match="Input X contains infinity"):
+        ensemble.predict_proba(rows)
+
+
 # Out-of-fold probabilities of the protocol and of the baselines ------------------------------
 
 

@@ -163,7 +163,9 @@ def test_dense_history_size_and_feature_check(small_digits, fitted_entry):
     # One hidden layer of 64 on 64 inputs, then 10 outputs, each with a bias.
     expected = (64 + 1) * 64 + (64 + 1) * 10
     assert estimator.count_params() == expected and model_size(estimator) == expected
-    with pytest.raises(ZooError, match="X has 63 features but the network was trained on 64"):
+    with pytest.raises(
+        ValueError, match="X has 63 features, but DenseNetClassifier is expecting 64"
+    ):
         estimator.predict_proba(np.zeros((1, 63), dtype="float32"))
 
 

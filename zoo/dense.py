@@ -12,7 +12,8 @@ from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, check_X_y, validate_data
 
 from zoo.errors import ZooError
 from zoo.space import DenseConfig, space_names
@@ -95,7 +96,8 @@ class DenseNetClassifier(ClassifierMixin, BaseEstimator):
         fresh optimizer), ready for :func:`save_dense` and export.
 
         Args:
-            X: array of shape ``(n_samples, n_features)``, scaled to ``[0, 1]``.
+            X: array of shape ``(n_samples, n_features)``, scaled to ``[0, 1]``
+                (an array of images, ``(n_samples, height, width)``, is flattened).
             y: integer labels.
             validation_data: optional ``(X_val, y_val)`` scored after each epoch.
             callbacks: optional Keras callbacks, called once per epoch; their
@@ -105,7 +107,13 @@ class DenseNetClassifier(ClassifierMixin, BaseEstimator):
             self.
 
         Raises:
-            ZooError: a parameter is out of range.
+            ZooError: a parameter is out of range, the training data has one
+                class, the validation rows have another number of features, or
+                ``y_val`` holds a label ``y`` does not.
+            ValueError: ``X`` or ``y`` is not valid training data (scikit-learn's
+                ``validate_data``: NaN or infinity, lengths that differ, a
+                continuous ``y``, no rows or no features), or the validation
+                data is not valid.
             zoo.network.TrainingDiverged: the loss became NaN or infinite.
         """
         # zoo.stacked imports keras at module level: imported here so `import zoo` stays keras-free.
@@ -113,32 +121,28 @@ class DenseNetClassifier(ClassifierMixin, BaseEstimator):
 
         config = self.config
         self._check_epochs()
-        X = _as_features(X)
-        y = np.asarray(y)
-        self.classes_, y_index = np.unique(y, return_inverse=True)
-        if len(self.classes_) < 2:
-            raise ZooError(f"training data needs at least 2 classes (got {len(self.classes_)})")
-        self.n_features_in_ = X.shape[1]
+        X, y = validate_data(self, _rows(X), y, **_CHECKS)
+        classes, y_index = _class_indices(y)
         features, labels = X, y_index
         val_rows = None
         if validation_data is not None:
             X_val, y_val = validation_data
-            X_val = _as_features(X_val)
+            X_val, y_val = check_X_y(_rows(X_val), y_val, estimator=self, **_CHECKS)
             if X_val.shape[1] != X.shape[1]:
                 raise ZooError(
                     f"validation rows have {X_val.shape[1]} features but the training rows "
                     f"have {X.shape[1]}; pass validation data shaped like X"
                 )
-            val_index = np.searchsorted(self.classes_, np.asarray(y_val))
-            val_index = np.clip(val_index, 0, len(self.classes_) - 1)
+            val_index = _known_class_indices(classes, y_val)
             features = np.concatenate([X, X_val])
             labels = np.concatenate([y_index, val_index])
             val_rows = [np.arange(len(X), len(features))]
+        self.classes_ = classes
         stack = fit_stacked(
             config,
             features,
             labels,
-            len(self.classes_),
+            len(classes),
             [np.arange(len(X))],
             val_rows,
             epochs=int(self.epochs),
@@ -189,7 +193,9 @@ class DenseNetClassifier(ClassifierMixin, BaseEstimator):
             The fitted estimators, in fold order.
 
         Raises:
-            ZooError: a parameter is out of range or a fold has no training rows.
+            ZooError: a parameter is out of range, the training data has one
+                class, or a fold has no training rows.
+            ValueError: ``X`` or ``y`` is not valid training data (as in :meth:`fit`).
             zoo.network.TrainingDiverged: a fold's loss became NaN or infinite.
         """
         # zoo.stacked imports keras at module level: imported here so `import zoo` stays keras-free.
@@ -197,11 +203,9 @@ class DenseNetClassifier(ClassifierMixin, BaseEstimator):
 
         config = self.config
         self._check_epochs()
-        X = _as_features(X)
-        y = np.asarray(y)
-        classes, y_index = np.unique(y, return_inverse=True)
-        if len(classes) < 2:
-            raise ZooError(f"training data needs at least 2 classes (got {len(classes)})")
+        # check_X_y, not validate_data: this estimator stays unfitted, its clones are fitted.
+        X, y = check_X_y(_rows(X), y, estimator=self, **_CHECKS)
+        classes, y_index = _class_indices(y)
         stack = fit_stacked(
             config,
             X,
@@ -225,13 +229,15 @@ class DenseNetClassifier(ClassifierMixin, BaseEstimator):
         return fitted
 
     def predict_proba(self, X) -> np.ndarray:
-        """Returns class probabilities, one column per entry of ``classes_``."""
+        """Returns class probabilities, one column per entry of ``classes_``.
+
+        Raises:
+            sklearn.exceptions.NotFittedError: the network is not fitted.
+            ValueError: ``X`` is not valid input (NaN or infinity, no rows) or
+                has another number of features than the training rows.
+        """
         check_is_fitted(self, "model_")
-        X = _as_features(X)
-        if X.shape[1] != self.n_features_in_:
-            raise ZooError(
-                f"X has {X.shape[1]} features but the network was trained on {self.n_features_in_}"
-            )
+        X = validate_data(self, _rows(X), reset=False, **_CHECKS)
         return np.asarray(self.model_.predict(X, batch_size=4096, verbose=0))
 
     def predict(self, X) -> np.ndarray:
@@ -249,11 +255,52 @@ class DenseNetClassifier(ClassifierMixin, BaseEstimator):
         return int(sum(int(np.prod(w.shape)) for w in trainable))
 
 
-def _as_features(X) -> np.ndarray:
-    X = np.asarray(X, dtype="float32")
-    if X.ndim != 2:
-        X = X.reshape(len(X), -1)
+# How scikit-learn's validate_data checks the rows and labels of fit and predict: dense
+# float32 rows (the network's dtype), finite, at least one row and one feature.
+_CHECKS = {"dtype": np.float32}
+
+
+def _rows(X):
+    """``X`` with each sample flattened into one row, so image arrays ``(n, 8, 8)`` pass.
+
+    Anything of 2 dimensions or fewer (a 1-D ``X`` included, which
+    ``validate_data`` refuses) and sparse matrices are left to ``validate_data``.
+    """
+    if getattr(X, "ndim", 2) > 2:
+        return np.reshape(X, (len(X), -1))
     return X
+
+
+def _class_indices(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The sorted classes of ``y`` and each label's index among them.
+
+    Raises:
+        ValueError: ``y`` is not classification targets (e.g. continuous values).
+        ZooError: ``y`` holds one class.
+    """
+    check_classification_targets(y)
+    classes, y_index = np.unique(y, return_inverse=True)
+    if len(classes) < 2:
+        raise ZooError(
+            f"training data needs at least 2 classes (got one class: {classes.tolist()}); "
+            "pass rows of every class"
+        )
+    return classes, y_index
+
+
+def _known_class_indices(classes: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Each label's index in ``classes``.
+
+    Raises:
+        ZooError: a label is not in ``classes``, naming the unseen labels and the classes.
+    """
+    unseen = np.setdiff1d(y, classes)
+    if len(unseen):
+        raise ZooError(
+            f"validation labels {unseen.tolist()} are not among the training classes "
+            f"{classes.tolist()}; pass validation rows of the training classes only"
+        )
+    return np.searchsorted(classes, y)
 
 
 def save_dense(estimator: DenseNetClassifier, path: str | Path) -> None:

@@ -9,9 +9,10 @@ from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, check_X_y, validate_data
 
-from zoo.dense import DenseNetClassifier, _as_features
+from zoo.dense import _CHECKS, DenseNetClassifier, _rows
 from zoo.errors import ZooError
 
 
@@ -55,8 +56,18 @@ class DenseEnsembleClassifier(ClassifierMixin, BaseEstimator):
             raise ZooError(f"an ensemble member has an unknown parameter ({error})") from None
 
     def fit(self, X, y) -> DenseEnsembleClassifier:
-        """Trains every member network on ``X, y``."""
-        fitted = [member.fit(X, y) for member in self._unfitted()]
+        """Trains every member network on ``X, y``.
+
+        Raises:
+            ZooError: fewer than 2 members, a member's parameter or the weights are
+                not valid, or the training data has one class.
+            ValueError: ``X`` or ``y`` is not valid training data (scikit-learn's
+                ``validate_data``, as in :meth:`DenseNetClassifier.fit`).
+        """
+        members = self._unfitted()
+        X, y = validate_data(self, _rows(X), y, **_CHECKS)
+        check_classification_targets(y)
+        fitted = [member.fit(X, y) for member in members]
         self._adopt(fitted)
         return self
 
@@ -66,10 +77,15 @@ class DenseEnsembleClassifier(ClassifierMixin, BaseEstimator):
         Fold ``f``'s ensemble averages the members' fold-``f`` networks, each
         trained (by :meth:`DenseNetClassifier.fit_folds`) without fold ``f``'s
         validation rows, so scoring it on them is a fair CV score.
+
+        Raises:
+            ZooError, ValueError: as :meth:`fit`.
         """
-        per_member = [
-            member.fit_folds(X, y, folds, callbacks=callbacks) for member in self._unfitted()
-        ]
+        members = self._unfitted()
+        # check_X_y, not validate_data: this ensemble stays unfitted, the fold ensembles are fitted.
+        X, y = check_X_y(_rows(X), y, estimator=self, **_CHECKS)
+        check_classification_targets(y)
+        per_member = [member.fit_folds(X, y, folds, callbacks=callbacks) for member in members]
         fold_ensembles = []
         for fold_members in zip(*per_member, strict=True):
             ensemble = DenseEnsembleClassifier(members=self.members, weights=self.weights)
@@ -111,16 +127,18 @@ class DenseEnsembleClassifier(ClassifierMixin, BaseEstimator):
             self.model_ = averaging_model([e.model_ for e in estimators], self.weights)
 
     def predict_proba(self, X) -> np.ndarray:
-        """Returns the weighted mean of the members' class probabilities."""
+        """Returns the weighted mean of the members' class probabilities.
+
+        Raises:
+            sklearn.exceptions.NotFittedError: the ensemble is not fitted.
+            ValueError: ``X`` is not valid input (NaN or infinity, no rows) or
+                has another number of features than the training rows.
+        """
+        if getattr(self, "model_", None) is None:
+            check_is_fitted(self, "estimators_")
+        X = validate_data(self, _rows(X), reset=False, **_CHECKS)
         if getattr(self, "model_", None) is not None:
-            X = _as_features(X)
-            if X.shape[1] != self.n_features_in_:
-                raise ZooError(
-                    f"X has {X.shape[1]} features but the ensemble was trained on "
-                    f"{self.n_features_in_}"
-                )
             return np.asarray(self.model_.predict(X, batch_size=4096, verbose=0))
-        check_is_fitted(self, "estimators_")
         probabilities = [e.predict_proba(X) for e in self.estimators_]
         return np.average(probabilities, axis=0, weights=self.weights_)
 
