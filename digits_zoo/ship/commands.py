@@ -50,6 +50,13 @@ def register(subparsers) -> None:
         help="the LiteRT file with int8 weights (dynamic range): about a quarter of the size; "
         "the accuracy change on the test split is printed",
     )
+    export.add_argument(
+        "--refit-full",
+        action="store_true",
+        help="refit the chosen row on every labelled digit of the run (training and test "
+        "split; for optdigits all 43 writers), as AutoGluon's refit_full; its own test figure "
+        "is then not held out, and the metadata says so",
+    )
     export.set_defaults(handler=_export)
 
     predict = subparsers.add_parser(
@@ -105,6 +112,7 @@ def _export(args: argparse.Namespace) -> int:
         out=args.out,
         format=args.format,
         quantize=args.quantize,
+        refit_full=args.refit_full,
     )
     meta = result.metadata
     print(f"exported {meta['model']} ({meta['kind']}) as version {result.version}: {result.path}")
