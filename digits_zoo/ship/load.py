@@ -30,7 +30,7 @@ from digits_zoo.ship.layout import (
     version_folders,
 )
 from digits_zoo.ship.runtimes import LiteRTModel, OnnxModel, sha256
-from zoo.calibration import apply_temperature
+from zoo.calibration import MAX_TEMPERATURE, MIN_TEMPERATURE, apply_temperature
 from zoo.errors import ZooError
 
 _NOT_AN_EXPORT = (
@@ -224,6 +224,18 @@ def load_export(path: str | Path, format: str | None = None) -> LoadedExport:
             f"the export {str(folder)!r} lacks its model file {model_file.name}; export again"
         )
     loaded_format = None if format == metadata["format"] else format
+    return _check_outputs(_load_model(folder, metadata, format, model_file, loaded_format, held))
+
+
+def _load_model(
+    folder: Path,
+    metadata: dict[str, Any],
+    format: str,
+    model_file: Path,
+    loaded_format: str | None,
+    held: dict[str, dict[str, Any]],
+) -> LoadedExport:
+    """Loads one checked model file of a version folder (see :func:`load_export`)."""
     if format in _RUNTIMES:
         data = model_file.read_bytes()
         recorded = held[format].get("sha256")
@@ -255,6 +267,23 @@ def load_export(path: str | Path, format: str | None = None) -> LoadedExport:
     return LoadedExport(folder, metadata, signature, loaded_format)
 
 
+def _check_outputs(export: LoadedExport) -> LoadedExport:
+    """Checks that the model gives one probability per class its metadata lists.
+
+    Raises:
+        ZooError: another number of probabilities (a ``classes`` list edited by hand).
+    """
+    probabilities, _ = export._predict_raw(np.zeros((1, export.n_features), "float32"))
+    given = int(np.shape(probabilities)[-1])
+    if given != len(export.classes):
+        raise ZooError(
+            f"the metadata of {str(export.path)!r} lists {len(export.classes)} classes but its "
+            f"model gives {given} probabilities per image (got classes "
+            f"{export.metadata['classes']}); the metadata was changed or damaged: export again"
+        )
+    return export
+
+
 def _read_metadata(folder: Path) -> dict[str, Any]:
     path = folder / METADATA
     try:
@@ -269,7 +298,6 @@ def _read_metadata(folder: Path) -> dict[str, Any]:
             and len(metadata["classes"]) >= 2
             and int(dataset["n_features"]) == math.prod(dataset["image_shape"])
             and float(dataset["pixel_max"]) > 0
-            and float(metadata.get("temperature", 1.0)) > 0
         )
     except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError):
         valid = False
@@ -277,5 +305,25 @@ def _read_metadata(folder: Path) -> dict[str, Any]:
         raise ZooError(
             f"{str(path)!r} is not the metadata of a digits-zoo export (unreadable or "
             f"incomplete); {_NOT_AN_EXPORT}"
+        )
+    damaged = "the metadata was changed or damaged: export again"
+    classes = metadata["classes"]
+    if not all(isinstance(label, int) and not isinstance(label, bool) for label in classes) or len(
+        set(classes)
+    ) != len(classes):
+        raise ZooError(
+            f"the classes in {str(path)!r} must be distinct whole numbers (got {classes!r}); "
+            f"{damaged}"
+        )
+    temperature = metadata.get("temperature", 1.0)
+    if (
+        isinstance(temperature, bool)
+        or not isinstance(temperature, (int, float))
+        # The fitted value is exp(log(bound)) at most: a rounding's slack.
+        or not MIN_TEMPERATURE * (1 - 1e-9) <= temperature <= MAX_TEMPERATURE * (1 + 1e-9)
+    ):
+        raise ZooError(
+            f"the temperature in {str(path)!r} must be a number from {MIN_TEMPERATURE:g} to "
+            f"{MAX_TEMPERATURE:g}, the range calibration fits in (got {temperature!r}); {damaged}"
         )
     return metadata
