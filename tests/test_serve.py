@@ -384,6 +384,39 @@ BAD_REQUESTS = {
     "empty instances": ("POST", PREDICT, {"instances": []}, {}, 400, "non-empty list"),
     "strings": ("POST", PREDICT, {"instances": [["1"] * 64]}, {}, 400, "must be numbers"),
     "booleans": ("POST", PREDICT, {"inputs": [[True] * 64]}, {}, 400, "must be numbers"),
+    "booleans among numbers": (
+        "POST",
+        PREDICT,
+        {"instances": [[1, True] + [0] * 62]},
+        {},
+        400,
+        "pixels must be numbers (got true)",
+    ),
+    "named booleans": (
+        "POST",
+        PREDICT,
+        {"inputs": {"pixels": [[0] * 63 + [False]]}},
+        {},
+        400,
+        "pixels must be numbers (got false)",
+    ),
+    "the network signature": (
+        "POST",
+        PREDICT,
+        {"signature_name": "network", "instances": [ROW]},
+        {},
+        400,
+        "'network' is not served here",
+    ),
+    "GET on predict": ("GET", PREDICT, None, {}, 405, ":predict takes POST (got GET)"),
+    "GET on a version's predict": (
+        "GET",
+        f"/v1/models/{KNN}/versions/1:predict",
+        None,
+        {},
+        405,
+        ":predict takes POST",
+    ),
     "nulls": ("POST", PREDICT, {"instances": [[None] * 64]}, {}, 400, "must be numbers"),
     "base64 object": (
         "POST",
@@ -516,6 +549,8 @@ def test_bad_requests_get_a_4xx_json_error_and_the_server_keeps_serving(client, 
     error = answer.json()["error"]
     assert isinstance(error, str) and fragment in error, error
     assert "Traceback" not in answer.text
+    if path.endswith(":predict") and status == 405:
+        assert answer.headers["allow"] == "POST"
     good = client.post(PREDICT, json={"instances": [ROW]})
     assert good.status_code == 200
 
@@ -711,6 +746,16 @@ def test_a_collect_file_of_another_layout_is_refused_before_serving(exports, tmp
 # The command line and a real server --------------------------------------------------------
 
 
+def test_serve_names_a_model_as_export_tells_tensorflow_model_server(exports, tmp_path, cli):
+    out = tmp_path / "E"
+    status, printed, err = cli("export", exports.parent, "--model", NET, "--out", out)
+    assert status == 0, err
+    (line,) = [line for line in printed.splitlines() if "--model_name=" in line]
+    name = line.split("--model_name=", 1)[1].split()[0]
+    assert name == "E"
+    assert list(load_models([out], progress=quiet)) == [name]
+
+
 def test_serve_listens_on_loopback_by_default():
     args = build_parser().parse_args(["serve", "somewhere"])
     assert (args.host, args.port, args.collect) == ("127.0.0.1", 8501, None)
@@ -775,8 +820,17 @@ def test_a_tensorflow_serving_client_gets_the_classes_of_digits_zoo_predict(
         with pytest.raises(urllib.error.HTTPError) as refused:
             post_json(f"{url}v1/models/{NET}:predict", {"instances": [[99] * 64]})
         assert refused.value.code == 400 and "0..16" in json.load(refused.value)["error"]
+        # A client that hangs up mid-body costs one line of the log, no traceback.
+        host, port = url.removeprefix("http://").rstrip("/").rsplit(":", 1)
+        with socket.create_connection((host, int(port))) as hung_up:
+            hung_up.sendall(
+                f"POST /v1/models/{KNN}:predict HTTP/1.1\r\nHost: {host}\r\n"
+                'Content-Length: 5000\r\n\r\n{"instances": [['.encode()
+            )
+        post_json(f"{url}v1/models/{KNN}:predict", {"instances": [[0] * 64]})
     finally:
         process.send_signal(signal.SIGINT)
         out, err = process.communicate(timeout=30)
     assert process.returncode == 0, err
     assert "stopped" in out and "Traceback" not in err
+    assert err.count("hung up") == 1 and len(err) < 500, err

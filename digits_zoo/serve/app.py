@@ -5,7 +5,8 @@ Routes:
 * ``GET /v1/models/NAME[/versions/N]``: the model's version status;
 * ``GET /v1/models/NAME[/versions/N]/metadata``: its ``serving_default`` signature;
 * ``POST /v1/models/NAME[/versions/N]:predict``: TensorFlow Serving's predict
-  (see :mod:`digits_zoo.serve.tfserving`); without a version, the newest;
+  (see :mod:`digits_zoo.serve.tfserving`); without a version, the newest; another
+  method gets 405;
 * ``GET /``: the drawing page (``static/``, nothing fetched from elsewhere);
 * ``GET /api/models``: the served models, for the page;
 * ``POST /api/models/NAME/draw``: a picture (``image/*`` body) converted as
@@ -16,25 +17,33 @@ Routes:
 
 Predict requests that arrive together share one model call
 (:mod:`digits_zoo.serve.batching`). Every refusal is a 4xx with
-``{"error": "<what>"}``, as TensorFlow Serving answers; a request body may hold
-at most ``MAX_BODY_BYTES``. A bug inside the
-server gets a 500 with the same shape of body and no traceback (the traceback
-goes to the server's log).
+``{"error": "<what>"}``, as TensorFlow Serving answers (a collect file that
+cannot take a row now: 503, or 507 when full); a request body may hold at most
+``MAX_BODY_BYTES`` and must arrive within ``BODY_TIMEOUT_S`` (else 408, and the
+connection is closed). A client that hangs up before its whole body has arrived
+is logged in one line. A bug inside the server gets a 500 with the same shape of
+body and no traceback (the traceback goes to the server's log).
+
+Memory: an uploaded picture is converted in at most about 150 MiB
+(:mod:`digits_zoo.serve.uploads`), and at most ``MAX_CONVERSIONS`` are converted
+at once, so conversions hold at most ``MAX_CONVERSIONS x 150 MiB`` beside the
+bodies being received (each at most ``MAX_BODY_BYTES``).
 """
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 from pathlib import Path
 from typing import Any
 
+import anyio
+import anyio.to_thread
 import numpy as np
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
@@ -43,8 +52,11 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from digits_zoo.serve.batching import Batcher, predict_padded
 from digits_zoo.serve.errors import (
     BodyTooLarge,
+    ClientGone,
+    MethodNotAllowed,
     NotFound,
     RequestError,
+    RequestTimeout,
     UnsupportedMediaType,
 )
 from digits_zoo.serve.models import ServedModel, lookup
@@ -52,15 +64,22 @@ from digits_zoo.serve.tfserving import (
     metadata_response,
     parse_predict,
     predict_response,
+    refuse_booleans,
     version_status,
 )
-from digits_zoo.ship.inputs import read_image
+from digits_zoo.serve.uploads import read_upload
 from digits_zoo.ship.load import LoadedExport
 from zoo.errors import ZooError
 
 # The largest request body read: 4 MiB holds about 16,000 bundled-digit images in JSON
 # (or 1,000 of MNIST's), and a drawn digit's PNG is a few KiB.
 MAX_BODY_BYTES = 4 * 2**20
+
+# The longest a request body may take to arrive once its headers have (4 MiB at 1 Mbit/s).
+BODY_TIMEOUT_S = 40.0
+
+# Pictures converted at once; others wait their turn holding only their body.
+MAX_CONVERSIONS = 2
 
 STATIC = Path(__file__).resolve().parent / "static"
 
@@ -76,12 +95,17 @@ _PAGE_HEADERS = {
 
 _log = logging.getLogger("digits_zoo.serve")
 
+# Starlette's routes take GET only unless told.
+_ANY_METHOD = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+
 
 def create_app(
     models: dict[str, ServedModel],
     *,
     max_body_bytes: int = MAX_BODY_BYTES,
     allowed_hosts: list[str] | None = None,
+    body_timeout: float = BODY_TIMEOUT_S,
+    max_conversions: int = MAX_CONVERSIONS,
 ) -> ASGIApp:
     """Builds the server's ASGI application.
 
@@ -92,19 +116,26 @@ def create_app(
             ``Host`` header); ``None`` accepts any. A server on loopback passes
             its loopback names, so that a web page elsewhere cannot reach it
             through a DNS name it controls (DNS rebinding).
+        body_timeout: seconds a request body may take to arrive.
+        max_conversions: pictures converted at once.
 
     Returns:
         The application, for uvicorn or Starlette's ``TestClient``.
     """
     if not models:
         raise ZooError("no model to serve; pass at least one export folder")
-    handlers = _Handlers(models, max_body_bytes)
+    handlers = _Handlers(models, max_body_bytes, body_timeout, max_conversions)
     # The predict routes first: they are the ones a client calls thousands of times.
     routes = [
         Route("/v1/models/{name}:predict", handlers.predict, methods=["POST"]),
         Route("/v1/models/{name}/versions/{version}:predict", handlers.predict, methods=["POST"]),
-        Route("/v1/models/{name}:{verb}", handlers.other_verb, methods=["POST"]),
-        Route("/v1/models/{name}/versions/{version}:{verb}", handlers.other_verb, methods=["POST"]),
+        # Any method: a GET on :predict is told 405, not taken for a model named "NAME:predict".
+        Route("/v1/models/{name}:{verb}", handlers.other_verb, methods=_ANY_METHOD),
+        Route(
+            "/v1/models/{name}/versions/{version}:{verb}",
+            handlers.other_verb,
+            methods=_ANY_METHOD,
+        ),
         Route("/v1/models/{name}/metadata", handlers.metadata, methods=["GET"]),
         Route("/v1/models/{name}/versions/{version}/metadata", handlers.metadata, methods=["GET"]),
         Route("/v1/models/{name}", handlers.status, methods=["GET"]),
@@ -131,9 +162,17 @@ def create_app(
 class _Handlers:
     """The route handlers, over one set of served models."""
 
-    def __init__(self, models: dict[str, ServedModel], max_body_bytes: int) -> None:
+    def __init__(
+        self,
+        models: dict[str, ServedModel],
+        max_body_bytes: int,
+        body_timeout: float,
+        max_conversions: int,
+    ) -> None:
         self.models = models
         self.max_body_bytes = max_body_bytes
+        self.body_timeout = body_timeout
+        self.conversions = anyio.CapacityLimiter(max_conversions)
         self.batchers = {
             (model.name, number): Batcher(export)
             for model in models.values()
@@ -166,11 +205,20 @@ class _Handlers:
         except ValueError as error:
             # JSONDecodeError, or bytes that are not UTF-8.
             raise RequestError(f"the request body is not valid JSON ({error})") from None
+        if b"true" in body or b"false" in body:
+            # json.loads reads true as True, which numpy takes for 1 among numbers.
+            refuse_booleans(parsed)
         rows, columnar = parse_predict(parsed, export)
         probabilities, classes = await self.batchers[model.name, number].predict_proba(rows)
         return JSONResponse(predict_response(probabilities, classes, columnar))
 
     async def other_verb(self, request: Request) -> Response:
+        if request.path_params["verb"] == "predict":
+            raise MethodNotAllowed(
+                f":predict takes POST (got {request.method}); send the images as JSON in a POST "
+                "body, or GET /v1/models/NAME for the model's status",
+                allow="POST",
+            )
         raise NotFound(
             f"this server answers :predict only (got :{request.path_params['verb']}); "
             "classify and regress need a signature these exports do not have"
@@ -214,7 +262,13 @@ class _Handlers:
     # Reading request bodies.
 
     async def _body(self, request: Request) -> bytes:
-        """The request body, refused as soon as it is known to exceed the limit."""
+        """The request body, refused as soon as it is known to exceed the limit or to be late.
+
+        Raises:
+            BodyTooLarge: over ``max_body_bytes``.
+            RequestTimeout: not all there within ``body_timeout`` seconds.
+            ClientGone: the client hung up before sending all of it.
+        """
         limit = self.max_body_bytes
         declared = request.headers.get("content-length")
         declared = _whole_number(declared)
@@ -222,11 +276,23 @@ class _Handlers:
             raise BodyTooLarge(_too_large(f"{declared:,} bytes", limit))
         chunks = []
         size = 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise BodyTooLarge(_too_large(f"more than {limit:,} bytes", limit))
-            chunks.append(chunk)
+        try:
+            with anyio.fail_after(self.body_timeout):
+                async for chunk in request.stream():
+                    size += len(chunk)
+                    if size > limit:
+                        raise BodyTooLarge(_too_large(f"more than {limit:,} bytes", limit))
+                    chunks.append(chunk)
+        except TimeoutError:
+            raise RequestTimeout(
+                f"the request body did not arrive within {self.body_timeout:g} s (got {size:,} "
+                "bytes); send it at once"
+            ) from None
+        except ClientDisconnect:
+            expected = f" of {declared:,}" if declared is not None else ""
+            raise ClientGone(
+                f"the client hung up after sending {size:,}{expected} bytes of its body"
+            ) from None
         return b"".join(chunks)
 
     async def _picture(self, request: Request, export: LoadedExport) -> np.ndarray:
@@ -238,14 +304,7 @@ class _Handlers:
                 "send the PNG bytes with Content-Type: image/png"
             )
         body = await self._body(request)
-        return await run_in_threadpool(read_image, _Upload(body), export)
-
-
-class _Upload(io.BytesIO):
-    """An uploaded picture, named as such in the picture reader's messages."""
-
-    def __str__(self) -> str:
-        return "the uploaded picture"
+        return await anyio.to_thread.run_sync(read_upload, body, export, limiter=self.conversions)
 
 
 def _version(request: Request) -> int | None:
@@ -305,8 +364,13 @@ async def _http_error(request: Request, error: Exception) -> Response:
 
 
 async def _request_error(request: Request, error: Exception) -> Response:
+    if isinstance(error, ClientGone):
+        # No one reads the answer; one line in the log instead of two tracebacks.
+        _log.warning("%s %s: %s", request.method, request.url.path, error)
     status = getattr(error, "status", 400)
-    return JSONResponse({"error": str(error)}, status_code=status)
+    return JSONResponse(
+        {"error": str(error)}, status_code=status, headers=getattr(error, "headers", None)
+    )
 
 
 async def _server_error(request: Request, error: Exception) -> Response:

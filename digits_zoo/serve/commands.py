@@ -7,16 +7,15 @@ import ipaddress
 import os
 import socket
 
-from digits_zoo.serve.app import MAX_BODY_BYTES, create_app
+from digits_zoo.serve.app import BODY_TIMEOUT_S, MAX_BODY_BYTES, MAX_CONVERSIONS, create_app
 from digits_zoo.serve.batching import warm_up
+from digits_zoo.serve.collect import MAX_COLLECT_BYTES
 from digits_zoo.serve.models import load_models
 from search.distributed import thread_environment
 from zoo.errors import ZooError
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8501
-# The names a browser on this machine may use for a loopback server.
-LOOPBACK_NAMES = ["127.0.0.1", "localhost", "::1"]
 
 
 def register(subparsers) -> None:
@@ -40,8 +39,9 @@ def register(subparsers) -> None:
     serve.add_argument(
         "--host",
         default=DEFAULT_HOST,
-        help=f"the address to listen on (default {DEFAULT_HOST}, this machine only; 0.0.0.0 "
-        "lets any machine that reaches this one use the server)",
+        help=f"the address to listen on (default {DEFAULT_HOST}, this machine only, IPv4; ::1 "
+        "for this machine over IPv6; 0.0.0.0 lets any machine that reaches this one use the "
+        "server)",
     )
     serve.add_argument(
         "--port",
@@ -61,7 +61,7 @@ def register(subparsers) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import uvicorn
+    from digits_zoo.serve.server import HEADER_TIMEOUT_S, KEEP_ALIVE_S, make_server
 
     if not 0 <= args.port <= 65535:
         raise ZooError(f"--port must be between 0 and 65535 (got {args.port})")
@@ -81,31 +81,30 @@ def _serve(args: argparse.Namespace) -> int:
         listener.close()
         raise
     loopback = _is_loopback(args.host)
-    app = create_app(models, allowed_hosts=[*LOOPBACK_NAMES, args.host] if loopback else None)
-    url = _url(args.host, listener.getsockname()[1])
+    address, port = listener.getsockname()[:2]
+    app = create_app(models, allowed_hosts=allowed_hosts(args.host, address) if loopback else None)
+    url = _url(args.host, port)
     collect_files = sorted({str(model.collect.path) for model in models.values()})
     print(f"serving {len(models)} model{'s' if len(models) > 1 else ''} at {url}")
     print(f"  draw a digit:    {url}")
     for name in models:
         print(f"  predict:         POST {url}v1/models/{name}:predict")
     print(f"  digits marked:   appended to {', '.join(collect_files)}")
-    print(f"  request bodies:  at most {MAX_BODY_BYTES // 2**20} MiB;  Ctrl-C stops")
+    print(
+        f"  limits:          request bodies at most {MAX_BODY_BYTES // 2**20} MiB, within "
+        f"{BODY_TIMEOUT_S:g} s; request heads within {HEADER_TIMEOUT_S:g} s; idle connections "
+        f"{KEEP_ALIVE_S:g} s; {MAX_CONVERSIONS} pictures converted at once; collect file at most "
+        f"{MAX_COLLECT_BYTES // 2**20} MiB"
+    )
+    print("  Ctrl-C stops")
     if not loopback:
         print(
             f"  warning: listening on {args.host}: anyone who can reach this machine can use the "
             "server and append to the collect file; there is no authentication"
         )
     print(flush=True)
-    config = uvicorn.Config(
-        app,
-        log_level="warning",
-        access_log=False,
-        lifespan="off",
-        server_header=False,
-        timeout_graceful_shutdown=5,
-    )
     try:
-        uvicorn.Server(config).run(sockets=[listener])
+        make_server(app).run(sockets=[listener])
     except KeyboardInterrupt:
         # uvicorn stops serving on Ctrl-C, then hands the signal back.
         pass
@@ -131,6 +130,20 @@ def bind(host: str, port: int) -> socket.socket:
             f"cannot listen on {host} port {port} ({error.strerror or error}); pass another "
             "--port (0 picks a free one) or --host"
         ) from None
+
+
+def allowed_hosts(host: str, address: str) -> list[str]:
+    """The host names a loopback server answers to: ``localhost`` and the address it listens on.
+
+    A server on 127.0.0.1 cannot be reached at ``[::1]`` (nor one on ::1 at
+    127.0.0.1), so each answers to its own address and to ``localhost``, which
+    a browser tries on both.
+
+    Args:
+        host: ``--host`` as given.
+        address: the address the listening socket is bound to.
+    """
+    return sorted({"localhost", host, address})
 
 
 def _is_loopback(host: str) -> bool:

@@ -31,3 +31,38 @@ class UnsupportedMediaType(RequestError):
     """An upload that does not say it is a picture."""
 
     status = 415
+
+
+class MethodNotAllowed(RequestError):
+    """A route called with a method it does not take (``GET`` on ``:predict``)."""
+
+    status = 405
+
+    def __init__(self, message: str, allow: str) -> None:
+        super().__init__(message)
+        self.headers = {"Allow": allow}
+
+
+class RequestTimeout(RequestError):
+    """A request body that did not arrive in time; the connection is closed after the answer."""
+
+    status = 408
+    headers = {"Connection": "close"}
+
+
+class ClientGone(RequestError):
+    """A client that hung up before sending its whole body: logged in one line, answered to no one."""
+
+    status = 400
+
+
+class CollectUnavailable(RequestError):
+    """The collect file cannot take a row now (removed, replaced, changed by something else)."""
+
+    status = 503
+
+
+class CollectFull(RequestError):
+    """The collect file has reached its size cap."""
+
+    status = 507

@@ -117,6 +117,12 @@ def find_exports(argument: str | Path) -> list[ExportSource]:
         if folder.is_dir()
         else []
     )
+    if not bases and (path / RUN_FILE).is_file():
+        raise ZooError(
+            f"the run directory has no export in its {EXPORT_DIR}/ folder (got {str(path)!r}); "
+            "an export written elsewhere with 'digits-zoo export --out FOLDER' is served from "
+            f"there: pass that FOLDER, or run 'digits-zoo export {path}' first"
+        )
     if not bases:
         raise ZooError(f"no export found in {str(path)!r}; {_WHAT_TO_PASS}")
     return [_base_source(base, collect_dir.resolve() / COLLECTED) for base in bases]

@@ -12,7 +12,12 @@ scikit-learn exports are served as if they had it too):
 * requests in the columnar format, ``{"inputs": tensor}`` or
   ``{"inputs": {"pixels": tensor}}``, are answered
   ``{"outputs": {"probabilities": [[...], ...], "class": [c, ...]}}``;
-* ``signature_name`` may be given and must then be ``serving_default``.
+* ``signature_name`` may be given and must then be ``serving_default``: the
+  SavedModel's second signature, ``network`` (the bare network, on pixels
+  scaled to 0..1), is for ``tensorflow_model_server`` and is neither listed in
+  the metadata nor served here;
+* pixels are JSON numbers: ``true``, ``false``, strings and nulls are refused,
+  as TensorFlow Serving refuses them for a ``DT_FLOAT`` input.
 
 An image is a flat list of the dataset's raw pixels (64 values ``0..16`` for
 the bundled digits) or the same as nested rows (``8 x 8``, or ``8 x 8 x 1``).
@@ -35,6 +40,8 @@ INPUT = "pixels"
 OUTPUTS = ("probabilities", "class")
 METHOD = "tensorflow/serving/predict"
 _REQUEST_KEYS = ("signature_name", "instances", "inputs")
+# The SavedModel's second signature (see digits_zoo.ship.export), not served here.
+NETWORK_SIGNATURE = "network"
 
 
 def parse_predict(request: Any, export: LoadedExport) -> tuple[np.ndarray, bool]:
@@ -64,6 +71,12 @@ def parse_predict(request: Any, export: LoadedExport) -> tuple[np.ndarray, bool]
             f"{', '.join(repr(key) for key in _REQUEST_KEYS)} only"
         )
     signature = request.get("signature_name", SIGNATURE)
+    if signature == NETWORK_SIGNATURE:
+        raise RequestError(
+            f"signature_name {NETWORK_SIGNATURE!r} is not served here (got {signature!r}): it is "
+            "the SavedModel's bare network on pixels scaled to 0..1, for tensorflow_model_server; "
+            f"leave signature_name out (or send {SIGNATURE!r}) to send raw pixels"
+        )
     if signature != SIGNATURE:
         raise RequestError(
             f"unknown signature_name (got {signature!r}); this model serves {SIGNATURE!r} only"
@@ -118,6 +131,25 @@ def _inputs(inputs: Any, export: LoadedExport) -> np.ndarray:
             )
         inputs = inputs[INPUT]
     return as_rows(_tensor(inputs, "inputs"), export, "inputs")
+
+
+def refuse_booleans(request: Any) -> None:
+    """Refuses a request holding a JSON ``true`` or ``false`` anywhere (numpy reads them as 1, 0).
+
+    Raises:
+        RequestError: a boolean found.
+    """
+    stack = [request]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, bool):
+            raise RequestError(
+                f"pixels must be numbers (got {str(value).lower()}); send 1 or 0, not true or false"
+            )
+        if isinstance(value, list):
+            stack.extend(value)
+        elif isinstance(value, dict):
+            stack.extend(value.values())
 
 
 def _tensor(value: Any, source: str) -> np.ndarray:

@@ -146,8 +146,9 @@ def _export(args: argparse.Namespace) -> int:
             print(f"      digits-zoo evaluate {result.path / record['file']} --data FILE")
     if result.format == "tf_saved_model":
         print(
-            f"serve: tensorflow_model_server --rest_api_port=8501 --model_name={meta['model']} "
-            f"--model_base_path={base.resolve()}"
+            # The name digits-zoo serve gives it too: its base folder's.
+            f"serve: tensorflow_model_server --rest_api_port=8501 --model_name="
+            f"{base.resolve().name} --model_base_path={base.resolve()}"
         )
     return 0
 
