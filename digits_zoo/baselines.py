@@ -133,12 +133,15 @@ def write_baseline_out_of_fold(run_dir: str | Path, name: str, probabilities: np
 
 
 def read_baseline_out_of_fold(run_dir: str | Path, name: str) -> np.ndarray | None:
-    """A baseline's out-of-fold probabilities, or ``None`` if it has none (or a damaged one).
+    """A baseline's out-of-fold probabilities, or ``None`` if it has none.
 
     A name that is not a plain file name has none either.
+
+    Raises:
+        ZooError: the file is damaged (empty, cut short, not a ``.npy`` file).
     """
     try:
         path = baseline_out_of_fold_path(run_dir, name)
     except ZooError:
         return None
-    return read_array(path)
+    return read_array(path, "out-of-fold probabilities")

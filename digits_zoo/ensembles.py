@@ -98,30 +98,49 @@ def ensemble_pool(trials: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return completed_trials(trained)[:POOL_TRIALS]
 
 
-def ensemble_candidates(run: Run) -> list[Candidate]:
+def ensemble_candidates(run: Run, progress: Callable[[str], None] = print) -> list[Candidate]:
     """The scored models of the run with out-of-fold probabilities on disk.
 
     The :func:`ensemble_pool` of every search of the run (any tuner, any
     family), best first within each search, then the baselines on the
     leaderboard (``digits-zoo baselines`` keeps their out-of-fold
     probabilities). A file of another shape (another dataset or split) is
-    left out.
+    left out, and so is a damaged one, with a warning line: the ensembles are
+    chosen among the others.
     """
     shape = (len(run.dataset.y_train), len(run.dataset.classes))
     candidates = []
     for searched in recorded_searches(run.path):
         for trial in ensemble_pool(read_trials(run.path, searched)):
-            probabilities = read_out_of_fold(run.path, trial["trial_id"])
+            name = leaderboard_name(trial)
+            probabilities = _out_of_fold(name, read_out_of_fold, run, trial["trial_id"], progress)
             if probabilities is not None and probabilities.shape == shape:
-                candidates.append(
-                    Candidate(leaderboard_name(trial), "search", trial, probabilities)
-                )
+                candidates.append(Candidate(name, "search", trial, probabilities))
     for row in read_leaderboard_if_any(run.path):
         if row.get("source") == "baselines":
-            probabilities = read_baseline_out_of_fold(run.path, row["model"])
+            name = row["model"]
+            probabilities = _out_of_fold(name, read_baseline_out_of_fold, run, name, progress)
             if probabilities is not None and probabilities.shape == shape:
-                candidates.append(Candidate(row["model"], "baselines", None, probabilities))
+                candidates.append(Candidate(name, "baselines", None, probabilities))
     return candidates
+
+
+def _out_of_fold(
+    model: str,
+    read: Callable[[Any, str], np.ndarray | None],
+    run: Run,
+    file_name: str,
+    progress: Callable[[str], None],
+) -> np.ndarray | None:
+    """A candidate's out-of-fold probabilities, ``read(run.path, file_name)``.
+
+    A damaged file gives ``None`` after one warning line naming it.
+    """
+    try:
+        return read(run.path, file_name)
+    except ZooError as error:
+        progress(f"warning: {model} left out of the ensembles: {error}")
+        return None
 
 
 def select_ensemble(run: Run, candidates: list[Candidate], rounds: int) -> Selection:
@@ -150,7 +169,7 @@ def add_ensembles(
     Returns:
         The leaderboard, or ``None`` when it did not change.
     """
-    candidates = ensemble_candidates(run)
+    candidates = ensemble_candidates(run, progress)
     networks = [candidate for candidate in candidates if candidate.network]
     if not networks:
         progress("no ensemble: no network trial has out-of-fold probabilities on disk")

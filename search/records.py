@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -77,8 +78,12 @@ def write_out_of_fold(directory: str | Path, name: str, probabilities: np.ndarra
 
 
 def read_out_of_fold(directory: str | Path, name: str) -> np.ndarray | None:
-    """A trial's out-of-fold probabilities, or ``None`` if it has none (or a damaged one)."""
-    return read_array(paths.out_of_fold_path(directory, name))
+    """A trial's out-of-fold probabilities, or ``None`` if it has none.
+
+    Raises:
+        ZooError: the file is damaged (empty, cut short, not a ``.npy`` file).
+    """
+    return read_array(paths.out_of_fold_path(directory, name), "out-of-fold probabilities")
 
 
 def first_line(text: str) -> str:
@@ -169,18 +174,37 @@ def write_trials_csv(directory: str | Path, spec: SearchSpec) -> list[dict[str, 
 
 
 def read_trials_csv(directory: str | Path) -> list[dict[str, str]]:
-    """The rows of ``trials.csv`` as strings, or ``[]`` when the folder holds no search."""
+    """The rows of ``trials.csv`` as strings, or ``[]`` when the folder holds no search.
+
+    Raises:
+        ZooError: the file is not UTF-8 CSV, or has a cell longer than CSV's
+            field limit (128 KiB; a config cell takes well under 1 KiB).
+    """
     path = paths.trials_csv_path(directory)
     if not path.is_file():
         return []
-    with open(path, newline="", encoding="utf-8") as stream:
-        return list(csv.DictReader(stream))
+    try:
+        with open(path, newline="", encoding="utf-8") as stream:
+            return list(csv.DictReader(stream))
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        reason = "not UTF-8 text" if isinstance(error, UnicodeDecodeError) else str(error)
+        raise _damaged_trials_csv(path, reason[:200]) from None
+
+
+def _damaged_trials_csv(path: Path, reason: str) -> ZooError:
+    return ZooError(
+        f"damaged trials.csv ({reason}) (got {str(path)!r}); restore it, or delete it and run "
+        "a search in that folder again, which rebuilds it from the trial records"
+    )
 
 
 def best_configs(directory: str | Path, family: str, limit: int) -> list[dict[str, Any]]:
     """The configurations of a run's best completed trials of ``family``, best first, distinct.
 
-    Read from the run's ``trials.csv`` (any dataset), for a warm start.
+    Read from the run's ``trials.csv`` (any dataset), for a warm start. Each
+    one is checked as a configuration of the family (its values may still lie
+    outside the space searched next: ``search.oracles.warm_start_values``
+    replaces those).
 
     Args:
         directory: the earlier run's folder.
@@ -188,7 +212,9 @@ def best_configs(directory: str | Path, family: str, limit: int) -> list[dict[st
         limit: the most configurations returned.
 
     Raises:
-        ZooError: the folder holds no ``trials.csv``.
+        ZooError: the folder holds no ``trials.csv``, or it is damaged (see
+            :func:`read_trials_csv`; a score that is not a number, a config
+            that is not a JSON object of the family's hyperparameters).
     """
     path = paths.trials_csv_path(directory)
     if not path.is_file():
@@ -196,17 +222,39 @@ def best_configs(directory: str | Path, family: str, limit: int) -> list[dict[st
             f"--warm-start needs a run directory with trials.csv (got {str(directory)!r}); "
             "pass the folder of an earlier digits-zoo search"
         )
-    rows = [
-        row
-        for row in read_trials_csv(directory)
-        if (row.get("family") or DENSE) == family
-        and row.get("status") == "COMPLETED"
-        and row.get("cv_accuracy_mean")
-    ]
-    rows.sort(key=lambda row: (-float(row["cv_accuracy_mean"]), row.get("stopped_early") == "True"))
+    scored = []
+    for row in read_trials_csv(directory):
+        if (
+            (row.get("family") or DENSE) != family
+            or row.get("status") != "COMPLETED"
+            or not row.get("cv_accuracy_mean")
+        ):
+            continue
+        trial = repr(str(row.get("trial_id"))[:40])
+        try:
+            score = float(row["cv_accuracy_mean"])
+        except ValueError:
+            raise _damaged_trials_csv(
+                path, f"trial {trial}: cv_accuracy_mean is not a number"
+            ) from None
+        if math.isfinite(score):
+            scored.append((score, row))
+    scored.sort(key=lambda pair: (-pair[0], pair[1].get("stopped_early") == "True"))
+    config_class = get_family(family).config
     configs: list[dict[str, Any]] = []
-    for row in rows:
-        config = json.loads(row["config"])
+    for _, row in scored:
+        trial = repr(str(row.get("trial_id"))[:40])
+        try:
+            config = json.loads(row.get("config") or "")
+        except ValueError:
+            raise _damaged_trials_csv(path, f"trial {trial}: config is not valid JSON") from None
+        if not isinstance(config, dict):
+            raise _damaged_trials_csv(path, f"trial {trial}: config is not a JSON object")
+        try:
+            config_class.from_dict(config)
+        except (ZooError, TypeError, ValueError) as error:
+            reason = str(error).splitlines()[0][:200] if str(error) else type(error).__name__
+            raise _damaged_trials_csv(path, f"trial {trial}: {reason}") from None
         if config not in configs:
             configs.append(config)
     return configs[:limit]

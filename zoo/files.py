@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import math
 import os
 import sys
 import tempfile
@@ -69,18 +70,67 @@ def write_array(path: str | Path, array: np.ndarray) -> Path:
     return atomic_write(path, lambda stream: np.save(stream, array), binary=True)
 
 
-def read_array(path: str | Path) -> np.ndarray | None:
-    """Reads an ``.npy`` file written by :func:`write_array`; ``None`` if missing or damaged.
+def read_array(path: str | Path, what: str = "array file") -> np.ndarray | None:
+    """Reads an ``.npy`` file written by :func:`write_array`; ``None`` if there is none.
 
-    Never unpickles: an object array is treated as damaged.
+    The header is checked against the file's length before any data are read
+    (a header that promises more than the file holds allocates nothing), and
+    nothing is unpickled.
+
+    Args:
+        path: the file.
+        what: what the file holds, for the message ("out-of-fold probabilities", ...).
+
+    Raises:
+        ZooError: the file exists but is empty, cut short, longer than its
+            header says, not a ``.npy`` file or an object array.
     """
     path = Path(path)
     if not path.is_file():
         return None
     try:
-        return np.load(path, allow_pickle=False)
-    except (OSError, ValueError):
-        return None
+        with open(path, "rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            if size == 0:
+                raise _Damaged("0 bytes")
+            try:
+                version = np.lib.format.read_magic(handle)
+                if version == (1, 0):
+                    shape, _, dtype = np.lib.format.read_array_header_1_0(handle)
+                elif version == (2, 0):
+                    shape, _, dtype = np.lib.format.read_array_header_2_0(handle)
+                else:
+                    raise _Damaged(
+                        f".npy format {version[0]}.{version[1]}, which write_array never writes"
+                    )
+            except (ValueError, EOFError) as error:
+                raise _Damaged(f"no .npy header: {_first_line(error)}") from None
+            if dtype.hasobject:
+                raise _Damaged(f"dtype {dtype}, which only unpickling could read")
+            # Python integers: a product of the header's sizes cannot overflow.
+            promised = handle.tell() + math.prod(shape) * dtype.itemsize
+            if size != promised:
+                raise _Damaged(
+                    f"{size} bytes; its header promises {promised} for shape {list(shape)} "
+                    f"of {dtype}"
+                )
+            handle.seek(0)
+            return np.load(handle, allow_pickle=False)
+    except (_Damaged, OSError, ValueError, EOFError) as error:
+        reason = str(error) if isinstance(error, _Damaged) else _first_line(error)
+        raise ZooError(
+            f"damaged {what} ({reason}) (got {str(path)!r}); delete the file and rerun"
+        ) from None
+
+
+class _Damaged(Exception):
+    """What is wrong with a file, raised and caught inside this module."""
+
+
+def _first_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    text = f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
+    return text[:200]
 
 
 def read_json(path: str | Path, what: str) -> Any:
