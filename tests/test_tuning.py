@@ -125,20 +125,25 @@ def test_same_seed_gives_same_trials(searched, tmp_path):
         assert a["cv_folds"] == b["cv_folds"]
 
 
-def _with_nan_pixels(run: Run) -> Run:
-    # Real data that makes every fit's loss NaN: one training image of NaN pixels.
+DIVERGING = {**SMALL, "activation": "relu", "normalization": "none"}
+
+
+def _with_huge_pixels(run: Run) -> Run:
+    # Real data that makes the loss NaN (NaN pixels are refused before training): one
+    # training image of the largest float32 pixels overflows a ReLU net without
+    # normalization (DIVERGING) at its first step.
     x_train = run.dataset.x_train.copy()
-    x_train[0, :] = np.nan
+    x_train[0, :] = np.finfo(np.float32).max
     dataset = dataclasses.replace(run.dataset, x_train=x_train)
     return dataclasses.replace(run, dataset=dataset)
 
 
 def test_diverging_trials_are_recorded_failed_and_search_goes_on(tmp_path, capsys):
-    run = _with_nan_pixels(open_run(tmp_path / "run", seed=0, n_folds=2))
+    run = _with_huge_pixels(open_run(tmp_path / "run", seed=0, n_folds=2))
     lines: list[str] = []
     run_search(
         run,
-        SearchSpec(tuner="random", max_trials=2, epochs=2, top_k=1, fixed=SMALL),
+        SearchSpec(tuner="random", max_trials=2, epochs=2, top_k=1, fixed=DIVERGING),
         progress=lines.append,
     )
     trials = read_csv(run.path / "trials.csv")
