@@ -222,7 +222,7 @@ def test_the_page_works_with_a_finger_at_phone_width(browser, server, tmp_path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    url, _ = server
+    url, collect = server
     # Chromium's windows are at least 500 pixels wide: a phone's screen is emulated.
     metrics = {"width": 420, "height": 900, "deviceScaleFactor": 2, "mobile": True}
     browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", metrics)
@@ -235,10 +235,75 @@ def test_the_page_works_with_a_finger_at_phone_width(browser, server, tmp_path):
     assert width == 420 and scroll_width <= width, "the page scrolls sideways at phone width"
     pad = browser.find_element(By.ID, "pad")
     assert 300 <= pad.size["width"] <= width
-    before = readings(browser)
-    draw(browser, pad, one(), touch=True)
-    assert wait_for_reading(browser, before) == "1"
+    # The finger draws on the pad instead of scrolling the page.
+    assert (
+        browser.execute_script("return getComputedStyle(arguments[0]).touchAction", pad) == "none"
+    )
+    for _ in range(2):
+        rows = len(collect.read_text().splitlines()) if collect.exists() else 0
+        before = readings(browser)
+        draw(browser, pad, one(), touch=True)
+        assert wait_for_reading(browser, before) == "1"
+        # After each digit the answer, Right and every Wrong button are on the screen.
+        for element in ("predicted", "right", "wrong-0", "wrong-9"):
+            assert on_screen(browser, element), f"#{element} is below the fold at 420x900"
+        assert browser.execute_script("return window.scrollY") == 0
+        WebDriverWait(browser, 30).until(lambda d: d.find_element(By.ID, "right").is_enabled())
+        browser.find_element(By.ID, "right").click()
+        WebDriverWait(browser, 30).until(
+            lambda d, count=str(rows + 1): (
+                d.execute_script("return document.body.dataset.collected") == count
+            )
+        )
     # Sharp on a 2x screen: the canvas has two pixels per CSS pixel.
     assert abs(int(pad.get_attribute("width")) - 2 * pad.size["width"]) <= 2
     browser.save_screenshot(str(tmp_path / "phone.png"))
     browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+
+
+def on_screen(driver, element_id: str) -> bool:
+    """Whether the element lies wholly inside the window, without scrolling."""
+    return driver.execute_script(
+        "const box = document.getElementById(arguments[0]).getBoundingClientRect();"
+        "return box.top >= 0 && box.bottom <= window.innerHeight;",
+        element_id,
+    )
+
+
+def test_the_page_never_rounds_a_probability_up_to_certainty(browser, server):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    url, _ = server
+    browser.get(url)
+    WebDriverWait(browser, 30).until(
+        lambda d: d.execute_script("return document.body.dataset.ready === 'true'")
+    )
+    # The server's answer for the next drawing, as a confident network would give it.
+    probabilities = [0.00002 / 9] * 10
+    probabilities[3] = 0.99998
+    answer = {
+        "model": "m",
+        "version": 1,
+        "class": 3,
+        "classes": list(range(10)),
+        "probabilities": probabilities,
+        "pixels": [0] * 64,
+        "image_shape": [8, 8],
+        "pixel_max": 16,
+    }
+    browser.execute_script(
+        "const answer = arguments[0];"
+        "window.fetch = async () => new Response(JSON.stringify(answer), "
+        "{status: 200, headers: {'Content-Type': 'application/json'}});",
+        answer,
+    )
+    before = readings(browser)
+    draw(browser, browser.find_element(By.ID, "pad"), one())
+    assert wait_for_reading(browser, before) == "3"
+    assert browser.find_element(By.ID, "confidence").text == ">99.9% sure"
+    shown = {
+        bar.get_attribute("data-class"): bar.find_element(By.CLASS_NAME, "pct").text
+        for bar in browser.find_elements(By.CSS_SELECTOR, "#bars li")
+    }
+    assert shown["3"] == ">99.9%" and shown["0"] == "<0.1%"

@@ -254,8 +254,14 @@
     seenContext.putImageData(image, 0, 0);
   }
 
+  // One decimal, never rounded up to a certainty the model did not give: 0.99998 is
+  // ">99.9%", not "100.0%" (and 0.00002 is "<0.1%", not "0.0%").
   function percent(probability) {
-    return (100 * probability).toFixed(1) + "%";
+    if (probability >= 1) return "100%";
+    if (probability <= 0) return "0%";
+    if (probability > 0.999) return ">99.9%";
+    if (probability < 0.001) return "<0.1%";
+    return (Math.floor(1000 * probability) / 10).toFixed(1) + "%";
   }
 
   function say(text, kind) {
