@@ -73,6 +73,42 @@ class PictureRecipe:
         box = None if self.box is None else list(self.box)
         return {"box": box, "ink_fraction": self.ink_fraction}
 
+    @classmethod
+    def from_dict(cls, values: Any) -> PictureRecipe:
+        """The recipe :meth:`to_dict` wrote, checked as strictly as it was written.
+
+        Args:
+            values: ``{"box": None or [height, width], "ink_fraction": None or a number}``.
+
+        Raises:
+            ZooError: not such a mapping (another key, a string or a flag where a
+                number belongs), or values out of range.
+        """
+        if not isinstance(values, dict) or set(values) != {"box", "ink_fraction"}:
+            raise ZooError(
+                f"a picture recipe is {{'box': ..., 'ink_fraction': ...}} (got {_short(values)})"
+            )
+        box, ink = values["box"], values["ink_fraction"]
+        if box is not None and not (
+            isinstance(box, list) and len(box) == 2 and all(_is_whole(side) for side in box)
+        ):
+            raise ZooError(f"a picture box is [height, width] in pixels (got {_short(box)})")
+        if ink is not None and not (
+            isinstance(ink, (int, float)) and not isinstance(ink, bool) and math.isfinite(ink)
+        ):
+            raise ZooError(f"ink_fraction must be a number between 0 and 1 (got {_short(ink)})")
+        return cls(box=None if box is None else tuple(box), ink_fraction=ink)
+
+
+def _is_whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _short(value: Any) -> str:
+    """``repr(value)``, cut to a length an error line can hold."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
 
 def recipe_from_counts(
     x_train: np.ndarray, image_shape: tuple[int, ...], pixel_max: float

@@ -75,7 +75,9 @@ def read_upload(body: bytes, export: LoadedExport) -> np.ndarray:
                     image.draft(None, (math.ceil(width / factor), math.ceil(height / factor)))
                 image.load()
                 ImageOps.exif_transpose(image, in_place=True)
-                row = image_to_pixels(shrink(image), export.image_shape, export.pixel_max)
+                row = image_to_pixels(
+                    shrink(image), export.image_shape, export.pixel_max, export.picture_recipe
+                )
     except ZooError as error:
         raise ZooError(f"{UPLOAD}: {error}") from None
     except (Image.DecompressionBombWarning, Image.DecompressionBombError):

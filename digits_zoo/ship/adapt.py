@@ -43,7 +43,7 @@ import numpy as np
 from digits_zoo.runs import Run, read_run_meta
 from digits_zoo.ship.export import ExportResult, export_estimator
 from digits_zoo.ship.layout import is_version, version_folders
-from digits_zoo.ship.load import LoadedExport, load_export, resolve_export
+from digits_zoo.ship.load import LoadedExport, load_export, picture_recipe, resolve_export
 from digits_zoo.ship.rows import refit_row
 from zoo.augment import random_images, square_shape
 from zoo.calibration import apply_temperature, expected_calibration_error, fit_temperature
@@ -57,7 +57,6 @@ from zoo.data import (
     with_test_in_training,
 )
 from zoo.errors import ZooError
-from zoo.pictures import PictureRecipe
 from zoo.validation import check_seed
 
 DEFAULT_HOLDOUT = 0.3
@@ -118,14 +117,6 @@ class AdaptResult:
     seconds: float = 0.0
 
 
-def export_recipe(metadata: dict[str, Any]) -> PictureRecipe | None:
-    """The picture recipe an export records (``picture_recipe``), or ``None`` for the plain one."""
-    recorded = metadata.get("picture_recipe")
-    if not isinstance(recorded, dict):
-        return None
-    return PictureRecipe(**recorded)
-
-
 def export_training_data(metadata: dict[str, Any]) -> Dataset:
     """Rebuilds the data an export was trained on, checked against its recorded fingerprint.
 
@@ -162,7 +153,7 @@ def export_training_data(metadata: dict[str, Any]) -> Dataset:
     dataset = load_dataset(sources, test_size=test_size, seed=seed)
     if metadata.get("refit_full"):
         dataset = with_test_in_training(dataset)
-    recipe = export_recipe(metadata)
+    recipe = picture_recipe(metadata)
     for earlier in metadata.get("adapted") or []:
         x, y = read_added_rows(earlier["data"], dataset, recipe=recipe)
         keep = np.setdiff1d(np.arange(len(y)), np.asarray(earlier["held_out"], dtype="int64"))
@@ -318,7 +309,7 @@ def adapt_export(
     loaded = load_export(previous)
     metadata = loaded.metadata
     dataset = export_training_data(metadata)
-    x_person, y_person = read_added_rows(data, dataset, recipe=export_recipe(metadata))
+    x_person, y_person = read_added_rows(data, dataset, recipe=loaded.picture_recipe)
     check_test_overlap(dataset, x_person, data)
     if len(y_person) < 2:
         raise ZooError(
@@ -428,10 +419,12 @@ def adapt_export(
                 "after": {"person": after.person, "test_accuracy": after.test},
             },
             "refit": True,
+            # The version adapted's recipe, kept as it is (null: the plain one): the person's
+            # pictures were converted by it, and a later adaptation converts them again by it.
+            "picture_recipe": metadata.get("picture_recipe"),
         }
-        for key in ("picture_recipe", "refit_full"):
-            if key in metadata:
-                info[key] = metadata[key]
+        if "refit_full" in metadata:
+            info["refit_full"] = metadata["refit_full"]
         result.written = export_estimator(
             estimator, trained, base, name=metadata["model"], kind=metadata["kind"], info=info
         )

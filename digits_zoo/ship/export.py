@@ -60,6 +60,7 @@ from zoo.data import Dataset, with_test_in_training
 from zoo.ensemble import is_network
 from zoo.errors import ZooError
 from zoo.files import atomic_write_text
+from zoo.pictures import recipe_from_counts
 from zoo.protocol import config_json
 
 # How far the reloaded export's probabilities may drift from the in-memory model's, in
@@ -478,7 +479,7 @@ def _metadata(estimator: Any, dataset: Dataset, name: str, kind: str) -> dict[st
     classes = [int(c) for c in estimator.classes_]
     is_keras = is_network(estimator)
     image = "x".join(str(s) for s in dataset.image_shape)
-    return {
+    metadata = {
         "format": "tf_saved_model" if is_keras else "skops",
         "model": name,
         "kind": kind,
@@ -517,6 +518,12 @@ def _metadata(estimator: Any, dataset: Dataset, name: str, kind: str) -> dict[st
         "versions": library_versions(),
         "exported": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
+    # Counted bitmaps: a picture's strokes are thickened to the training data's mean ink
+    # (digits_zoo.ship.load.picture_recipe reads it back for every picture path).
+    recipe = recipe_from_counts(dataset.x_train, dataset.image_shape, dataset.pixel_max)
+    if recipe is not None:
+        metadata["picture_recipe"] = recipe.to_dict()
+    return metadata
 
 
 def verify_export(

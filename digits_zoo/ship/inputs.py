@@ -3,7 +3,9 @@
 Inputs are converted to pixels exactly as the dataset stores them; the export
 does its own scaling. Pictures are converted the way the dataset was made, by
 :func:`zoo.pictures.image_to_pixels` (the optdigits counted-bitmap recipe or
-the MNIST 20x20-box recipe), at the export's recorded image shape.
+the MNIST 20x20-box recipe), at the export's recorded image shape and with its
+recorded picture recipe (the training data's stroke thickness; see
+:attr:`digits_zoo.ship.load.LoadedExport.picture_recipe`).
 
 Inputs are bounded before they are read: a file may hold at most
 ``MAX_INPUT_BYTES`` (256 MiB) and a picture at most ``MAX_IMAGE_PIXELS``
@@ -120,7 +122,9 @@ def read_image(path: str | Path, export: LoadedExport) -> np.ndarray:
                         f"{too_large}"
                     )
                 image.load()
-                row = image_to_pixels(image, export.image_shape, export.pixel_max)
+                row = image_to_pixels(
+                    image, export.image_shape, export.pixel_max, export.picture_recipe
+                )
     except ZooError as error:
         raise ZooError(f"{path}: {error}") from None
     except (Image.DecompressionBombWarning, Image.DecompressionBombError):

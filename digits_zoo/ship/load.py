@@ -32,6 +32,7 @@ from digits_zoo.ship.layout import (
 from digits_zoo.ship.runtimes import LiteRTModel, OnnxModel, sha256
 from zoo.calibration import MAX_TEMPERATURE, MIN_TEMPERATURE, apply_temperature
 from zoo.errors import ZooError
+from zoo.pictures import PictureRecipe
 
 _NOT_AN_EXPORT = (
     "pass the folder digits-zoo export wrote, one of its numbered versions, or a model file in one"
@@ -69,6 +70,22 @@ def resolve_export(path: str | Path) -> Path:
             f"folder); {_NOT_AN_EXPORT}"
         )
     return max(versions)[1]
+
+
+def picture_recipe(metadata: dict[str, Any]) -> PictureRecipe | None:
+    """The picture recipe an export records (``picture_recipe``), or ``None`` for the plain one.
+
+    The one reader of the key: ``predict``, ``evaluate``, ``serve`` (its page's
+    drawings and the digits it collects) and ``adapt`` all convert a picture
+    with what it returns. Exports made before the key existed, and those of
+    data that are not counted bitmaps, convert pictures as first shipped.
+
+    Raises:
+        ZooError: the recorded value is not a recipe (see
+            :meth:`zoo.pictures.PictureRecipe.from_dict`).
+    """
+    recorded = metadata.get("picture_recipe")
+    return None if recorded is None else PictureRecipe.from_dict(recorded)
 
 
 def recorded_formats(metadata: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -133,6 +150,14 @@ class LoadedExport:
     def pixel_max(self) -> float:
         """The largest raw pixel value (16 for the bundled digits)."""
         return float(self.metadata["dataset"]["pixel_max"])
+
+    @property
+    def picture_recipe(self) -> PictureRecipe | None:
+        """How a picture becomes this export's pixels, beyond image shape and pixel range.
+
+        ``None`` for the plain recipe (see :func:`picture_recipe`); checked when loaded.
+        """
+        return picture_recipe(self.metadata)
 
     @property
     def temperature(self) -> float:
@@ -326,4 +351,10 @@ def _read_metadata(folder: Path) -> dict[str, Any]:
             f"the temperature in {str(path)!r} must be a number from {MIN_TEMPERATURE:g} to "
             f"{MAX_TEMPERATURE:g}, the range calibration fits in (got {temperature!r}); {damaged}"
         )
+    try:
+        picture_recipe(metadata)
+    except ZooError as error:
+        raise ZooError(
+            f"the picture_recipe in {str(path)!r} is not one export writes: {error}; {damaged}"
+        ) from None
     return metadata

@@ -1,0 +1,150 @@
+"""The picture recipe an export records: written at export, read by one reader, used by every
+picture path (predict, serve's uploads and collect, adapt), refused when tampered with, and
+absent from old exports, which convert pictures as before."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from digits_zoo.serve.uploads import read_upload
+from digits_zoo.ship.export import export_estimator
+from digits_zoo.ship.inputs import predict_inputs, read_image
+from digits_zoo.ship.layout import METADATA
+from digits_zoo.ship.load import load_export
+from helpers import one_line_error
+from zoo import create_model
+from zoo.errors import ZooError
+from zoo.pictures import PictureRecipe, image_to_pixels, recipe_from_counts
+
+# How far a converted picture's ink may sit from the recorded fraction: the strokes grow
+# a pixel a side at a time, and the nearer of the two steps around the target is kept.
+INK_TOLERANCE = 0.05
+# A change that removes the key.
+DROP = object()
+
+
+@pytest.fixture(scope="module")
+def recipe_export(small_digits, tmp_path_factory) -> Path:
+    """A k-NN on the small digits subset, exported: its version folder."""
+    estimator = create_model("knn_k1").fit(
+        small_digits.scale(small_digits.x_train), small_digits.y_train
+    )
+    base = tmp_path_factory.mktemp("export") / "knn_k1"
+    return export_estimator(estimator, small_digits, base, name="knn_k1", kind="sklearn").path
+
+
+def _copy_with(version: Path, tmp_path: Path, **changes) -> Path:
+    """A copy of an export's version folder whose metadata has ``changes`` (``DROP``: no key)."""
+    copy = tmp_path / "copy" / "1"
+    shutil.copytree(version, copy)
+    metadata = json.loads((copy / METADATA).read_text())
+    for key, value in changes.items():
+        if value is DROP:
+            metadata.pop(key, None)
+        else:
+            metadata[key] = value
+    (copy / METADATA).write_text(json.dumps(metadata))
+    return copy
+
+
+def _thin_seven() -> Image.Image:
+    """A 7 drawn with a thin pen (2 pixels wide, 80 tall), dark on white, as a mouse draws it."""
+    picture = np.full((100, 80), 255, dtype="uint8")
+    picture[10:12, 15:65] = 0
+    for row in range(12, 90):
+        column = 63 - (row - 12) * 30 // 78
+        picture[row, column : column + 2] = 0
+    return Image.fromarray(picture)
+
+
+def _ink(pixels: np.ndarray, pixel_max: float = 16.0) -> float:
+    """A row of counts' share of ink pixels in its bitmap."""
+    return float(np.asarray(pixels).mean() / pixel_max)
+
+
+def test_an_export_records_its_training_datas_ink(recipe_export, small_digits):
+    metadata = json.loads((recipe_export / METADATA).read_text())
+    expected = recipe_from_counts(small_digits.x_train, (8, 8), 16.0)
+    assert metadata["picture_recipe"] == expected.to_dict()
+    assert 0.25 < metadata["picture_recipe"]["ink_fraction"] < 0.35
+    assert load_export(recipe_export).picture_recipe == expected
+
+
+def test_a_thin_picture_is_predicted_through_the_recipe(recipe_export, tmp_path):
+    export = load_export(recipe_export)
+    recorded = export.picture_recipe.ink_fraction
+    path = tmp_path / "seven.png"
+    _thin_seven().save(path)
+    plain = image_to_pixels(_thin_seven(), (8, 8), 16.0)
+    assert _ink(plain) < recorded - 0.1  # the thin pen as drawn: far less ink than trained on
+    # predict reads the picture through the recipe: its ink is the training data's.
+    pixels = read_image(path, export)
+    assert abs(_ink(pixels) - recorded) < INK_TOLERANCE
+    np.testing.assert_array_equal(
+        pixels[0], image_to_pixels(_thin_seven(), (8, 8), 16.0, export.picture_recipe)
+    )
+    [row] = predict_inputs(export, [path])
+    probabilities, classes = export.predict_proba(pixels)
+    assert row["class"] == int(classes[0])
+    assert row["probability"] == pytest.approx(float(probabilities.max()))
+    # serve's page (its drawings, and the rows it collects) converts the same way.
+    png = io.BytesIO()
+    _thin_seven().save(png, format="PNG")
+    np.testing.assert_array_equal(read_upload(png.getvalue(), export), pixels)
+
+
+def test_an_export_without_a_recipe_loads_and_converts_as_before(recipe_export, tmp_path):
+    for old in (
+        _copy_with(recipe_export, tmp_path / "without", picture_recipe=DROP),
+        # adapt writes null for a version adapted from such an export.
+        _copy_with(recipe_export, tmp_path / "null", picture_recipe=None),
+    ):
+        export = load_export(old)
+        assert export.picture_recipe is None
+        path = tmp_path / "seven.png"
+        _thin_seven().save(path)
+        np.testing.assert_array_equal(
+            read_image(path, export)[0], image_to_pixels(_thin_seven(), (8, 8), 16.0)
+        )
+
+
+@pytest.mark.parametrize(
+    ("recipe", "match"),
+    [
+        ({"box": None, "ink_fraction": 1.5}, "between 0 and 1 (got 1.5)"),
+        ({"box": None, "ink_fraction": "0.3"}, "must be a number between 0 and 1 (got '0.3')"),
+        ({"box": None, "ink_fraction": True}, "(got True)"),
+        ({"box": [32], "ink_fraction": 0.3}, "[height, width] in pixels (got [32])"),
+        ({"box": [0, 20], "ink_fraction": None}, "(height, width) in pixels"),
+        ({"ink_fraction": 0.3}, "{'box': ..., 'ink_fraction': ...}"),
+        ({"box": None, "ink_fraction": 0.3, "run": "x"}, "{'box': ..., 'ink_fraction': ...}"),
+        ([0.3], "(got [0.3])"),
+    ],
+)
+def test_a_tampered_recipe_is_refused_in_one_line(recipe_export, tmp_path, recipe, match):
+    copy = _copy_with(recipe_export, tmp_path, picture_recipe=recipe)
+    with pytest.raises(ZooError) as error:
+        load_export(copy)
+    message = one_line_error(error)
+    assert message.startswith(f"the picture_recipe in {str(copy / METADATA)!r}"), message
+    assert match in message
+    assert message.endswith("the metadata was changed or damaged: export again")
+
+
+def test_a_tampered_recipe_stops_predict_with_exit_2(recipe_export, tmp_path, cli_error):
+    copy = _copy_with(recipe_export, tmp_path, picture_recipe={"box": None, "ink_fraction": -1})
+    path = tmp_path / "seven.png"
+    _thin_seven().save(path)
+    cli_error("predict", copy, path, match="picture_recipe")
+
+
+def test_the_recipe_round_trips_through_its_dict():
+    for recipe in (PictureRecipe(), PictureRecipe((32, 24), 0.308), PictureRecipe(None, 0.25)):
+        assert PictureRecipe.from_dict(json.loads(json.dumps(recipe.to_dict()))) == recipe
