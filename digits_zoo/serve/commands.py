@@ -92,8 +92,10 @@ def _serve(args: argparse.Namespace) -> int:
     print(f"  digits marked:   appended to {', '.join(collect_files)}")
     print(
         f"  limits:          request bodies at most {MAX_BODY_BYTES // 2**20} MiB, within "
-        f"{BODY_TIMEOUT_S:g} s; request heads within {HEADER_TIMEOUT_S:g} s; idle connections "
-        f"{KEEP_ALIVE_S:g} s; {MAX_CONVERSIONS} pictures converted at once; collect file at most "
+        f"{BODY_TIMEOUT_S:g} s; heads within {HEADER_TIMEOUT_S:g} s; idle {KEEP_ALIVE_S:g} s"
+    )
+    print(
+        f"                   {MAX_CONVERSIONS} pictures converted at once; collect file at most "
         f"{MAX_COLLECT_BYTES // 2**20} MiB"
     )
     print("  Ctrl-C stops")
