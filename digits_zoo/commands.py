@@ -19,6 +19,25 @@ from zoo.families import ALL, CLASSIC, DENSE, classic_family_names, family_names
 from zoo.registry import list_models, model_entry
 from zoo.validation import check_integer
 
+# The most rounds of greedy ensemble selection: 40 times the default (25, AutoGluon's
+# ensemble_size). Its weights are multiples of 1/rounds, so 1000 rounds already weigh to
+# 0.001, finer than a few thousand out-of-fold rows can tell apart, in well under a second
+# (about 0.2 ms a round); a billion would hold the run's lock for days.
+MAX_ENSEMBLE_ROUNDS = 1000
+
+
+def _ensemble_rounds(text: str) -> int:
+    """``--ensemble``'s value: a whole number of rounds from 0 to :data:`MAX_ENSEMBLE_ROUNDS`."""
+    try:
+        rounds = int(text)
+    except ValueError:
+        rounds = -1
+    if not 0 <= rounds <= MAX_ENSEMBLE_ROUNDS:
+        raise argparse.ArgumentTypeError(
+            f"must be a whole number of rounds from 0 to {MAX_ENSEMBLE_ROUNDS} (got {text!r})"
+        )
+    return rounds
+
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     """Adds the flags that choose a run's data and protocol (shared by commands)."""
@@ -96,7 +115,7 @@ def register(subparsers) -> None:
     )
     search.add_argument(
         "--ensemble",
-        type=int,
+        type=_ensemble_rounds,
         default=None,
         metavar="N",
         help="rounds of greedy ensemble selection over the run's networks (default: 25 when "
