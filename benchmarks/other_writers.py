@@ -6,9 +6,10 @@ folder beside the repository, or ``--sd3 DIR``). Each ``--export`` reads the
 pictures through its own loader (``digits_zoo.ship.load``) and its recorded
 picture recipe (``zoo.pictures``), the path of ``digits-zoo predict
 digit.png``: accuracy, accuracy per class, the commonest confusions and the
-calibrated expected calibration error. ``--ink-matched`` converts the
-pictures with the stroke thickness of the export's training data instead
-(``zoo.pictures.recipe_from_counts``), as an export could record it.
+calibrated expected calibration error. An export of counted bitmaps records
+its training data's stroke thickness (``zoo.pictures.recipe_from_counts``);
+``--ink-matched`` converts the pictures of an export made before it did
+(and the baselines') that way too.
 
 Then adaptation: ``k`` labelled digits per class (``K_VALUES``) are drawn at
 random from SD-3 (one draw per seed), the model is retrained from its
@@ -22,7 +23,7 @@ them once. ``k = 0`` is the model as shipped (the baselines fitted once).
 Usage::
 
     .venv/bin/python benchmarks/other_writers.py --export EXPORT_DIR [--export ...]
-        [--sd3 DIR] [--ink-matched] [--quick] [--json] [--seeds N]
+        [--sd3 DIR] [--ink-matched] [--quick] [--json] [--seeds N] [--k-values K,K,...]
 """
 
 from __future__ import annotations
@@ -78,7 +79,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--ink-matched",
         action="store_true",
-        help="convert pictures with the training data's stroke thickness (recipe_from_counts)",
+        help="convert pictures with the training data's stroke thickness (recipe_from_counts) "
+        "where an export records no recipe, and for the baselines",
     )
     parser.add_argument(
         "--quick", action="store_true", help="300 digits, k in {0, 5}, one seed, 2 epochs"
@@ -87,9 +89,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--seeds", type=int, default=None, help="how many draws (seeds 0, 1, ...); default 3"
     )
+    parser.add_argument(
+        "--k-values",
+        default=None,
+        metavar="K,K,...",
+        help="labelled digits per class to adapt with, e.g. 0 for the shipped reading alone "
+        f"(default {','.join(str(k) for k in K_VALUES)})",
+    )
     args = parser.parse_args(argv)
     if args.seeds is not None and args.seeds < 1:
         parser.error(f"--seeds must be at least 1 (got {args.seeds})")
+    if args.k_values is not None:
+        try:
+            args.k_values = tuple(int(k) for k in args.k_values.split(","))
+        except ValueError:
+            parser.error(
+                f"--k-values takes whole numbers separated by commas (got {args.k_values})"
+            )
+        if min(args.k_values) < 0:
+            parser.error(f"--k-values must be 0 or more (got {args.k_values})")
     return args
 
 
@@ -212,14 +230,13 @@ def measure_export(path: str, images, labels, budget, ink_matched: bool) -> dict
     """What one export reads as shipped, then its adaptation; prints as it goes."""
     from digits_zoo.ship.load import load_export
     from zoo import load_dataset
-    from zoo.pictures import PictureRecipe, recipe_from_counts
+    from zoo.pictures import recipe_from_counts
 
     export = load_export(path)
     metadata = export.metadata
     dataset = load_dataset(metadata["dataset"]["name"])
-    recorded = metadata.get("picture_recipe")
-    recipe = PictureRecipe(**recorded) if recorded else None
-    if ink_matched:
+    recipe = export.picture_recipe
+    if ink_matched and recipe is None:
         recipe = recipe_from_counts(dataset.x_train, export.image_shape, export.pixel_max)
     rows = convert(images, export.image_shape, export.pixel_max, recipe)
     probabilities, _ = export.predict_proba(rows)
@@ -339,6 +356,8 @@ def main(argv: list[str] | None = None) -> int:
     budget = dict(QUICK if args.quick else FULL)
     if args.seeds is not None:
         budget["seeds"] = tuple(range(args.seeds))
+    if args.k_values is not None:
+        budget["k_values"] = args.k_values
     try:
         images, labels = load_sd3(args.sd3, budget["n_digits"])
         exports = [
