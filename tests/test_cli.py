@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import shutil
@@ -17,13 +16,8 @@ from digits_zoo.artifacts import load_fitted
 from digits_zoo.leaderboard import COLUMNS, read_leaderboard
 from digits_zoo.rundir import BASELINES_DIR, LEADERBOARD, RUN_FILE
 from digits_zoo.runs import load_run
+from helpers import read_csv
 from zoo import list_models, model_entry
-
-
-def read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
-    with open(path, encoding="utf-8", newline="") as stream:
-        reader = csv.DictReader(stream)
-        return list(reader.fieldnames or []), list(reader)
 
 
 @pytest.fixture(scope="module")

@@ -18,6 +18,7 @@ from digits_zoo.leaderboard import (
     to_csv,
 )
 from digits_zoo.rundir import LEADERBOARD
+from helpers import read_csv
 from zoo.errors import ZooError
 from zoo.files import atomic_write_text
 
@@ -40,12 +41,6 @@ def make_row(model: str, cv: float, test: float = 0.9, **extra) -> dict:
         "model_path": f"models/{model}.skops",
         **extra,
     }
-
-
-def read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
-    with open(path, encoding="utf-8", newline="") as stream:
-        reader = csv.DictReader(stream)
-        return list(reader.fieldnames or []), list(reader)
 
 
 def files_in(folder: Path) -> list[str]:

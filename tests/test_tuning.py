@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import json
 import os
@@ -10,7 +9,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import keras_tuner as kt
 import numpy as np
@@ -21,6 +19,7 @@ from digits_zoo.cli import main
 from digits_zoo.leaderboard import read_leaderboard
 from digits_zoo.runs import Run, open_run
 from digits_zoo.searching import run_search, search_context
+from helpers import read_csv
 from search.hypermodel import DenseHyperModel
 from search.records import read_trials
 from search.spec import SearchSpec, read_spec
@@ -31,11 +30,6 @@ from zoo.space import DenseConfig, space_names
 # A cheap corner of the space, so each trial costs a few seconds.
 SMALL = {"n_layers": 1, "units": 32, "batch_size": 128, "augment": "none"}
 FIX_FLAGS = [flag for name, value in SMALL.items() for flag in ("--fix", f"{name}={value}")]
-
-
-def read_csv(path: Path) -> list[dict[str, str]]:
-    with open(path, encoding="utf-8", newline="") as stream:
-        return list(csv.DictReader(stream))
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +62,7 @@ def test_hypermodel_default_build_and_names():
 
 def test_search_writes_trials_logs_and_leaderboard(searched):
     run, lines = searched
-    trials = read_csv(run.path / "trials.csv")
+    _, trials = read_csv(run.path / "trials.csv")
     assert [t["trial_id"] for t in trials] == ["random_0", "random_1", "random_2"]
     assert all(t["status"] == "COMPLETED" for t in trials)
     assert all(t["n_layers"] == "1" for t in trials)
@@ -146,7 +140,7 @@ def test_diverging_trials_are_recorded_failed_and_search_goes_on(tmp_path, capsy
         SearchSpec(tuner="random", max_trials=2, epochs=2, top_k=1, fixed=DIVERGING),
         progress=lines.append,
     )
-    trials = read_csv(run.path / "trials.csv")
+    _, trials = read_csv(run.path / "trials.csv")
     assert [t["status"] for t in trials] == ["FAILED", "FAILED"]
     assert all("loss became nan" in t["message"] for t in trials)
     assert sum("failed: " in line for line in lines) == 2
@@ -264,7 +258,7 @@ def test_killed_search_resumes_and_keeps_finished_trials(tmp_path):
     stamp = first.stat().st_mtime_ns
     finished = subprocess.run(command, env=env, capture_output=True, text=True, timeout=400)
     assert finished.returncode == 0, finished.stderr[-2000:]
-    trials = read_csv(run_dir / "trials.csv")
+    _, trials = read_csv(run_dir / "trials.csv")
     assert [t["trial_id"] for t in trials] == ["random_0", "random_1", "random_2"]
     assert all(t["status"] == "COMPLETED" for t in trials)
     assert first.read_text() == kept and first.stat().st_mtime_ns == stamp
