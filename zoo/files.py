@@ -15,6 +15,7 @@ import math
 import os
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -166,6 +167,9 @@ class Locked(ZooError):
 # library functions that take it too) and exclusive across processes.
 _HELD: dict[str, list[int]] = {}
 HOLDER_FILE = ".lock-holder"
+# How long a refused process waits for the lock's holder to write its name (it does so
+# within milliseconds of taking the lock) before saying that the holder is just starting.
+HOLDER_WAIT_SECONDS = 2.0
 
 
 @contextlib.contextmanager
@@ -199,13 +203,19 @@ def folder_lock(folder: str | Path, *, wait: bool, what: str) -> Iterator[None]:
         try:
             fcntl.flock(descriptor, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except BlockingIOError:
-            holder = _read_holder(folder / HOLDER_FILE)
-            described = f"pid {holder.get('pid', '?')}: {holder.get('command', '?')}"
-            raise Locked(
-                f"{what} is in use by another digits-zoo process ({described}) (got "
-                f"{str(folder)!r}); wait for it to finish, or use another folder",
-                holder,
-            ) from None
+            holder = _holder_of(folder, descriptor)
+            if holder is not None:
+                if holder:
+                    described = f"another digits-zoo process (pid {holder['pid']}: "
+                    described += f"{holder.get('command', '?')})"
+                else:
+                    described = "another digits-zoo process that is just starting (it has "
+                    described += f"not written its name in {HOLDER_WAIT_SECONDS:g} s)"
+                raise Locked(
+                    f"{what} is in use by {described} (got {str(folder)!r}); wait for it "
+                    "to finish, or use another folder",
+                    holder,
+                ) from None
         holder = {"pid": os.getpid(), "command": " ".join(sys.argv)[:300]}
         _HELD[key] = [descriptor, 1]
         try:
@@ -219,6 +229,42 @@ def folder_lock(folder: str | Path, *, wait: bool, what: str) -> Iterator[None]:
             fcntl.flock(descriptor, fcntl.LOCK_UN)
     finally:
         os.close(descriptor)
+
+
+def _holder_of(folder: Path, descriptor: int) -> dict[str, Any] | None:
+    """The process holding a folder's lock, as it named itself; ``None`` if the lock came free.
+
+    A process names itself in ``.lock-holder`` just after it takes the lock,
+    so for a moment after that the file is missing, or still the one a killed
+    holder left behind. A record whose process is gone is not the holder's:
+    this waits up to :data:`HOLDER_WAIT_SECONDS` for a living one, taking the
+    lock if it comes free meanwhile. ``{}``: none named itself in that time.
+    """
+    deadline = time.monotonic() + HOLDER_WAIT_SECONDS
+    while True:
+        holder = _read_holder(folder / HOLDER_FILE)
+        if _is_running(holder.get("pid")):
+            return holder
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                return {}
+            time.sleep(0.02)
+        else:
+            return None
+
+
+def _is_running(pid: Any) -> bool:
+    if isinstance(pid, bool) or not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
 
 
 def _read_holder(path: Path) -> dict[str, Any]:
