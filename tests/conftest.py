@@ -1,4 +1,5 @@
-"""Shared fixtures: the bundled digits and a small stratified subset of them."""
+"""Shared fixtures: the bundled digits, a small stratified subset of them, the small runs the
+tests read, and the command line run in-process."""
 
 from __future__ import annotations
 
@@ -8,14 +9,23 @@ from zoo.environment import set_process_defaults
 
 set_process_defaults()
 
-from collections.abc import Callable  # noqa: E402
+import shutil  # noqa: E402
+from collections.abc import Callable, Mapping, Sequence  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from sklearn.model_selection import train_test_split  # noqa: E402
 
+from digits_zoo.artifacts import save_fitted  # noqa: E402
+from digits_zoo.baselines import run_baselines  # noqa: E402
 from digits_zoo.cli import main  # noqa: E402
-from zoo import Dataset, load_dataset  # noqa: E402
+from digits_zoo.leaderboard import merge_rows  # noqa: E402
+from digits_zoo.runs import load_run, open_run  # noqa: E402
+from digits_zoo.searching import run_search  # noqa: E402
+from search.spec import SearchSpec  # noqa: E402
+from zoo import Dataset, create_model, load_dataset, model_entry  # noqa: E402
+from zoo.protocol import evaluate_model  # noqa: E402
 
 SMALL_TRAIN = 300
 SMALL_TEST = 100
@@ -53,6 +63,69 @@ def small_digits(digits: Dataset) -> Dataset:
     return Dataset(
         "digits[small]", x_train, y_train, x_test, y_test, (8, 8), 16.0, "split", split_seed=0
     )
+
+
+# What the shared runs' search holds fixed (one 16-unit layer, no augmentation); it varies the rest.
+SMALL_SEARCH_SPACE = {"n_layers": 1, "units": 16, "augment": "none"}
+
+
+@pytest.fixture(scope="session")
+def shared_run(tmp_path_factory) -> Callable[..., Path]:
+    """Builds a small run on the bundled digits (seed 0, 2 folds), once per session.
+
+    ``shared_run(search_trials=..., top_k=..., baselines=..., networks=...)`` -> the
+    run's folder, built in that order: a random search of ``search_trials``
+    trials of 2 epochs over ``SMALL_SEARCH_SPACE`` (its ``top_k`` best refit and
+    their ensemble), then ``baselines`` as ``digits-zoo baselines`` evaluates
+    them, then ``networks`` (zoo network -> epochs) evaluated under the run's
+    protocol and kept as baselines rows with their fitted models. A run with a
+    search and more starts from a copy of the same search alone.
+
+    Every test that asks for the same run gets the same folder: a test or
+    module that writes into it (an export under ``RUN_DIR/export``, a damaged
+    file) works on a copy (``helpers.copy_run``).
+    """
+    built: dict[tuple, Path] = {}
+
+    def build(
+        *,
+        search_trials: int = 0,
+        top_k: int = 2,
+        baselines: Sequence[str] = (),
+        networks: Mapping[str, int] | None = None,
+    ) -> Path:
+        networks = dict(networks or {})
+        searched = (search_trials, top_k) if search_trials else None
+        key = (searched, tuple(baselines), tuple(networks.items()))
+        if key in built:
+            return built[key]
+        path = tmp_path_factory.mktemp("shared_run") / "run"
+        if search_trials and (baselines or networks):
+            shutil.copytree(build(search_trials=search_trials, top_k=top_k), path)
+            run = load_run(path)
+        else:
+            run = open_run(path, seed=0, n_folds=2)
+            if search_trials:
+                spec = SearchSpec(
+                    tuner="random",
+                    max_trials=search_trials,
+                    epochs=2,
+                    top_k=top_k,
+                    fixed=SMALL_SEARCH_SPACE,
+                )
+                run_search(run, spec, progress=lambda line: None)
+        if baselines:
+            run_baselines(run, list(baselines), progress=lambda line: None)
+        for name, epochs in networks.items():
+            estimator = create_model(name, seed=run.seed, epochs=epochs)
+            result = evaluate_model(name, model_entry(name).kind, estimator, run.dataset, run.folds)
+            row = {**result.row(), "source": "baselines"}
+            row["model_path"] = save_fitted(result.fitted, path, name)
+            merge_rows(path, [row])
+        built[key] = path
+        return path
+
+    return build
 
 
 @pytest.fixture

@@ -12,13 +12,12 @@ import pytest
 
 from digits_zoo import cli
 from digits_zoo.leaderboard import COLUMNS, merge_rows, read_leaderboard, to_csv
-from digits_zoo.runs import load_run, open_run
-from digits_zoo.searching import run_search
+from digits_zoo.runs import load_run
 from digits_zoo.ship.export import export_run
 from digits_zoo.ship.layout import METADATA
 from digits_zoo.ship.load import load_export
 from digits_zoo.ship.rows import row_temperature
-from search.spec import SearchSpec
+from helpers import copy_run
 from zoo.calibration import (
     accuracy_at_coverage,
     apply_temperature,
@@ -106,19 +105,12 @@ def test_accuracy_at_coverage_answers_the_confident_rows_only():
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory) -> Path:
-    """A two-trial search (with its ensemble) on the bundled digits."""
-    path = tmp_path_factory.mktemp("run")
-    run = open_run(path, seed=0, n_folds=2)
-    spec = SearchSpec(
-        tuner="random",
-        max_trials=2,
-        epochs=2,
-        top_k=2,
-        fixed={"n_layers": 1, "units": 16, "augment": "none"},
-    )
-    run_search(run, spec, progress=lambda line: None)
-    return path
+def run_dir(shared_run, tmp_path_factory) -> Path:
+    """A two-trial search (with its ensemble) on the bundled digits.
+
+    A copy of the shared small run: this module's export is written into it.
+    """
+    return copy_run(shared_run(search_trials=2), tmp_path_factory.mktemp("calibration_run"))
 
 
 @pytest.fixture(scope="module")

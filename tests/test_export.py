@@ -15,9 +15,9 @@ import pytest
 from PIL import Image, ImageDraw, ImageFont
 
 from digits_zoo import cli
-from digits_zoo.artifacts import load_fitted, save_fitted
+from digits_zoo.artifacts import load_fitted
 from digits_zoo.leaderboard import merge_rows, read_leaderboard
-from digits_zoo.runs import load_run, open_run
+from digits_zoo.runs import load_run
 from digits_zoo.ship.evaluate import evaluate_export
 from digits_zoo.ship.export import (
     ExportVerificationError,
@@ -28,8 +28,8 @@ from digits_zoo.ship.inputs import as_rows, image_to_pixels, predict_inputs
 from digits_zoo.ship.layout import METADATA, next_version
 from digits_zoo.ship.load import load_export, resolve_export
 from digits_zoo.ship.rows import select_row
-from zoo import ZooError, create_model, model_entry
-from zoo.protocol import evaluate_model
+from helpers import copy_run
+from zoo import ZooError
 
 KERAS_MODEL = "dense_1x64"
 SKLEARN_MODEL = "knn_k1"
@@ -40,18 +40,13 @@ CLEAR_DIGITS = (0, 2, 5, 7)
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory) -> Path:
-    """A run on the bundled digits with one small network and one k-NN on its leaderboard."""
-    path = tmp_path_factory.mktemp("run")
-    run = open_run(path, seed=0, n_folds=2)
-    for name, overrides in ((KERAS_MODEL, {"epochs": 15}), (SKLEARN_MODEL, {})):
-        estimator = create_model(name, seed=run.seed, **overrides)
-        kind = model_entry(name).kind
-        result = evaluate_model(name, kind, estimator, run.dataset, run.folds)
-        row = {**result.row(), "source": "baselines"}
-        row["model_path"] = save_fitted(result.fitted, path, name)
-        merge_rows(path, [row])
-    return path
+def run_dir(shared_run, tmp_path_factory) -> Path:
+    """A run on the bundled digits with one small network and one k-NN on its leaderboard.
+
+    A copy of the shared small run: this module's exports are written into it.
+    """
+    shared = shared_run(baselines=[SKLEARN_MODEL], networks={KERAS_MODEL: 15})
+    return copy_run(shared, tmp_path_factory.mktemp("export_run"))
 
 
 @pytest.fixture(scope="module")

@@ -17,10 +17,8 @@ import numpy as np
 import pytest
 
 from digits_zoo.artifacts import load_fitted
-from digits_zoo.baselines import run_baselines
 from digits_zoo.leaderboard import read_leaderboard
-from digits_zoo.runs import load_run, open_run
-from digits_zoo.searching import run_search
+from digits_zoo.runs import load_run
 from digits_zoo.ship import export as export_module
 from digits_zoo.ship.export import (
     QUANTIZED_TOLERANCE,
@@ -30,28 +28,15 @@ from digits_zoo.ship.export import (
 )
 from digits_zoo.ship.layout import METADATA
 from digits_zoo.ship.load import load_export
-from search.spec import SearchSpec
 from zoo import ZooError
 
 SKLEARN_MODEL = "svc_rbf"
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory) -> Path:
+def run_dir(shared_run) -> Path:
     """Two baselines, two searched networks and their ensemble, on the bundled digits."""
-    path = tmp_path_factory.mktemp("run")
-    run = open_run(path, seed=0, n_folds=2)
-    quiet = lambda line: None  # noqa: E731
-    run_baselines(run, ["knn_k1", SKLEARN_MODEL], progress=quiet)
-    spec = SearchSpec(
-        tuner="random",
-        max_trials=2,
-        epochs=2,
-        top_k=2,
-        fixed={"n_layers": 1, "units": 16, "augment": "none"},
-    )
-    run_search(run, spec, progress=quiet)
-    return path
+    return shared_run(search_trials=2, baselines=["knn_k1", SKLEARN_MODEL])
 
 
 @pytest.fixture(scope="module")

@@ -28,13 +28,12 @@ from digits_zoo.artifacts import (
     save_fitted,
     staging_folder,
 )
-from digits_zoo.leaderboard import merge_rows, read_leaderboard, to_csv
-from digits_zoo.runs import open_run
+from digits_zoo.leaderboard import read_leaderboard, to_csv
 from digits_zoo.ship.export import export_run
 from digits_zoo.ship.layout import METADATA, SKOPS_MODEL
 from digits_zoo.ship.load import load_export, resolve_export
-from zoo import ZooError, create_model, model_entry
-from zoo.protocol import evaluate_model
+from helpers import copy_run
+from zoo import ZooError, create_model
 from zoo.registry import list_models
 
 KERAS_MODEL = "dense_1x64"
@@ -82,25 +81,15 @@ export.export_run(sys.argv[1], model="knn_k1", out=sys.argv[2], progress=lambda 
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory) -> Path:
+def run_dir(shared_run) -> Path:
     """A run on the bundled digits with one small network and one k-NN on its leaderboard."""
-    path = tmp_path_factory.mktemp("run")
-    run = open_run(path, seed=0, n_folds=2)
-    for name, overrides in ((KERAS_MODEL, {"epochs": 5}), (SKLEARN_MODEL, {})):
-        estimator = create_model(name, seed=run.seed, **overrides)
-        result = evaluate_model(name, model_entry(name).kind, estimator, run.dataset, run.folds)
-        row = {**result.row(), "source": "baselines"}
-        row["model_path"] = save_fitted(result.fitted, path, name)
-        merge_rows(path, [row])
-    return path
+    return shared_run(baselines=[SKLEARN_MODEL], networks={KERAS_MODEL: 15})
 
 
 @pytest.fixture
 def run_copy(run_dir, tmp_path) -> Path:
     """A copy of the run that a test may damage."""
-    copy = tmp_path / "run"
-    shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("export"))
-    return copy
+    return copy_run(run_dir, tmp_path)
 
 
 @pytest.fixture(scope="module")
