@@ -1,4 +1,4 @@
-"""Issue 14 on fitted models and exports: atomic model files, confinement to the run and export
+"""Fitted model files (digits_zoo.artifacts): atomic saves, confinement to the run and export
 folders, the skops allowlist, and the leftovers of killed saves and exports."""
 
 from __future__ import annotations
