@@ -1,4 +1,5 @@
-"""Tests of the dataset loaders: the bundled digits, CSV, npz, IDX folders and bad files."""
+"""Tests of the dataset loaders: the bundled digits, CSV, npz, IDX folders, bad files, and pixels,
+labels and headers out of range."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_digits
 
-from zoo.data import load_dataset, read_csv_rows, read_idx
+from helpers import digits_table, one_line_error, write_table
+from zoo.data import MAX_LABEL, load_dataset, read_csv_rows, read_idx
 from zoo.errors import DataError
 
 IDX_FILES = {
@@ -32,12 +34,13 @@ def write_csv(path: Path, pixels: np.ndarray, labels: np.ndarray) -> Path:
     return path
 
 
-def idx_bytes(array: np.ndarray) -> bytes:
-    """Encodes unsigned bytes as IDX: magic 0x00000801 (labels) or 0x00000803 (images)."""
-    array = np.asarray(array, dtype=np.uint8)
-    header = struct.pack(">I", 0x00000800 | array.ndim)
+def idx_bytes(array: np.ndarray, type_code: int = 0x08, dtype: str = ">u1") -> bytes:
+    """Encodes an array as IDX: unsigned bytes by default (magic 0x00000801 for labels,
+    0x00000803 for images); ``type_code`` 0x0C with ``dtype`` ">i4" writes 32-bit integers."""
+    array = np.asarray(array)
+    header = struct.pack(">I", (type_code << 8) | array.ndim)
     header += struct.pack(f">{array.ndim}I", *array.shape)
-    return header + array.tobytes()
+    return header + array.astype(dtype).tobytes()
 
 
 def write_idx_folder(folder: Path, parts: dict[str, np.ndarray], gz: bool = False) -> Path:
@@ -455,3 +458,160 @@ def test_too_few_samples_per_class_for_the_folds_exits_2(tmp_path, cli_error):
     run_dir = tmp_path / "run"
     cli_error("baselines", "--data", path, "--run-dir", run_dir, match="fewer than --folds 5")
     assert not run_dir.exists()
+
+
+# Pixel ranges, label ranges and headers the loaders refuse in one line ------------------------
+
+
+def test_a_few_pixels_above_16_in_an_optdigits_csv_are_refused(tmp_path):
+    table = digits_table()
+    # Rows 11, 500 and 900 (lines 12, 501, 901) get one corrupt pixel each.
+    table[11, 5], table[500, 0], table[900, 63] = 17, 17, 18
+    path = write_table(tmp_path / "corrupt.csv", table)
+    with pytest.raises(DataError) as caught:
+        load_dataset(path)
+    text = one_line_error(caught)
+    assert "pixel values must lie in 0..16 (optdigits) or 0..255 (8-bit images)" in text
+    assert f"3 of {1797 * 64} values exceed 16, the largest 18 at line 901" in text
+
+
+def test_a_few_pixels_above_16_are_found_past_a_blank_line(tmp_path):
+    table = digits_table()[:200]
+    table[150, 3] = 40
+    path = write_table(tmp_path / "corrupt.csv", table)
+    # A blank line before the bad row: the error names the file's own line number.
+    path.write_text("\n" + path.read_text(encoding="utf-8"), encoding="utf-8")
+    with pytest.raises(DataError, match="the largest 40 at line 152"):
+        load_dataset(path)
+
+
+def test_many_pixels_above_16_are_8_bit_data(tmp_path):
+    table = digits_table()[:300]
+    table[:, :-1] *= 15  # 0..240: most ink pixels exceed 16
+    assert load_dataset(write_table(tmp_path / "grey.csv", table)).pixel_max == 255.0
+    table[:, :-1] /= 15
+    assert load_dataset(write_table(tmp_path / "counts.csv", table)).pixel_max == 16.0
+
+
+def test_pixels_above_255_are_refused(tmp_path):
+    table = digits_table()[:300]
+    table[:, :-1] *= 15
+    table[7, 2] = 256
+    with pytest.raises(DataError) as caught:
+        load_dataset(write_table(tmp_path / "wide.csv", table))
+    assert "pixel values must lie in 0..255 (got 256 at line 8)" in one_line_error(caught)
+
+
+def test_npz_pixels_are_checked_in_full_not_sampled(tmp_path):
+    parts = mnist_like()
+    # 1,200 training images of 100 pixels: the bad value, in the last one, lies past the
+    # first 100,000 values, the sample the range used to be inferred from.
+    x_train = np.tile(parts["x_train"], (20, 1, 1)).astype(np.uint16)
+    y_train = np.tile(parts["y_train"], 20)
+    x_train[-1, 4, 4] = 1000
+    np.savez(tmp_path / "wide.npz", **{**parts, "x_train": x_train, "y_train": y_train})
+    with pytest.raises(DataError) as caught:
+        load_dataset(tmp_path / "wide.npz")
+    assert "pixel values must lie in 0..255 (got 1000 at x_train[1199])" in one_line_error(caught)
+
+
+def test_npz_of_0_to_16_images_with_a_few_above_16_is_refused(tmp_path):
+    bunch = load_digits()
+    x_train = bunch.images[:1500].copy()
+    x_train[42, 3, 3] = 17
+    np.savez(
+        tmp_path / "corrupt.npz",
+        x_train=x_train,
+        y_train=bunch.target[:1500],
+        x_test=bunch.images[1500:],
+        y_test=bunch.target[1500:],
+    )
+    with pytest.raises(DataError, match=r"1 of 115008 values exceed 16, the largest 17 at x_train"):
+        load_dataset(tmp_path / "corrupt.npz")
+
+
+@pytest.mark.parametrize(
+    ("label", "shown"), [(1e20, "1e+20"), (2e20, "2e+20"), (-1, "-1"), (MAX_LABEL, "1000000")]
+)
+def test_csv_labels_outside_0_to_a_million_are_refused(tmp_path, label, shown):
+    table = digits_table()[:100]
+    table[40, -1] = label
+    with pytest.raises(DataError) as caught:
+        read_csv_rows(write_table(tmp_path / "labels.csv", table))
+    text = one_line_error(caught)
+    assert f"labels must be integers in 0..{MAX_LABEL - 1} (got {shown} at line 41)" in text
+
+
+def test_huge_labels_no_longer_merge_into_one_class(tmp_path):
+    # 1e20 and 2e20 used to overflow int64 into one class: a dataset with a single class.
+    table = digits_table()[:100]
+    table[:, -1] = np.where(np.arange(100) % 2, 1e20, 2e20)
+    with pytest.raises(DataError, match=r"labels must be integers in 0\.\.999999 \(got 2e\+20"):
+        load_dataset(write_table(tmp_path / "huge.csv", table))
+
+
+def test_npz_labels_outside_the_range_are_refused_with_their_position(tmp_path):
+    parts = mnist_like()
+    y_test = parts["y_test"].astype(np.float64)
+    y_test[3] = 1e20
+    np.savez(tmp_path / "labels.npz", **{**parts, "y_test": y_test})
+    with pytest.raises(DataError, match=r"\(got 1e\+20 at y_test\[3\]\)"):
+        load_dataset(tmp_path / "labels.npz")
+
+
+def test_idx_labels_outside_the_range_are_refused_with_their_file(tmp_path):
+    parts = mnist_like()
+    folder = write_idx_folder(tmp_path / "mnist", parts)
+    labels = parts["y_train"].astype(np.int64)
+    labels[5] = -7
+    # Type 0x0C: big-endian 32-bit integers, which can hold negative labels.
+    (folder / IDX_FILES["y_train"]).write_bytes(idx_bytes(labels, 0x0C, ">i4"))
+    with pytest.raises(DataError, match=r"\(got -7 at train-labels-idx1-ubyte\[5\]\)"):
+        load_dataset(folder)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"x_train": np.zeros((60, 0)), "x_test": np.zeros((20, 0))}, "x_train images have no"),
+        ({"x_train": np.zeros((0, 10, 10)), "y_train": np.zeros(0)}, "x_train holds no images"),
+        ({"x_test": np.zeros((0, 10, 10)), "y_test": np.zeros(0)}, "x_test holds no images"),
+    ],
+    ids=["no-features", "empty-x-train", "empty-x-test"],
+)
+def test_npz_without_images_or_pixels_is_a_data_error(tmp_path, change, message):
+    np.savez(tmp_path / "empty.npz", **{**mnist_like(), **change})
+    with pytest.raises(DataError) as caught:
+        load_dataset(tmp_path / "empty.npz")
+    assert message in one_line_error(caught)
+
+
+def test_idx_header_whose_sizes_overflow_is_a_data_error(tmp_path):
+    # 65536**4 bytes wraps to 0 in 64-bit arithmetic: a 20-byte file used to "match" it.
+    path = tmp_path / "images-idx4-ubyte"
+    path.write_bytes(struct.pack(">I4I", 0x00000804, 65536, 65536, 65536, 65536))
+    with pytest.raises(DataError) as caught:
+        read_idx(path)
+    text = one_line_error(caught)
+    assert "holds 20 bytes but its header promises 18446744073709551636" in text
+
+
+def test_gzipped_idx_header_promising_too_much_is_refused_before_reading(tmp_path):
+    path = tmp_path / "images-idx3-ubyte.gz"
+    path.write_bytes(gzip.compress(struct.pack(">I3I", 0x00000803, 65536, 65536, 65536)))
+    with pytest.raises(DataError, match="header promises 281474976710672 bytes"):
+        read_idx(path)
+
+
+def test_idx_header_is_checked_against_the_file_size_before_reading(tmp_path):
+    path = tmp_path / "images-idx3-ubyte"
+    path.write_bytes(struct.pack(">I3I", 0x00000803, 60000, 28, 28) + bytes(100))
+    with pytest.raises(DataError, match="holds 116 bytes but its header promises 47040016"):
+        read_idx(path)
+
+
+def test_gzipped_idx_with_more_data_than_its_header_says_is_refused(tmp_path):
+    path = tmp_path / "images-idx3-ubyte.gz"
+    path.write_bytes(gzip.compress(struct.pack(">I3I", 0x00000803, 1, 2, 2) + bytes(10)))
+    with pytest.raises(DataError, match="holds more than the 20 bytes its header promises"):
+        read_idx(path)
