@@ -10,7 +10,7 @@ DEMO_MINUTES ?= 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 export TF_ENABLE_ONEDNN_OPTS := 0
 
-.PHONY: setup demo test lint
+.PHONY: setup demo test lint notebooks
 
 setup: $(STAMP)
 
@@ -32,6 +32,10 @@ demo: setup
 	@echo
 	@echo "Files: $(RUN_DIR)/leaderboard.csv, $(RUN_DIR)/trials.csv, $(RUN_DIR)/export/, $(RUN_DIR)/report/index.html, TensorBoard logs in $(RUN_DIR)/logs"
 	@echo "Next: $(BIN)/digits-zoo leaderboard $(RUN_DIR)  |  $(BIN)/digits-zoo predict $(RUN_DIR)/export/<model> your_digit.png"
+
+# The study notebooks, executed in place on the full budget (their outputs are committed).
+notebooks: setup
+	$(BIN)/python notebooks/run.py
 
 test: setup
 	$(BIN)/ruff format --check zoo search digits_zoo tests benchmarks notebooks

@@ -2,14 +2,14 @@
 
 Execution uses the quick budget (``DIGITS_ZOO_QUICK=1``) and a kernel spec
 written to a temporary folder that starts this interpreter, so the test needs
-no kernel installed anywhere.
+no kernel installed anywhere: the one ``notebooks/run.py`` (``make notebooks``)
+writes for its full runs.
 """
 
 from __future__ import annotations
 
-import json
+import importlib.util
 import re
-import sys
 from pathlib import Path
 
 import nbformat
@@ -17,8 +17,18 @@ import pytest
 from nbclient import NotebookClient
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parent.parent / "notebooks"
-NOTEBOOKS = sorted(NOTEBOOKS_DIR.glob("*.ipynb"))
-KERNEL_NAME = "digits-zoo-test"
+
+
+def _load_runner():
+    # notebooks/ is a folder of notebooks, not a package: load its runner by path.
+    spec = importlib.util.spec_from_file_location("notebooks_run", NOTEBOOKS_DIR / "run.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+runner = _load_runner()
+NOTEBOOKS = runner.notebooks()
 # What each notebook leaves in its working directory, beyond its figures.
 WRITES = {
     "04_search_and_ship": [
@@ -75,25 +85,12 @@ def test_notebook_reads_the_budget_and_defines_no_models(path):
 @pytest.fixture(scope="module")
 def kernel_environment(tmp_path_factory) -> dict[str, str]:
     """Environment variables for a kernel that runs this interpreter on the quick budget."""
-    root = tmp_path_factory.mktemp("jupyter")
-    spec = root / "kernels" / KERNEL_NAME
-    spec.mkdir(parents=True)
-    kernel = {
-        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": "digits-zoo test kernel",
-        "language": "python",
-    }
-    (spec / "kernel.json").write_text(json.dumps(kernel), encoding="utf-8")
-    return {
-        "JUPYTER_PATH": str(root),
-        "DIGITS_ZOO_QUICK": "1",
-        # Compiled XLA programs are shared between folds of one architecture; this
-        # only saves time, the numbers are the same.
-        "JAX_COMPILATION_CACHE_DIR": str(tmp_path_factory.mktemp("jax-cache")),
-        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
-        "TF_CPP_MIN_LOG_LEVEL": "2",
-        "TF_ENABLE_ONEDNN_OPTS": "0",
-    }
+    environment = runner.kernel_environment(tmp_path_factory.mktemp("jupyter"), quick=True)
+    # Compiled XLA programs are shared between folds of one architecture; this
+    # only saves time, the numbers are the same.
+    environment["JAX_COMPILATION_CACHE_DIR"] = str(tmp_path_factory.mktemp("jax-cache"))
+    environment["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+    return environment
 
 
 @pytest.mark.slow
@@ -104,7 +101,7 @@ def test_notebook_runs_end_to_end(path, kernel_environment, tmp_path, monkeypatc
     notebook = nbformat.read(path, as_version=4)
     client = NotebookClient(
         notebook,
-        kernel_name=KERNEL_NAME,
+        kernel_name=runner.KERNEL_NAME,
         timeout=600,
         startup_timeout=180,
         resources={"metadata": {"path": str(tmp_path)}},
