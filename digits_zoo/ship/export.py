@@ -36,7 +36,7 @@ from digits_zoo.artifacts import remove_stale, remove_stale_saves, staging_folde
 from digits_zoo.leaderboard import read_leaderboard
 from digits_zoo.rundir import export_base, run_lock
 from digits_zoo.runs import Run, library_versions, load_run
-from digits_zoo.ship.keras_formats import write_network_files
+from digits_zoo.ship.keras_formats import remove_stale_conversions, write_network_files
 from digits_zoo.ship.layout import (
     FORMAT_CHOICES,
     FORMAT_LABELS,
@@ -350,8 +350,10 @@ def export_estimator(
     base = Path(out)
     check_base_folder(base)
     base.mkdir(parents=True, exist_ok=True)
-    # Hidden folders no running export holds are leftovers of killed ones.
+    # Hidden folders no running export holds are leftovers of killed ones, and so are
+    # conversion folders in the system's temporary folder.
     remove_stale(base, PARTIAL_PREFIX)
+    remove_stale_conversions()
     check_versions(base)
     metadata = _metadata(estimator, dataset, name, kind or ("keras" if is_keras else "sklearn"))
     metadata.update(info or {})

@@ -12,6 +12,13 @@ and converted in a child Python process with ``KERAS_BACKEND=tensorflow``;
 this module is both the parent's function (:func:`write_network_files`) and
 the child's program (``python -m digits_zoo.ship.keras_formats REQUEST.json``).
 
+The child dies with its parent (it is started through
+:mod:`digits_zoo.ship.child_process`), so an export killed with ``kill -9``
+leaves no conversion writing into its staging folder. The temporary folder
+of the ``.keras`` file (``digits-zoo-convert-*`` in the system's temporary
+folder) is locked while in use; one whose export was killed is removed by
+the next export (:func:`remove_stale_conversions`).
+
 The exported function is the SavedModel's ``serving_default`` made for these
 runtimes: ``pixels`` (float32 raw pixel rows, ``[n, n_features]``) in, divided
 by the dataset's pixel range inside the model, and ``probabilities`` and
@@ -33,6 +40,8 @@ from typing import Any
 
 import numpy as np
 
+from digits_zoo.artifacts import remove_stale, staging_folder
+from digits_zoo.ship import child_process
 from digits_zoo.ship.layout import INPUT_NAME, LITERT_MODEL, ONNX_MODEL, OUTPUT_NAMES
 from zoo.errors import ZooError
 
@@ -44,6 +53,8 @@ CONVERT_TIMEOUT = 600.0
 # The child's one line on failure starts with this, so the parent can tell it from the
 # libraries' own chatter on stderr.
 _FAILED = "conversion failed: "
+# The prefix of the temporary folder a conversion works in.
+CONVERT_PREFIX = "digits-zoo-convert-"
 
 
 def write_network_files(
@@ -82,7 +93,7 @@ def write_network_files(
         # A fold member of fit_folds: its weights as the plain network.
         model = model.to_keras()
     folder = Path(folder)
-    with tempfile.TemporaryDirectory(prefix="digits-zoo-convert-") as scratch:
+    with staging_folder(tempfile.gettempdir(), CONVERT_PREFIX) as scratch:
         keras_file = Path(scratch) / "network.keras"
         model.save(keras_file)
         request = {
@@ -98,7 +109,7 @@ def write_network_files(
         request_file.write_text(json.dumps(request), encoding="utf-8")
         try:
             completed = subprocess.run(
-                [sys.executable, "-m", __name__, str(request_file)],
+                child_process.command(__name__, str(request_file)),
                 env=_child_environment(),
                 capture_output=True,
                 text=True,
@@ -124,6 +135,18 @@ def write_network_files(
     if missing:
         raise ZooError(f"the conversion wrote no file (got none at {', '.join(missing)})")
     return written
+
+
+def remove_stale_conversions() -> list[Path]:
+    """Removes the ``digits-zoo-convert-*`` temporary folders of exports that were killed.
+
+    A folder in use is locked by its export (see
+    :func:`digits_zoo.artifacts.staging_folder`) and kept.
+
+    Returns:
+        The removed folders.
+    """
+    return remove_stale(tempfile.gettempdir(), CONVERT_PREFIX)
 
 
 def _child_environment() -> dict[str, str]:
