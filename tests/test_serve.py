@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -28,8 +29,10 @@ from digits_zoo.searching import run_search
 from digits_zoo.serve.app import create_app
 from digits_zoo.serve.collect import CollectFile
 from digits_zoo.serve.models import find_exports, load_models
+from digits_zoo.serve.reload import VersionPoller
 from digits_zoo.ship.export import export_run
 from digits_zoo.ship.inputs import image_to_pixels, predict_inputs
+from digits_zoo.ship.layout import version_folders
 from digits_zoo.ship.load import load_export
 from search.spec import SearchSpec
 from zoo import ZooError, load_dataset
@@ -834,3 +837,192 @@ def test_a_tensorflow_serving_client_gets_the_classes_of_digits_zoo_predict(
     assert process.returncode == 0, err
     assert "stopped" in out and "Traceback" not in err
     assert err.count("hung up") == 1 and len(err) < 500, err
+
+
+# Unsure, counting, adapting from the page ---------------------------------------------------
+
+
+def draw_answer(test_client, model: str, pixels: np.ndarray) -> dict:
+    answer = test_client.post(
+        f"/api/models/{model}/draw",
+        content=digit_png(pixels),
+        headers={"Content-Type": "image/png"},
+    )
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+def test_a_reading_below_the_threshold_is_unsure(models, rows):
+    answers = {}
+    for threshold in (0.0, 0.5, 1.0):
+        with TestClient(create_app(models, min_confidence=threshold)) as test_client:
+            answers[threshold] = [draw_answer(test_client, NET, rows[i]) for i in range(8)]
+    for threshold, bodies in answers.items():
+        for body in bodies:
+            assert body["min_confidence"] == threshold
+            assert body["probability"] == max(body["probabilities"])
+            assert body["unsure"] == (body["probability"] < threshold)
+    # The tiny two-epoch network is sure of some of these digits and not of others.
+    assert not any(body["unsure"] for body in answers[0.0])
+    assert all(body["unsure"] for body in answers[1.0])
+    with pytest.raises(ZooError, match="--min-confidence must be a probability"):
+        create_app(models, min_confidence=1.5)
+
+
+def test_the_page_counts_the_digits_collected_and_shows_the_adapt_command(exports, rows, tmp_path):
+    collect = tmp_path / "my digits.csv"
+    served = load_models([exports / NET], collect=collect, progress=quiet)
+    with TestClient(create_app(served)) as test_client:
+        (listed,) = test_client.get("/api/models").json()["models"]
+        assert listed["collected"] == 0 and listed["collect_error"] is None
+        # The command runs as shown, quoted for a shell.
+        program, *arguments = shlex.split(listed["adapt_command"])
+        args = build_parser().parse_args(arguments)
+        assert program == "digits-zoo" and args.command == "adapt"
+        assert (args.export, args.data) == (str((exports / NET).resolve()), str(collect))
+        for label in (3, 5):
+            png = digit_png(rows[label])
+            test_client.post(
+                f"/api/models/{NET}/collect?label={label}",
+                content=png,
+                headers={"Content-Type": "image/png"},
+            )
+        # Rows another process appended count too.
+        with collect.open("a") as another:
+            another.write(",".join(["0"] * 64) + ",1\n")
+        (listed,) = test_client.get("/api/models").json()["models"]
+        assert listed["collected"] == 3
+
+
+def test_an_adaptation_runs_in_the_background_one_at_a_time(exports, rows, tmp_path):
+    base = tmp_path / KNN
+    shutil.copytree(exports / KNN / "1", base / "1")
+    collect = tmp_path / "collected.csv"
+    served = load_models([base], collect=collect, progress=quiet)
+    with TestClient(create_app(served)) as test_client:
+        url = f"/api/models/{KNN}/adapt"
+        assert test_client.get(url).json() == {"state": "none", "serving": 1}
+        refused = test_client.post(url)
+        assert refused.status_code == 400 and "at least 2 collected digits" in refused.text
+        # Digits of the export's own test split: adapt refuses them, after starting up.
+        dataset = load_dataset(seed=0)
+        served[KNN].collect.check()
+        for index in range(4):
+            served[KNN].collect.append(dataset.x_test[index], int(dataset.y_test[index]))
+        started = test_client.post(url)
+        assert started.status_code == 202, started.text
+        assert started.json()["state"] == "running" and started.json()["digits"] == 4
+        again = test_client.post(url)
+        assert again.status_code == 409 and "already running" in again.json()["error"]
+        # The server answers while the command runs.
+        assert test_client.get("/api/models").json()["models"][0]["adapting"] is True
+        deadline = time.monotonic() + 120
+        while (status := test_client.get(url).json())["state"] == "running":
+            assert time.monotonic() < deadline, status
+            time.sleep(0.2)
+    assert status["state"] == "failed" and status["exit_code"] == 2, status
+    assert status["last_line"].startswith("digits-zoo: error:") and "test" in status["last_line"]
+    assert status["written"] is None and status["serving"] == 1
+    assert [number for number, _ in version_folders(base)] == [1]
+
+
+# Hot reload -----------------------------------------------------------------------------------
+
+
+def test_a_new_version_is_served_once_it_has_loaded_and_a_broken_one_is_not(
+    exports, rows, tmp_path
+):
+    base = tmp_path / "digits"
+    shutil.copytree(exports / KNN / "1", base / "1")
+    served = load_models([base], progress=quiet)
+    loaded, warnings = [], []
+    poller = VersionPoller(served, progress=loaded.append, warn=warnings.append)
+    knn = load_export(exports / KNN).predict_proba(rows)[0]
+    net = load_export(exports / NET).predict_proba(rows)[0]
+    with TestClient(create_app(served)) as test_client:
+
+        def served_now(version: str = "") -> np.ndarray:
+            answer = test_client.post(
+                f"/v1/models/digits{version}:predict", json={"instances": rows.tolist()}
+            )
+            assert answer.status_code == 200, answer.text
+            return served_probabilities(answer.json())
+
+        def states() -> list[tuple[str, str]]:
+            status = test_client.get("/v1/models/digits").json()["model_version_status"]
+            return [(item["version"], item["state"]) for item in status]
+
+        assert poller.poll() == [] and states() == [("1", "AVAILABLE")]
+        shutil.copytree(exports / NET / "1", base / "2")
+        assert poller.poll() == [("digits", 2)]
+        assert states() == [("2", "AVAILABLE"), ("1", "AVAILABLE")]
+        np.testing.assert_allclose(served_now(), net, atol=1e-6)
+        np.testing.assert_array_equal(served_now("/versions/1"), knn)
+        assert loaded == [f"digits: serving version 2 ({base.resolve() / '2'})"]
+
+        # A damaged version 3: told once, reported as TensorFlow Serving reports it, and
+        # version 2 goes on serving.
+        shutil.copytree(exports / KNN / "1", base / "3")
+        (base / "3" / "model.skops").write_bytes(b"not a model")
+        assert poller.poll() == [] and poller.poll() == []
+        assert len(warnings) == 1 and warnings[0].startswith(
+            "digits: version 3 not loaded, version 2 still serving: "
+        )
+        assert states() == [("3", "END"), ("2", "AVAILABLE"), ("1", "AVAILABLE")]
+        (failed,) = test_client.get("/v1/models/digits/versions/3").json()["model_version_status"]
+        assert failed["status"]["error_code"] == "UNKNOWN" and failed["status"]["error_message"]
+        np.testing.assert_allclose(served_now(), net, atol=1e-6)
+        assert test_client.get("/api/models").json()["models"][0]["version"] == 2
+
+        # Repaired, it is tried again.
+        shutil.copy(exports / KNN / "1" / "model.skops", base / "3" / "model.skops")
+        assert poller.poll() == [("digits", 3)]
+        assert states()[0] == ("3", "AVAILABLE")
+        np.testing.assert_array_equal(served_now(), knn)
+
+
+def test_a_version_folder_named_alone_is_not_watched(exports):
+    served = load_models([exports / MIXED / "1"], progress=quiet)
+    assert served[MIXED].base is None and served[MIXED].folder == (exports / MIXED / "1").resolve()
+    assert VersionPoller(served).poll() == []
+    assert served[MIXED].versions.keys() == {1}
+
+
+@pytest.mark.slow
+def test_a_running_server_picks_up_a_new_version_without_a_restart(exports, rows, tmp_path):
+    base = tmp_path / "digits"
+    shutil.copytree(exports / KNN / "1", base / "1")
+    net = load_export(exports / NET).predict_proba(rows[:4])[0]
+    process, url = start_server(base, "--poll-seconds", "0.2", "--collect", tmp_path / "c.csv")
+
+    def status() -> list[tuple[str, str]]:
+        with urllib.request.urlopen(f"{url}v1/models/digits", timeout=30) as response:
+            answer = json.load(response)["model_version_status"]
+        return [(item["version"], item["state"]) for item in answer]
+
+    def wait_for(version: str) -> None:
+        deadline = time.monotonic() + 60
+        while status()[0][0] != version:
+            assert time.monotonic() < deadline, status()
+            time.sleep(0.1)
+
+    try:
+        assert status() == [("1", "AVAILABLE")]
+        shutil.copytree(exports / NET / "1", base / "2")
+        wait_for("2")
+        assert status() == [("2", "AVAILABLE"), ("1", "AVAILABLE")]
+        answer = post_json(f"{url}v1/models/digits:predict", {"instances": rows[:4].tolist()})
+        np.testing.assert_allclose(served_probabilities(answer), net, atol=1e-6)
+        (base / "3").mkdir()
+        (base / "3" / "metadata.json").write_text("{")
+        wait_for("3")
+        assert status()[:2] == [("3", "END"), ("2", "AVAILABLE")]
+        answer = post_json(f"{url}v1/models/digits:predict", {"instances": rows[:4].tolist()})
+        np.testing.assert_allclose(served_probabilities(answer), net, atol=1e-6)
+    finally:
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=30)
+    assert process.returncode == 0, err
+    assert "digits: serving version 2" in out and "looked for every 0.2 s" in out
+    assert err.count("version 3 not loaded, version 2 still serving") == 1, err
+    assert "Traceback" not in err

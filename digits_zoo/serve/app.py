@@ -2,18 +2,25 @@
 
 Routes:
 
-* ``GET /v1/models/NAME[/versions/N]``: the model's version status;
+* ``GET /v1/models/NAME[/versions/N]``: the model's version status (a version
+  that failed to load while serving is reported ``END``, with its error);
 * ``GET /v1/models/NAME[/versions/N]/metadata``: its ``serving_default`` signature;
 * ``POST /v1/models/NAME[/versions/N]:predict``: TensorFlow Serving's predict
   (see :mod:`digits_zoo.serve.tfserving`); without a version, the newest; another
   method gets 405;
 * ``GET /``: the drawing page (``static/``, nothing fetched from elsewhere);
-* ``GET /api/models``: the served models, for the page;
+* ``GET /api/models``: the served models, for the page: each one's newest
+  version, its collect file and the digits in it, and the command that adapts
+  the model to them;
 * ``POST /api/models/NAME/draw``: a picture (``image/*`` body) converted as
   ``digits-zoo predict`` converts it, and the prediction: the pixels the
-  model saw, the class and the ten probabilities;
+  model saw, the class, the ten probabilities, and ``unsure`` when the class's
+  calibrated probability is below the server's ``min_confidence``;
 * ``POST /api/models/NAME/collect?label=L``: the same picture appended, with
-  its true label, to the model's collect file (:mod:`digits_zoo.serve.collect`).
+  its true label, to the model's collect file (:mod:`digits_zoo.serve.collect`);
+* ``POST /api/models/NAME/adapt``: starts ``digits-zoo adapt`` on the collect
+  file in the background (409 while one runs); ``GET`` the same address for
+  its state (:mod:`digits_zoo.serve.adapting`).
 
 Predict requests that arrive together share one model call
 (:mod:`digits_zoo.serve.batching`). Every refusal is a 4xx with
@@ -32,6 +39,7 @@ bodies being received (each at most ``MAX_BODY_BYTES``).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from pathlib import Path
@@ -49,7 +57,8 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from digits_zoo.serve.batching import Batcher, predict_padded
+from digits_zoo.serve.adapting import Adaptations, shown_command
+from digits_zoo.serve.batching import predict_padded
 from digits_zoo.serve.errors import (
     BodyTooLarge,
     ClientGone,
@@ -68,6 +77,7 @@ from digits_zoo.serve.tfserving import (
     version_status,
 )
 from digits_zoo.serve.uploads import read_upload
+from digits_zoo.ship.inputs import check_min_confidence
 from digits_zoo.ship.load import LoadedExport
 from zoo.errors import ZooError
 
@@ -80,6 +90,10 @@ BODY_TIMEOUT_S = 40.0
 
 # Pictures converted at once; others wait their turn holding only their body.
 MAX_CONVERSIONS = 2
+
+# Below this calibrated probability the page says it is unsure (as predict --min-confidence
+# does): the top class is then less likely than all the others together.
+DEFAULT_MIN_CONFIDENCE = 0.5
 
 STATIC = Path(__file__).resolve().parent / "static"
 
@@ -106,6 +120,9 @@ def create_app(
     allowed_hosts: list[str] | None = None,
     body_timeout: float = BODY_TIMEOUT_S,
     max_conversions: int = MAX_CONVERSIONS,
+    min_confidence: float = DEFAULT_MIN_CONFIDENCE,
+    adaptations: Adaptations | None = None,
+    reloading: bool = False,
 ) -> ASGIApp:
     """Builds the server's ASGI application.
 
@@ -118,13 +135,28 @@ def create_app(
             through a DNS name it controls (DNS rebinding).
         body_timeout: seconds a request body may take to arrive.
         max_conversions: pictures converted at once.
+        min_confidence: the calibrated probability below which a drawing's
+            reading is ``unsure``.
+        adaptations: where the page's adaptations run (default: a new one,
+            whose children inherit this process's environment).
+        reloading: whether new versions in the base folders are served while
+            running (:mod:`digits_zoo.serve.reload`), for the page to say so.
 
     Returns:
         The application, for uvicorn or Starlette's ``TestClient``.
     """
     if not models:
         raise ZooError("no model to serve; pass at least one export folder")
-    handlers = _Handlers(models, max_body_bytes, body_timeout, max_conversions)
+    check_min_confidence(min_confidence)
+    handlers = _Handlers(
+        models,
+        max_body_bytes,
+        body_timeout,
+        max_conversions,
+        float(min_confidence),
+        adaptations if adaptations is not None else Adaptations(),
+        reloading,
+    )
     # The predict routes first: they are the ones a client calls thousands of times.
     routes = [
         Route("/v1/models/{name}:predict", handlers.predict, methods=["POST"]),
@@ -144,6 +176,8 @@ def create_app(
         Route("/api/models", handlers.list_models, methods=["GET"]),
         Route("/api/models/{name}/draw", handlers.draw, methods=["POST"]),
         Route("/api/models/{name}/collect", handlers.collect, methods=["POST"]),
+        Route("/api/models/{name}/adapt", handlers.adapt_status, methods=["GET"]),
+        Route("/api/models/{name}/adapt", handlers.adapt, methods=["POST"]),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
     app: ASGIApp = Starlette(
@@ -168,24 +202,28 @@ class _Handlers:
         max_body_bytes: int,
         body_timeout: float,
         max_conversions: int,
+        min_confidence: float,
+        adaptations: Adaptations,
+        reloading: bool,
     ) -> None:
         self.models = models
         self.max_body_bytes = max_body_bytes
         self.body_timeout = body_timeout
         self.conversions = anyio.CapacityLimiter(max_conversions)
-        self.batchers = {
-            (model.name, number): Batcher(export)
-            for model in models.values()
-            for number, export in model.versions.items()
-        }
+        self.min_confidence = min_confidence
+        self.adaptations = adaptations
+        self.reloading = reloading
 
     # TensorFlow Serving's REST API.
 
     async def status(self, request: Request) -> Response:
         model = lookup(self.models, request.path_params["name"])
         version = _version(request)
-        numbers = list(model.versions) if version is None else [model.get(version)[0]]
-        return JSONResponse(version_status(numbers))
+        if version is None:
+            return JSONResponse(version_status(list(model.versions), model.failed))
+        if version in model.failed and version not in model.versions:
+            return JSONResponse(version_status([], {version: model.failed[version]}))
+        return JSONResponse(version_status([model.get(version)[0]]))
 
     async def metadata(self, request: Request) -> Response:
         model = lookup(self.models, request.path_params["name"])
@@ -209,7 +247,7 @@ class _Handlers:
             # json.loads reads true as True, which numpy takes for 1 among numbers.
             refuse_booleans(parsed)
         rows, columnar = parse_predict(parsed, export)
-        probabilities, classes = await self.batchers[model.name, number].predict_proba(rows)
+        probabilities, classes = await model.batchers[number].predict_proba(rows)
         return JSONResponse(predict_response(probabilities, classes, columnar))
 
     async def other_verb(self, request: Request) -> Response:
@@ -230,18 +268,25 @@ class _Handlers:
         return FileResponse(STATIC / "index.html", headers=_PAGE_HEADERS)
 
     async def list_models(self, request: Request) -> Response:
-        return JSONResponse({"models": [_describe(model) for model in self.models.values()]})
+        described = [
+            await run_in_threadpool(self._describe, model) for model in self.models.values()
+        ]
+        return JSONResponse({"models": described})
 
     async def draw(self, request: Request) -> Response:
         model = lookup(self.models, request.path_params["name"])
         number, export = model.get()
         pixels = await self._picture(request, export)
         probabilities, classes = predict_padded(export, pixels)
+        probability = float(probabilities[0].max())
         return JSONResponse(
             {
                 "model": model.name,
                 "version": number,
                 "class": int(classes[0]),
+                "probability": probability,
+                "unsure": probability < self.min_confidence,
+                "min_confidence": self.min_confidence,
                 "classes": [int(label) for label in export.classes],
                 "probabilities": probabilities[0].tolist(),
                 "pixels": pixels[0].tolist(),
@@ -258,6 +303,45 @@ class _Handlers:
         # An fsync takes milliseconds: off the event loop.
         rows = await run_in_threadpool(model.collect.append, pixels[0], label)
         return JSONResponse({"label": label, "rows": rows, "file": model.collect.path.name})
+
+    async def adapt(self, request: Request) -> Response:
+        model = lookup(self.models, request.path_params["name"])
+        await run_in_threadpool(model.collect.recount)
+        # Starting a process takes a few milliseconds: off the event loop.
+        job = await run_in_threadpool(self.adaptations.start, model)
+        return JSONResponse(job.describe(model.newest), status_code=202)
+
+    async def adapt_status(self, request: Request) -> Response:
+        model = lookup(self.models, request.path_params["name"])
+        job = self.adaptations.get(model.name)
+        if job is None:
+            return JSONResponse({"state": "none", "serving": model.newest})
+        return JSONResponse(job.describe(model.newest))
+
+    def _describe(self, model: ServedModel) -> dict[str, Any]:
+        export = model.versions[model.newest]
+        try:
+            rows, collect_error = model.collect.recount(), None
+        except ZooError as error:
+            rows, collect_error = model.collect.rows, str(error)
+        job = self.adaptations.get(model.name)
+        return {
+            "name": model.name,
+            "version": model.newest,
+            "versions": sorted(model.versions),
+            "format": export.format,
+            "image_shape": list(export.image_shape),
+            "pixel_max": export.pixel_max,
+            "classes": [int(label) for label in export.classes],
+            "collect": model.collect.path.name,
+            "collect_path": str(model.collect.path),
+            "collected": rows,
+            "collect_error": collect_error,
+            "adapt_command": shown_command(model),
+            "adapting": job is not None and job.running,
+            "reloads": self.reloading and model.base is not None,
+            "min_confidence": self.min_confidence,
+        }
 
     # Reading request bodies.
 
@@ -277,7 +361,8 @@ class _Handlers:
         chunks = []
         size = 0
         try:
-            with anyio.fail_after(self.body_timeout):
+            # asyncio's own timeout: a fifth of anyio.fail_after's cost on every request.
+            async with asyncio.timeout(self.body_timeout):
                 async for chunk in request.stream():
                     size += len(chunk)
                     if size > limit:
@@ -333,20 +418,6 @@ def _whole_number(text: str | None) -> int | None:
     if text is None or not (text.isascii() and text.isdigit()) or len(text) > 18:
         return None
     return int(text)
-
-
-def _describe(model: ServedModel) -> dict[str, Any]:
-    export = model.versions[model.newest]
-    return {
-        "name": model.name,
-        "version": model.newest,
-        "versions": sorted(model.versions),
-        "format": export.format,
-        "image_shape": list(export.image_shape),
-        "pixel_max": export.pixel_max,
-        "classes": [int(label) for label in export.classes],
-        "collect": model.collect.path.name,
-    }
 
 
 def _too_large(got: str, limit: int) -> str:

@@ -138,6 +138,42 @@ class CollectFile:
         finally:
             os.close(descriptor)
 
+    @property
+    def rows(self) -> int:
+        """The rows the file held when this server last looked (see :meth:`recount`)."""
+        return self._rows
+
+    def recount(self) -> int:
+        """The rows the file holds now, counted again only where it changed since last looked.
+
+        A file not there (yet) holds none.
+
+        Raises:
+            CollectUnavailable: it is not a file any more, or holds bytes that
+                are not rows of this layout.
+            CollectFull: it changed and is over ``max_bytes``.
+        """
+        with self._lock:
+            try:
+                descriptor = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            except FileNotFoundError:
+                self._rows, self._seen = 0, None
+                return 0
+            except OSError as error:
+                raise CollectUnavailable(self._cannot_open(error)) from None
+            try:
+                info = os.fstat(descriptor)
+                if not stat.S_ISREG(info.st_mode):
+                    raise CollectUnavailable(
+                        f"the collect file {str(self.path)!r} is no longer a file; "
+                        "move it aside (a new one is started) or restart with --collect FILE"
+                    )
+                self._rows = self._rows_now(descriptor, info)
+                self._seen = _identity(info)
+                return self._rows
+            finally:
+                os.close(descriptor)
+
     def append(self, pixels: np.ndarray, label: int) -> int:
         """Appends one row, whole, and returns how many rows the file holds now.
 

@@ -6,11 +6,21 @@ import argparse
 import ipaddress
 import os
 import socket
+import sys
 
-from digits_zoo.serve.app import BODY_TIMEOUT_S, MAX_BODY_BYTES, MAX_CONVERSIONS, create_app
+from digits_zoo.serve.adapting import Adaptations
+from digits_zoo.serve.app import (
+    BODY_TIMEOUT_S,
+    DEFAULT_MIN_CONFIDENCE,
+    MAX_BODY_BYTES,
+    MAX_CONVERSIONS,
+    create_app,
+)
 from digits_zoo.serve.batching import warm_up
 from digits_zoo.serve.collect import MAX_COLLECT_BYTES
 from digits_zoo.serve.models import load_models
+from digits_zoo.serve.reload import DEFAULT_POLL_SECONDS, VersionPoller
+from digits_zoo.ship.inputs import check_min_confidence
 from search.distributed import thread_environment
 from zoo.errors import ZooError
 
@@ -57,6 +67,24 @@ def register(subparsers) -> None:
         help="the CSV that digits marked on the page are appended to (default: collected.csv "
         "in the export's base folder, or in the run directory)",
     )
+    serve.add_argument(
+        "--min-confidence",
+        type=float,
+        default=DEFAULT_MIN_CONFIDENCE,
+        metavar="P",
+        help="the page says it is unsure of a drawing whose calibrated probability is below P "
+        f"(0..1; default {DEFAULT_MIN_CONFIDENCE:g}), showing its best guess small, as predict "
+        "--min-confidence answers 'unsure'",
+    )
+    serve.add_argument(
+        "--poll-seconds",
+        type=float,
+        default=DEFAULT_POLL_SECONDS,
+        metavar="S",
+        help="look for a newer version in each export's base folder every S seconds and serve "
+        "it once it has loaded, as TensorFlow Serving's --file_system_poll_wait_seconds does "
+        f"(default {DEFAULT_POLL_SECONDS:g}; 0: never)",
+    )
     serve.set_defaults(handler=_serve)
 
 
@@ -65,6 +93,14 @@ def _serve(args: argparse.Namespace) -> int:
 
     if not 0 <= args.port <= 65535:
         raise ZooError(f"--port must be between 0 and 65535 (got {args.port})")
+    check_min_confidence(args.min_confidence)
+    if not 0 <= args.poll_seconds <= 86400:
+        raise ZooError(
+            f"--poll-seconds must be from 0 (never) to 86400 (got {args.poll_seconds:g}); "
+            f"pass, for example, {DEFAULT_POLL_SECONDS:g}"
+        )
+    # 'digits-zoo adapt', started from the page, trains with the thread pools the user had.
+    adaptations = Adaptations(dict(os.environ))
     # Requests are predicted one call at a time on the event loop: TensorFlow's thread pools
     # only add hand-offs for models this small (measured: half the CPU time per call). Set
     # before TensorFlow is first imported, which reads them; a value set by the user stays.
@@ -82,7 +118,14 @@ def _serve(args: argparse.Namespace) -> int:
         raise
     loopback = _is_loopback(args.host)
     address, port = listener.getsockname()[:2]
-    app = create_app(models, allowed_hosts=allowed_hosts(args.host, address) if loopback else None)
+    reloading = args.poll_seconds > 0
+    app = create_app(
+        models,
+        allowed_hosts=allowed_hosts(args.host, address) if loopback else None,
+        min_confidence=args.min_confidence,
+        adaptations=adaptations,
+        reloading=reloading,
+    )
     url = _url(args.host, port)
     collect_files = sorted({str(model.collect.path) for model in models.values()})
     print(f"serving {len(models)} model{'s' if len(models) > 1 else ''} at {url}")
@@ -90,6 +133,12 @@ def _serve(args: argparse.Namespace) -> int:
     for name in models:
         print(f"  predict:         POST {url}v1/models/{name}:predict")
     print(f"  digits marked:   appended to {', '.join(collect_files)}")
+    print(f"  unsure:          below {args.min_confidence:.0%} calibrated probability")
+    watched = [str(model.base) for model in models.values() if model.base is not None]
+    if reloading and watched:
+        print(
+            f"  new versions:    served as they appear (looked for every {args.poll_seconds:g} s)"
+        )
     print(
         f"  limits:          request bodies at most {MAX_BODY_BYTES // 2**20} MiB, within "
         f"{BODY_TIMEOUT_S:g} s; heads within {HEADER_TIMEOUT_S:g} s; idle {KEEP_ALIVE_S:g} s"
@@ -105,6 +154,12 @@ def _serve(args: argparse.Namespace) -> int:
             "server and append to the collect file; there is no authentication"
         )
     print(flush=True)
+    poller = VersionPoller(
+        models,
+        progress=lambda line: print(line, flush=True),
+        warn=lambda line: print(f"digits-zoo serve: {line}", file=sys.stderr, flush=True),
+    )
+    poller.start(args.poll_seconds)
     try:
         make_server(app).run(sockets=[listener])
     except KeyboardInterrupt:
@@ -112,6 +167,8 @@ def _serve(args: argparse.Namespace) -> int:
         pass
     finally:
         listener.close()
+        poller.stop()
+        adaptations.stop()
     print("digits-zoo serve: stopped", flush=True)
     return 0
 

@@ -66,3 +66,9 @@ class CollectFull(RequestError):
     """The collect file has reached its size cap."""
 
     status = 507
+
+
+class Conflict(RequestError):
+    """A request that conflicts with work under way (an adaptation already running)."""
+
+    status = 409

@@ -8,7 +8,8 @@ Each argument of ``digits-zoo serve`` is one of
 
 Each model is named as its base folder, as TensorFlow Serving names a model by
 ``--model_name``; requests without a version get the newest one. Every version
-is loaded (and so checked) before the server starts.
+is loaded (and so checked) before the server starts; a base folder is then
+watched for newer versions (:mod:`digits_zoo.serve.reload`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from digits_zoo.rundir import EXPORT_DIR, RUN_FILE
+from digits_zoo.serve.batching import Batcher
 from digits_zoo.serve.collect import COLLECTED, CollectFile
 from digits_zoo.serve.errors import NotFound
 from digits_zoo.serve.tfserving import signature_def
@@ -40,16 +42,22 @@ class ExportSource:
         name: the model's name (its base folder's name).
         versions: version number -> version folder.
         collect: where its drawn digits go unless ``--collect`` says otherwise.
+        base: its base folder, watched for new versions; ``None`` when one
+            version folder was named (that version only is served).
     """
 
     name: str
     versions: dict[int, Path]
     collect: Path
+    base: Path | None = None
 
 
 @dataclass
 class ServedModel:
     """A model being served: its loaded versions and where its drawn digits are collected.
+
+    A version is added whole by :meth:`add_version`: requests see it only once
+    its export, signature and batcher are all in place.
 
     Attributes:
         name: the name in the URLs (``/v1/models/<name>``).
@@ -57,12 +65,40 @@ class ServedModel:
         collect: the CSV its collected digits are appended to.
         signature_defs: version number -> its ``serving_default`` SignatureDef
             (TensorFlow Serving's JSON).
+        base: the base folder watched for new versions (``None``: not watched).
+        folder: what ``digits-zoo adapt`` is given to adapt this model: the
+            base folder, or the one version folder served.
+        batchers: version number -> the batcher its predict requests share.
+        failed: version number -> why it failed to load (a newer version
+            found while serving; see :mod:`digits_zoo.serve.reload`).
     """
 
     name: str
     versions: dict[int, LoadedExport]
     collect: CollectFile
     signature_defs: dict[int, dict[str, Any]] = field(default_factory=dict)
+    base: Path | None = None
+    folder: Path | None = None
+    batchers: dict[int, Batcher] = field(default_factory=dict)
+    failed: dict[int, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for number, export in self.versions.items():
+            self.batchers.setdefault(number, Batcher(export))
+            if number not in self.signature_defs:
+                self.signature_defs[number] = signature_def(export)
+
+    def add_version(self, number: int, export: LoadedExport, signature: dict[str, Any]) -> None:
+        """Serves a loaded version; requests without a version get it if it is the newest.
+
+        Each mapping is replaced by a new one, the versions last, so that a
+        request running meanwhile (on another thread) sees the version whole
+        or not at all.
+        """
+        self.signature_defs = {**self.signature_defs, number: signature}
+        self.batchers = {**self.batchers, number: Batcher(export)}
+        self.failed = {key: value for key, value in self.failed.items() if key != number}
+        self.versions = {**self.versions, number: export}
 
     @property
     def newest(self) -> int:
@@ -102,7 +138,7 @@ def find_exports(argument: str | Path) -> list[ExportSource]:
                 f"a version folder is named by its number (got {str(path)!r}); {_WHAT_TO_PASS}"
             )
         base = path.resolve().parent
-        return [ExportSource(base.name, {int(path.name): path}, base / COLLECTED)]
+        return [ExportSource(base.name, {int(path.name): path.resolve()}, base / COLLECTED)]
     if version_folders(path):
         return [_base_source(path, path.resolve() / COLLECTED)]
     folder = path / EXPORT_DIR if (path / RUN_FILE).is_file() else path
@@ -130,7 +166,8 @@ def find_exports(argument: str | Path) -> list[ExportSource]:
 
 def _base_source(base: Path, collect: Path) -> ExportSource:
     check_versions(base)
-    return ExportSource(base.resolve().name, dict(version_folders(base)), collect)
+    base = base.resolve()
+    return ExportSource(base.name, dict(version_folders(base)), collect, base)
 
 
 def load_models(
@@ -194,7 +231,8 @@ def load_models(
             source.name,
             versions,
             collect_file,
-            {number: signature_def(export) for number, export in versions.items()},
+            base=source.base,
+            folder=source.base or next(iter(source.versions.values())),
         )
         numbers = ", ".join(str(number) for number in versions)
         progress(

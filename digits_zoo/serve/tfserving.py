@@ -208,16 +208,26 @@ def predict_response(
     }
 
 
-def version_status(versions: list[int]) -> dict[str, Any]:
-    """The model status response (``GetModelStatusResponse``): every version loaded and serving."""
+def version_status(versions: list[int], failed: dict[int, str] | None = None) -> dict[str, Any]:
+    """The model status response (``GetModelStatusResponse``), newest version first.
+
+    Args:
+        versions: the versions loaded and serving (``AVAILABLE``).
+        failed: versions that failed to load -> why; reported as TensorFlow
+            Serving reports them (state ``END``, error code ``UNKNOWN``, the
+            message).
+    """
+    states = {number: ("AVAILABLE", "OK", "") for number in versions}
+    for number, message in (failed or {}).items():
+        states.setdefault(number, ("END", "UNKNOWN", message))
     return {
         "model_version_status": [
             {
-                "version": str(version),
-                "state": "AVAILABLE",
-                "status": {"error_code": "OK", "error_message": ""},
+                "version": str(number),
+                "state": state,
+                "status": {"error_code": code, "error_message": message},
             }
-            for version in sorted(versions, reverse=True)
+            for number, (state, code, message) in sorted(states.items(), reverse=True)
         ]
     }
 
