@@ -228,13 +228,14 @@ def adapted_accuracy(estimator, x_train, y_train, x_few, y_few, x_rest, y_rest, 
 
 def measure_export(path: str, images, labels, budget, ink_matched: bool) -> dict:
     """What one export reads as shipped, then its adaptation; prints as it goes."""
+    from digits_zoo.ship.adapt import export_training_data
     from digits_zoo.ship.load import load_export
-    from zoo import load_dataset
     from zoo.pictures import recipe_from_counts
 
     export = load_export(path)
     metadata = export.metadata
-    dataset = load_dataset(metadata["dataset"]["name"])
+    # The data it trained on, as adapt rebuilds them (all 43 writers for export --refit-full).
+    dataset = export_training_data(metadata)
     recipe = export.picture_recipe
     if ink_matched and recipe is None:
         recipe = recipe_from_counts(dataset.x_train, export.image_shape, export.pixel_max)
