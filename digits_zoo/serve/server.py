@@ -2,10 +2,10 @@
 
 Three limits keep a slow or silent client from holding a connection for good:
 
-* ``HEADER_TIMEOUT_S``: a connection must send a request's whole head (request
-  line and headers) within this many seconds of opening, or of its previous
-  answer; else it is closed. uvicorn alone waits for ever on a head that never
-  ends.
+* ``HEADER_TIMEOUT_S``: a connection that completes no request head (request
+  line and headers) in a span of this many seconds while no request of it is
+  being answered is closed: a head that never ends is cut off after 10 to 20 s.
+  uvicorn alone waits for ever on it.
 * ``KEEP_ALIVE_S``: an idle keep-alive connection is closed after this many
   seconds (uvicorn's ``timeout_keep_alive``).
 * the body: :data:`digits_zoo.serve.app.BODY_TIMEOUT_S`, in the application,
@@ -25,12 +25,13 @@ KEEP_ALIVE_S = 5.0
 
 
 def protocol_with_header_timeout(seconds: float, base: type = AutoHTTPProtocol) -> type:
-    """uvicorn's HTTP protocol (httptools, or h11), closing a connection whose head is late.
+    """uvicorn's HTTP protocol (httptools, or h11), closing a connection that sends no request.
 
-    Both protocols keep the request being answered in ``self.cycle`` and call
-    ``on_response_complete`` after each answer: a connection whose ``cycle``
-    is still the one it had ``seconds`` after opening (or after its last
-    answer) has not finished a new request's head, and is closed.
+    Both protocols keep the request being answered in ``self.cycle``. Every
+    ``seconds`` a connection's clock looks: if no new request head has
+    completed since its last look and no request is being answered, the
+    connection is closed. A head that never ends, or nothing at all, is cut off
+    after ``seconds`` to twice that; one timer a connection, not one a request.
     """
 
     class HeaderTimeoutProtocol(base):
@@ -38,16 +39,17 @@ def protocol_with_header_timeout(seconds: float, base: type = AutoHTTPProtocol) 
             super().connection_made(transport)
             self._arm_head_clock()
 
-        def on_response_complete(self) -> None:
-            super().on_response_complete()
-            self._arm_head_clock()
-
         def _arm_head_clock(self) -> None:
-            self.loop.call_later(seconds, self._head_late, self.cycle)
+            self.loop.call_later(seconds, self._look, self.cycle)
 
-        def _head_late(self, cycle: Any) -> None:
-            if self.cycle is cycle and not self.transport.is_closing():
+        def _look(self, cycle: Any) -> None:
+            if self.transport.is_closing():
+                return
+            idle = self.cycle is cycle and (cycle is None or cycle.response_complete)
+            if idle:
                 self.transport.close()
+            else:
+                self._arm_head_clock()
 
     HeaderTimeoutProtocol.__name__ = f"HeaderTimeout{base.__name__}"
     return HeaderTimeoutProtocol
