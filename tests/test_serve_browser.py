@@ -1,4 +1,4 @@
-"""The drawing page in a real headless Chromium: draw, read the answer, collect a digit.
+"""The drawing page in a real headless Chromium: draw, read the answer, collect, adapt.
 
 Needs Debian's ``chromium`` and ``chromium-driver`` (``.ci/run`` installs them) and
 Selenium. Without them the test is skipped, except under ``CI=true``, where a
@@ -11,6 +11,7 @@ import math
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -18,8 +19,9 @@ import pytest
 
 from digits_zoo.baselines import run_baselines
 from digits_zoo.runs import open_run
-from digits_zoo.ship.export import export_run
+from digits_zoo.ship.export import export_estimator, export_run
 from digits_zoo.ship.load import load_export
+from zoo import create_model, load_dataset
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -74,26 +76,28 @@ def export_dir(tmp_path_factory) -> Path:
     return export_run(run.path, model=MODEL, progress=lambda line: None).path.parent
 
 
-@pytest.fixture(scope="module")
-def server(export_dir, tmp_path_factory):
-    """``digits-zoo serve`` on a free loopback port: ``(url, collect file)``."""
-    collect = tmp_path_factory.mktemp("collect") / "collected.csv"
+def start_serve(export_dir: Path, collect: Path, *options: str) -> tuple[subprocess.Popen, str]:
+    """Starts ``digits-zoo serve`` on a free loopback port; returns the process and its URL."""
     command = [
         sys.executable, "-m", "digits_zoo.cli", "serve", str(export_dir),
-        "--port", "0", "--collect", str(collect),
+        "--port", "0", "--collect", str(collect), *options,
     ]  # fmt: skip
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     process = subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
     )
-    url = None
     for line in process.stdout:
         if line.startswith("serving "):
-            url = line.split(" at ", 1)[1].strip()
-            break
-    if url is None:
-        process.wait(timeout=10)
-        pytest.fail(f"digits-zoo serve did not start: {process.stderr.read()}")
+            return process, line.split(" at ", 1)[1].strip()
+    process.wait(timeout=10)
+    pytest.fail(f"digits-zoo serve did not start: {process.stderr.read()}")
+
+
+@pytest.fixture(scope="module")
+def server(export_dir, tmp_path_factory):
+    """``digits-zoo serve`` on a free loopback port: ``(url, collect file)``."""
+    collect = tmp_path_factory.mktemp("collect") / "collected.csv"
+    process, url = start_serve(export_dir, collect)
     yield url, collect
     process.terminate()
     process.wait(timeout=30)
@@ -307,3 +311,155 @@ def test_the_page_never_rounds_a_probability_up_to_certainty(browser, server):
         for bar in browser.find_elements(By.CSS_SELECTOR, "#bars li")
     }
     assert shown["3"] == ">99.9%" and shown["0"] == "<0.1%"
+
+
+def test_a_dot_and_an_unsure_reading_get_no_big_digit(browser, server):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    url, _ = server
+    browser.get(url)
+    WebDriverWait(browser, 30).until(
+        lambda d: d.execute_script("return document.body.dataset.ready === 'true'")
+    )
+    pad = browser.find_element(By.ID, "pad")
+    # The k-NN is certain of everything; a dot is still no digit.
+    before = readings(browser)
+    draw(browser, pad, [(0.5, 0.5)])
+    assert wait_for_reading(browser, before) == "unsure"
+    assert browser.execute_script("return document.body.dataset.unsure") == "small"
+    assert "draw the digit larger" in browser.find_element(By.ID, "confidence").text
+    browser.find_element(By.ID, "clear").click()
+
+    # The server's answer below its threshold, as a network gives it for a scribble.
+    probabilities = [0.05] * 10
+    probabilities[4] = 0.38
+    probabilities[0] = 0.17
+    answer = {
+        "model": MODEL, "version": 1, "class": 4, "classes": list(range(10)),
+        "probabilities": probabilities, "probability": 0.38, "unsure": True,
+        "min_confidence": 0.5, "pixels": [0] * 64, "image_shape": [8, 8], "pixel_max": 16,
+    }  # fmt: skip
+    browser.execute_script(
+        "const answer = arguments[0];"
+        "window.fetch = async () => new Response(JSON.stringify(answer), "
+        "{status: 200, headers: {'Content-Type': 'application/json'}});",
+        answer,
+    )
+    before = readings(browser)
+    draw(browser, pad, zero())
+    assert wait_for_reading(browser, before) == "unsure"
+    assert browser.execute_script("return document.body.dataset.unsure") == "true"
+    shown = browser.find_element(By.ID, "confidence").text
+    assert shown == "best guess 4, 38.0% sure (below 50.0%)"
+
+
+# Adapting from the page ---------------------------------------------------------------------
+
+NETWORK = "dense_1x64"
+
+
+@pytest.fixture(scope="module")
+def network_export(tmp_path_factory) -> Path:
+    """A small network trained on the bundled digits, whose writers cross their 7s."""
+    dataset = load_dataset(seed=0)
+    estimator = create_model(NETWORK, seed=0, epochs=40)
+    estimator.fit(dataset.scale(dataset.x_train), dataset.y_train)
+    base = tmp_path_factory.mktemp("export") / NETWORK
+    info = {"seed": 0, "data": {"sources": None, "test_size": 0.2}}
+    export_estimator(estimator, dataset, base, name=NETWORK, kind="keras", info=info)
+    return base
+
+
+def plain_seven(shift: float = 0.0, scale: float = 1.0, lean: float = 0.08):
+    """A 7 without a crossbar: a bar along the top, then a stem almost straight down."""
+
+    def place(x: float, y: float) -> tuple[float, float]:
+        return 0.5 + (x - 0.5) * scale + shift, 0.5 + (y - 0.5) * scale + shift / 2
+
+    bar = [place(0.30 + 0.38 * i / 8, 0.20) for i in range(8)]
+    stem = [place(0.68 - lean * i / 12, 0.20 + 0.62 * i / 12) for i in range(13)]
+    return bar + stem
+
+
+def test_a_misread_seven_is_read_right_after_adapting_from_the_page(
+    browser, network_export, tmp_path
+):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    collect = tmp_path / "collected.csv"
+    process, url = start_serve(network_export, collect, "--poll-seconds", "0.5")
+    try:
+        browser.set_window_size(1100, 900)
+        browser.get(url)
+        WebDriverWait(browser, 30).until(
+            lambda d: d.execute_script("return document.body.dataset.ready === 'true'")
+        )
+        pad = browser.find_element(By.ID, "pad")
+        assert browser.find_element(By.ID, "collected").text == "No digits collected yet."
+        command = browser.find_element(By.ID, "adapt-command").text
+        assert command == f"digits-zoo adapt {network_export.resolve()} --data {collect}"
+        assert not browser.find_element(By.ID, "adapt").is_enabled()
+
+        # The model's writers cross their 7s: a plain one is read as another digit (or unsure).
+        before = readings(browser)
+        draw(browser, pad, plain_seven())
+        first = wait_for_reading(browser, before)
+        assert first != "7", "the small network already reads a plain 7"
+        # That 7 and a few more like it, each marked "Wrong: 7" (or Right, where read as 7).
+        variants = [(0.0, 1.0, 0.08)] + [
+            (shift, scale, lean)
+            for shift, scale, lean in [
+                (0.03, 0.95, 0.06), (-0.03, 1.0, 0.10), (0.0, 0.9, 0.04), (0.02, 1.05, 0.12),
+                (-0.02, 0.92, 0.07), (0.04, 1.0, 0.05), (-0.04, 0.97, 0.09), (0.01, 0.88, 0.11),
+                (-0.01, 1.04, 0.03),
+            ]
+        ]  # fmt: skip
+        for count, (shift, scale, lean) in enumerate(variants, start=1):
+            if count > 1:
+                before = readings(browser)
+                draw(browser, pad, plain_seven(shift, scale, lean))
+                wait_for_reading(browser, before)
+            WebDriverWait(browser, 30).until(
+                lambda d: d.find_element(By.ID, "wrong-7").is_enabled()
+            )
+            browser.find_element(By.ID, "wrong-7").click()
+            WebDriverWait(browser, 30).until(
+                lambda d, count=str(count): (
+                    d.execute_script("return document.body.dataset.collected") == count
+                )
+            )
+        assert browser.find_element(By.ID, "collected").text == (
+            f"{len(variants)} digits collected in collected.csv."
+        )
+        browser.save_screenshot(str(tmp_path / "collected.png"))
+
+        # Adapt: the server runs 'digits-zoo adapt' and serves the version it writes.
+        started = time.monotonic()
+        browser.find_element(By.ID, "adapt").click()
+        WebDriverWait(browser, 300, poll_frequency=0.2).until(
+            lambda d: (
+                d.execute_script("return document.body.dataset.adapt") not in (None, "running")
+            )
+        )
+        status = browser.find_element(By.ID, "adapt-status").text
+        assert browser.execute_script("return document.body.dataset.adapt") == "written", status
+        assert status.startswith("Now serving version 2"), status
+        assert browser.execute_script("return document.body.dataset.version") == "2"
+        adapted_in = time.monotonic() - started
+        browser.save_screenshot(str(tmp_path / "adapted.png"))
+
+        # The same plain 7, drawn again, is read right and surely.
+        browser.find_element(By.ID, "clear").click()
+        before = readings(browser)
+        draw(browser, pad, plain_seven())
+        assert wait_for_reading(browser, before) == "7"
+        assert browser.execute_script("return document.body.dataset.unsure") == "false"
+        assert "version 2" in browser.find_element(By.ID, "about").text
+    finally:
+        process.terminate()
+        out, err = process.communicate(timeout=30)
+    assert f"{NETWORK}: serving version 2" in out, (out, err)
+    assert "Traceback" not in err, err
+    print(f"adapted and served in {adapted_in:.1f} s")

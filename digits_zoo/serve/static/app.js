@@ -4,7 +4,11 @@
 // redrawn at any size (Undo, a turned phone). When a stroke ends the pad goes to
 // the server as a PNG; the server converts it exactly as `digits-zoo predict`
 // converts a picture and answers with the pixels the model saw, the predicted
-// class and the probability of each class.
+// class and the probability of each class. Below the server's confidence threshold
+// (or for a drawing too small to be a digit) the page says it is unsure and shows
+// its best guess small. The digits marked Right or Wrong are counted, and the
+// page adapts the model to them (`digits-zoo adapt`, run by the server) and
+// switches to the new version once the server serves it.
 "use strict";
 
 (function () {
@@ -23,9 +27,20 @@
   const rightButton = document.getElementById("right");
   const wrongButtons = document.getElementById("wrong");
   const about = document.getElementById("about");
+  const collectedText = document.getElementById("collected");
+  const adaptButton = document.getElementById("adapt");
+  const adaptStatus = document.getElementById("adapt-status");
+  const adaptCommand = document.getElementById("adapt-command");
 
   // The pen's width as a fraction of the pad's side.
   const PEN_WIDTH = 0.065;
+  // A drawing whose ink spans less than this fraction of the pad both ways is a dot, not a
+  // digit: the recipe would blow it up to a digit's size and the model read it as one.
+  const SMALLEST_DIGIT = 0.15;
+  // How often the page asks about a running adaptation, and how long it waits for the new
+  // version to be served once written.
+  const POLL_MS = 700;
+  const SERVED_WITHIN_MS = 60000;
 
   const state = {
     models: [],
@@ -38,6 +53,7 @@
     shown: 0,
     reading: null,
     picture: null,
+    adapting: false,
   };
 
   // Drawing.
@@ -194,16 +210,41 @@
     if (!answer) {
       state.picture = null;
       predicted.textContent = "?";
+      predicted.classList.remove("unsure");
       confidence.textContent = "";
+      document.body.dataset.unsure = "";
       showBars(null);
       showPixels(null);
       return;
     }
+    if (answer.version !== state.model.version) showVersion(answer.version);
     const column = answer.classes.indexOf(answer.class);
-    predicted.textContent = String(answer.class);
-    confidence.textContent = percent(answer.probabilities[column]) + " sure";
+    const sure = percent(answer.probabilities[column]);
+    const small = inkExtent() < SMALLEST_DIGIT;
+    const unsure = answer.unsure || small;
+    document.body.dataset.unsure = unsure ? (small ? "small" : "true") : "false";
+    predicted.classList.toggle("unsure", unsure);
+    if (unsure) {
+      predicted.textContent = "unsure";
+      confidence.textContent = small
+        ? "too small to read: draw the digit larger (best guess " + answer.class + ", " + sure + ")"
+        : "best guess " + answer.class + ", " + sure + " sure (below " + percent(answer.min_confidence) + ")";
+    } else {
+      predicted.textContent = String(answer.class);
+      confidence.textContent = sure + " sure";
+    }
     showBars(answer);
     showPixels(answer);
+  }
+
+  // The larger side of the drawing's ink, pen width included, as a fraction of the pad.
+  function inkExtent() {
+    const points = state.strokes.flat();
+    if (!points.length) return 0;
+    const xs = points.map((p) => p[0]);
+    const ys = points.map((p) => p[1]);
+    const span = Math.max(Math.max(...xs) - Math.min(...xs), Math.max(...ys) - Math.min(...ys));
+    return span + PEN_WIDTH;
   }
 
   function buildBars(classes) {
@@ -286,6 +327,7 @@
       const rows = answer.rows === 1 ? "1 digit" : answer.rows + " digits";
       say("Saved as a " + answer.label + " in " + answer.file + " (" + rows + "). Draw the next one.", "saved");
       document.body.dataset.collected = String(answer.rows);
+      showCollected(answer.rows);
       state.strokes = [];
       redraw();
       updateTools();
@@ -314,6 +356,99 @@
     }
   }
 
+  // Adapting: `digits-zoo adapt` on the collected digits, run by the server.
+
+  function showCollected(rows) {
+    state.model.collected = rows;
+    collectedText.textContent =
+      rows === 0 ? "No digits collected yet." :
+      (rows === 1 ? "1 digit" : rows + " digits") + " collected in " + state.model.collect + ".";
+    adaptButton.disabled = state.adapting || rows < 2;
+    adaptButton.title = rows < 2 ? "Collect at least 2 digits first" : "";
+  }
+
+  function sayAdapt(text, kind) {
+    adaptStatus.textContent = text;
+    adaptStatus.className = kind || "";
+  }
+
+  function adaptUrl() {
+    return modelUrl("adapt");
+  }
+
+  async function startAdapting() {
+    adaptButton.disabled = true;
+    try {
+      const response = await fetch(adaptUrl(), { method: "POST" });
+      const answer = await response.json();
+      if (!response.ok) throw new Error(answer.error || response.statusText);
+      followAdapting(state.model.name);
+    } catch (error) {
+      sayAdapt("Not started: " + error.message, "error");
+      showCollected(state.model.collected);
+    }
+  }
+
+  const pause = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+  // Polls the adaptation until it ends, then waits for the new version to be served.
+  async function followAdapting(name) {
+    state.adapting = true;
+    document.body.dataset.adapt = "running";
+    adaptButton.disabled = true;
+    let job = null;
+    try {
+      for (;;) {
+        const response = await fetch(adaptUrl());
+        job = await response.json();
+        if (!response.ok) throw new Error(job.error || response.statusText);
+        if (job.state !== "running") break;
+        sayAdapt("Adapting to " + job.digits + " digits (" + Math.round(job.seconds) + " s)… " + job.last_line);
+        await pause(POLL_MS);
+      }
+      if (job.state === "written") {
+        const model = state.models.find((each) => each.name === name);
+        if (model && !model.reloads) {
+          sayAdapt("Wrote version " + job.written + "; restart the server to serve it. " + job.last_line, "saved");
+        } else {
+          sayAdapt("Wrote version " + job.written + "; loading it…");
+          const deadline = Date.now() + SERVED_WITHIN_MS;
+          while (job.serving < job.written && Date.now() < deadline) {
+            await pause(POLL_MS);
+            job = await (await fetch(adaptUrl())).json();
+          }
+          if (job.serving >= job.written) {
+            showVersion(job.serving);
+            sayAdapt("Now serving version " + job.serving + ", adapted to your digits. Draw again to try it.", "saved");
+            if (state.strokes.length) read();
+          } else {
+            sayAdapt("Wrote version " + job.written + ", but the server has not loaded it; see its log.", "error");
+          }
+        }
+      } else if (job.state === "not written") {
+        sayAdapt("Kept version " + job.serving + ": " + job.last_line);
+      } else {
+        sayAdapt("Adapting failed: " + job.last_line, "error");
+      }
+    } catch (error) {
+      sayAdapt("Lost track of the adaptation: " + error.message, "error");
+    } finally {
+      state.adapting = false;
+      document.body.dataset.adapt = job ? job.state : "failed";
+      showCollected(state.model.collected);
+    }
+  }
+
+  adaptButton.addEventListener("click", startAdapting);
+
+  function showVersion(version) {
+    state.model.version = version;
+    about.textContent =
+      state.model.name + ", version " + version + " (" + state.model.format + "); " +
+      "collected digits go to " + state.model.collect + ".";
+    document.body.dataset.version = String(version);
+  }
+
   // Models.
 
   function chooseModel(name) {
@@ -322,9 +457,11 @@
     buildBars(state.model.classes);
     buildWrongButtons(state.model.classes);
     seenCaption.textContent = "what the model sees (" + state.model.image_shape.join("×") + ")";
-    about.textContent =
-      state.model.name + ", version " + state.model.version + " (" + state.model.format + "); " +
-      "collected digits go to " + state.model.collect + ".";
+    showVersion(state.model.version);
+    adaptCommand.textContent = state.model.adapt_command;
+    sayAdapt(state.model.collect_error || "", state.model.collect_error ? "error" : "");
+    showCollected(state.model.collected);
+    if (state.model.adapting && !state.adapting) followAdapting(state.model.name);
     read();
   }
 
