@@ -12,7 +12,11 @@ Measures, on the bundled digits' raw pixels (1,797 rows, 0..16), with one export
     overhead (server p50 minus the floor's p50);
   - 32 concurrent clients sending N single-image requests between them:
     requests per second, and p50/p99 latency under that load;
-  - the same with batches of 64 images per request.
+  - the same with batches of 64 images per request;
+  - memory: the server process's peak resident memory (psutil, sampled every
+    10 ms) while 40 clients upload a 4096 x 4096 RGBA PNG each at once to the
+    drawing page's ``/api/models/NAME/draw``, against its resident memory
+    before.
 
 Every answer is checked: status 200 and, for every image, the class the
 in-process call gives. An error, a wrong class or a request left unanswered
@@ -24,17 +28,20 @@ bounded (a fixed number of requests, 60 s at most per phase) and goes to
 Usage::
 
     python benchmarks/serve.py [--quick] [--json] [--export EXPORT_DIR] [--clients N]
+        [--uploads N]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import io
 import json
 import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -66,6 +73,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         f"{NETWORK} into a temporary folder)",
     )
     parser.add_argument("--clients", type=int, default=32, help="concurrent clients (default 32)")
+    parser.add_argument(
+        "--uploads",
+        type=int,
+        default=40,
+        help="concurrent 4096x4096 picture uploads in the memory phase (default 40)",
+    )
     return parser.parse_args(argv)
 
 
@@ -167,6 +180,74 @@ async def load(
     seconds = time.perf_counter() - started
     answered = counts["ok"] + counts["errors"] + counts["wrong"]
     return {"seconds": seconds, "latencies": latencies, **counts, "lost": total - answered}
+
+
+def large_drawing(side: int = 4096) -> bytes:
+    """A PNG of a digit-like stroke, ``side`` pixels square, RGBA on a transparent sheet."""
+    from PIL import Image, ImageDraw
+
+    image = Image.new("RGBA", (side, side), (0, 0, 0, 0))
+    points = [(0.35 * side, 0.2 * side), (0.6 * side, 0.25 * side), (0.45 * side, 0.8 * side)]
+    ImageDraw.Draw(image).line(points, fill=(0, 0, 0, 255), width=side // 15)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+async def upload_all(host: str, port: int, path: str, body: bytes, uploads: int) -> list[int]:
+    """``uploads`` clients each POST ``body`` as ``image/png`` at once; returns their statuses."""
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: image/png\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    ).encode("ascii")
+
+    async def one() -> int:
+        reader, writer = await asyncio.open_connection(host, port)
+        try:
+            status, _ = await exchange(reader, writer, head + body)
+            return status
+        except (OSError, asyncio.IncompleteReadError, ValueError):
+            return 0
+        finally:
+            writer.close()
+
+    return list(await asyncio.gather(*(one() for _ in range(uploads))))
+
+
+def memory_phase(pid: int, host: str, port: int, path: str, uploads: int) -> dict:
+    """Peak resident memory of the server while ``uploads`` large pictures arrive at once."""
+    import psutil
+
+    server = psutil.Process(pid)
+    body = large_drawing()
+    idle = server.memory_info().rss
+    peak = idle
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, server.memory_info().rss)
+            time.sleep(0.01)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    started = time.perf_counter()
+    try:
+        statuses = asyncio.run(upload_all(host, port, path, body, uploads))
+    finally:
+        seconds = time.perf_counter() - started
+        done.set()
+        sampler.join()
+    return {
+        "uploads": uploads,
+        "png_bytes": len(body),
+        "seconds": seconds,
+        "ok": sum(status == 200 for status in statuses),
+        "idle_mib": idle / 2**20,
+        "peak_mib": peak / 2**20,
+        "after_mib": server.memory_info().rss / 2**20,
+    }
 
 
 def run_load(*args) -> dict:
@@ -315,6 +396,10 @@ def main(argv: list[str] | None = None) -> int:
             args.clients,
             BATCH,
         )
+        print(f"uploading {args.uploads} pictures of 4096x4096 at once...", file=sys.stderr)
+        figures["memory"] = memory_phase(
+            process.pid, host, port, f"/api/models/{export_dir.resolve().name}/draw", args.uploads
+        )
     finally:
         process.terminate()
         process.wait(timeout=30)
@@ -327,6 +412,8 @@ def main(argv: list[str] | None = None) -> int:
         for key in ("server_single_1", "server_single_n", "server_batch_n")
         for kind in ("errors", "wrong", "lost")
     )
+    memory = figures["memory"]
+    failures += memory["uploads"] - memory["ok"]
     met = overhead <= 1.0 and throughput >= 1000 and failures == 0
 
     versions = library_versions()
@@ -379,6 +466,13 @@ def main(argv: list[str] | None = None) -> int:
         "per call), which the machine's other load changes less than wall time"
     )
     print(
+        f"memory: {memory['uploads']} concurrent uploads of a 4096x4096 RGBA PNG "
+        f"({memory['png_bytes']:,} bytes) to /api/models/NAME/draw: {memory['ok']} answered "
+        f"200 in {memory['seconds']:.1f} s; server resident memory {memory['idle_mib']:,.0f} MiB "
+        f"before, peak {memory['peak_mib']:,.0f} MiB (+{memory['peak_mib'] - memory['idle_mib']:,.0f}"
+        f"), {memory['after_mib']:,.0f} MiB after"
+    )
+    print(
         f"target (p50 overhead <= 1 ms, >= 1,000 single-image requests/s, no error or lost "
         f"request): {'met' if met else 'NOT met'} (overhead {overhead:.3f} ms, "
         f"{throughput:,.0f} requests/s, {failures} failed)"
@@ -392,6 +486,7 @@ def main(argv: list[str] | None = None) -> int:
                         "single_requests_per_s": throughput,
                         "failures": failures,
                         "target_met": met,
+                        "peak_memory_mib": memory["peak_mib"],
                         "figures": figures,
                     }
                 }
