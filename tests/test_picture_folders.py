@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw
 from sklearn.datasets import load_digits
 
 import zoo.data
@@ -14,7 +14,7 @@ from digits_zoo.runs import load_run, open_run
 from search.spec import SearchContext
 from zoo.data import load_dataset, read_picture_folder
 from zoo.errors import DataError, ZooError
-from zoo.pictures import image_to_pixels
+from zoo.pictures import image_to_pixels, recipe_from_counts
 
 DIGITS = load_digits()
 
@@ -148,6 +148,26 @@ def test_later_sources_add_training_rows_and_leave_the_test_split_alone(tmp_path
     ]
     assert "added" not in alone.describe()
     assert combined.fingerprint() != alone.fingerprint()
+
+
+def test_a_later_picture_folder_is_drawn_as_thick_as_the_first_sources_digits(tmp_path):
+    alone = load_dataset("digits", seed=0)
+    pictures = write_pictures(tmp_path / "mine", per_class=1)
+    # A thin pen's 0: a one-pixel ring on a 64x64 page.
+    thin = Image.new("L", (64, 64), 255)
+    ImageDraw.Draw(thin).ellipse((16, 6, 48, 58), outline=0, width=1)
+    thin.save(pictures / "0" / "thin.png")
+    combined = load_dataset(["digits", pictures], seed=0)
+    recipe = recipe_from_counts(alone.x_train, alone.image_shape, alone.pixel_max)
+    matched = image_to_pixels(thin, (8, 8), 16.0, recipe)
+    plain = image_to_pixels(thin, (8, 8), 16.0)
+    added = combined.x_train[len(alone.y_train) :]
+    assert any(np.array_equal(row, matched) for row in added)
+    assert not any(np.array_equal(row, plain) for row in added)
+    # The matched strokes carry more of the training images' share of ink than the plain ones.
+    matched_gap = abs(matched.mean() / 16.0 - recipe.ink_fraction)
+    plain_gap = abs(plain.mean() / 16.0 - recipe.ink_fraction)
+    assert matched_gap < plain_gap - 0.05, (matched_gap, plain_gap)
 
 
 def test_a_later_source_of_another_format_or_class_is_refused(tmp_path):

@@ -49,7 +49,7 @@ from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
 from zoo.errors import DataError, ZooError
-from zoo.pictures import PictureRecipe, image_to_pixels
+from zoo.pictures import PictureRecipe, image_to_pixels, recipe_from_counts
 
 DEFAULT_TEST_SIZE = 0.2
 
@@ -299,10 +299,15 @@ def add_training_rows(
     """Returns ``dataset`` with a later source's rows (:func:`read_added_rows`) added to its
     training part; the test part, format and classes stay the first source's.
 
+    A later picture folder is converted by the recipe matched to the first
+    source's training images (:func:`zoo.pictures.recipe_from_counts`), the one
+    an export of such data records for the pictures it is given.
+
     Raises:
         DataError: as :func:`read_added_rows`, or a source that holds the test part's digits.
     """
-    x, y = read_added_rows(source, dataset, test_size=test_size, seed=seed)
+    recipe = recipe_from_counts(dataset.x_train, dataset.image_shape, dataset.pixel_max)
+    x, y = read_added_rows(source, dataset, test_size=test_size, seed=seed, recipe=recipe)
     check_test_overlap(dataset, x, source)
     return replace(
         dataset,
