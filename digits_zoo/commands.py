@@ -151,7 +151,7 @@ def register(subparsers) -> None:
         metavar="RUN_DIR",
         help="begin with the best configurations (up to 3) of an earlier run's trials, "
         "any dataset (random and bayesian; without it a dense search begins with a strong "
-        "default: 1x256 relu, batch norm, affine copies at strength 0.5, cosine, batch 64)",
+        "start: three 1x256 GELU nets with layer norm and handwriting copies at strength 0.5)",
     )
     search.add_argument(
         "--no-early-stop",
@@ -165,7 +165,7 @@ def register(subparsers) -> None:
         dest="strong_start",
         action="store_false",
         help="let the oracle choose a dense search's first trial too (by default it is a "
-        "strong default, 1x256, unless --warm-start gives the first trials)",
+        "strong start, three 1x256 nets, unless --warm-start gives the first trials)",
     )
     search.add_argument(
         "--no-cost-aware",
