@@ -7,6 +7,7 @@ missing browser fails the run so that CI always drives the real page.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import subprocess
@@ -462,4 +463,10 @@ def test_a_misread_seven_is_read_right_after_adapting_from_the_page(
         out, err = process.communicate(timeout=30)
     assert f"{NETWORK}: serving version 2" in out, (out, err)
     assert "Traceback" not in err, err
+    # Ten held-out digits are too few to fit a temperature on: the export's own is kept.
+    first, second = (
+        json.loads((network_export / version / "metadata.json").read_text())
+        for version in ("1", "2")
+    )
+    assert second["temperature"] == first["temperature"]
     print(f"adapted and served in {adapted_in:.1f} s")

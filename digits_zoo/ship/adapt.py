@@ -14,7 +14,8 @@ out (``--holdout``); with fewer than ``CROSS_VALIDATE_BELOW`` digits of some
 class, every digit is held out once instead, by stratified cross-validation,
 and the model then written is refit on all of them. The adapted model's
 temperature is fitted on those held-out (out-of-fold) digits' probabilities,
-as an export fits it on out-of-fold probabilities. The adapted model is
+as an export fits it on out-of-fold probabilities, when there are at least
+``MIN_CALIBRATION_DIGITS`` of them (fewer keep the export's temperature). The adapted model is
 written as the export's next version (the TensorFlow Serving layout, through
 :func:`digits_zoo.ship.export.export_estimator`, which checks the reloaded
 files) only when it reads the person's held-out digits at least as well as the
@@ -69,6 +70,8 @@ PERSON_SHARE = 0.25
 MAX_COPIES = 50
 # The copies' turn, scale and shift, as the affine augmentation's at this strength.
 COPY_STRENGTH = 1.0
+# The fewest held-out digits a temperature is fitted on; with fewer, the export's is kept.
+MIN_CALIBRATION_DIGITS = 50
 # The most the original test split's accuracy may drop for the new version to be written.
 MAX_TEST_LOSS = 0.002
 # Accuracies are fractions of whole rows; this absorbs float rounding in the comparisons.
@@ -349,9 +352,19 @@ def adapt_export(
         progress(f"cross-validation done; refitting on all {len(y_person)} digits")
         estimator = _fit(metadata, dataset, x_person, y_person, copies, seed + len(held_out_sets))
     model_classes = np.asarray(estimator.classes_)
-    temperature = fit_temperature(
-        held_probabilities[held_out_all], y_person[held_out_all], model_classes
-    )
+    if len(held_out_all) >= MIN_CALIBRATION_DIGITS:
+        temperature = fit_temperature(
+            held_probabilities[held_out_all], y_person[held_out_all], model_classes
+        )
+        fitted_on = f"{len(held_out_all)} of the person's digits, held out"
+    else:
+        # A few digits all read right pull the fitted temperature to its floor: a model
+        # sure of everything. The export's own, fitted on its out-of-fold rows, is kept.
+        temperature = loaded.temperature
+        fitted_on = (
+            f"the export's out-of-fold rows (kept: {len(held_out_all)} held-out digits are "
+            f"fewer than {MIN_CALIBRATION_DIGITS})"
+        )
     after = Figures(
         _accuracy(held_probabilities[held_out_all], model_classes, y_person[held_out_all]),
         _accuracy(
@@ -388,7 +401,7 @@ def adapt_export(
         info = {
             "temperature": temperature,
             "calibration": {
-                "fitted_on": f"{len(held_out_all)} of the person's digits, held out",
+                "fitted_on": fitted_on,
                 "held_out_ece_before": expected_calibration_error(
                     held_probabilities[held_out_all], y_person[held_out_all], model_classes
                 ),
