@@ -19,7 +19,6 @@ import collections
 import os
 import shlex
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -27,6 +26,7 @@ from typing import Any
 
 from digits_zoo.serve.errors import Conflict, RequestError
 from digits_zoo.serve.models import ServedModel
+from digits_zoo.ship import child_process
 from digits_zoo.ship.layout import is_version, version_folders
 
 # The fewest collected digits 'digits-zoo adapt' takes.
@@ -59,7 +59,8 @@ class AdaptJob:
         self.written: int | None = None
         self.digits = model.collect.rows
         self.tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
-        command = [sys.executable, "-m", "digits_zoo.cli", *adapt_command(model)[1:]]
+        # A child that dies with the server: a killed server leaves no training behind.
+        command = child_process.command("digits_zoo.cli", *adapt_command(model)[1:])
         env = {**(os.environ if environment is None else environment), "PYTHONUNBUFFERED": "1"}
         self.process = subprocess.Popen(
             command,
