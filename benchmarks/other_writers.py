@@ -12,13 +12,13 @@ its training data's stroke thickness (``zoo.pictures.recipe_from_counts``);
 (and the baselines') that way too.
 
 Then adaptation: ``k`` labelled digits per class (``K_VALUES``) are drawn at
-random from SD-3 (one draw per seed), the model is retrained from its
-recorded config on the export's training data plus those ``k``, and tested on
-the SD-3 digits not drawn. A network trains on the few repeated until they
-number about ``FEW_ROWS``, so that its own augmentation (``zoo.augment``)
-makes different random copies of each; the fixed baselines (SVC with C=10 and
-gamma 0.2, k-NN with k=1 and k=3, trained on optdigits' training file) take
-them once. ``k = 0`` is the model as shipped (the baselines fitted once).
+random from SD-3 (one draw per seed), the export is retrained as ``digits-zoo
+adapt`` retrains it (:func:`digits_zoo.ship.adapt.fit_adapted`: its recorded
+config on its training data plus augmented copies of those ``k``, a quarter
+of the rows), and tested on the SD-3 digits not drawn; the fixed baselines
+(SVC with C=10 and gamma 0.2, k-NN with k=1 and k=3, trained on optdigits'
+training file) take them once. ``k = 0`` is the model as shipped (the
+baselines fitted once).
 
 Usage::
 
@@ -52,9 +52,6 @@ SD3_LABELS = "mnist-sd3-labels-idx1-ubyte.gz"
 K_VALUES = (0, 5, 10, 20, 50)
 FULL = {"k_values": K_VALUES, "seeds": (0, 1, 2), "n_digits": None, "epochs": None}
 QUICK = {"k_values": (0, 5), "seeds": (0,), "n_digits": 300, "epochs": 2}
-# A network trains on the few labelled digits repeated until they number about this many
-# (a quarter of optdigits' training part), each repeat with its own random copies.
-FEW_ROWS = 1000
 TOP_CONFUSIONS = 5
 
 
@@ -165,31 +162,6 @@ def reading(probabilities: np.ndarray, y: np.ndarray, classes: np.ndarray) -> di
     }
 
 
-def rebuild(metadata: dict, epochs: int | None):
-    """An unfitted copy of an export's model, from its recorded config.
-
-    Raises:
-        ZooError: a model whose config cannot be rebuilt.
-    """
-    from zoo import create_model, list_models
-    from zoo.dense import DenseNetClassifier
-    from zoo.ensemble import DenseEnsembleClassifier
-
-    config = dict(metadata.get("config") or {})
-    if metadata.get("kind") == "keras":
-        if "members" in config:
-            members = [
-                {**member, **({"epochs": epochs} if epochs else {})} for member in config["members"]
-            ]
-            return DenseEnsembleClassifier(members=tuple(members), weights=config.get("weights"))
-        return DenseNetClassifier(**{**config, **({"epochs": epochs} if epochs else {})})
-    if metadata["model"] in list_models():
-        estimator = create_model(metadata["model"], seed=int(metadata.get("seed", 0)))
-        valid = estimator.get_params(deep=False)
-        return estimator.set_params(**{k: v for k, v in config.items() if k in valid})
-    raise ZooError(f"cannot rebuild {metadata['model']} from its export's config")
-
-
 def baselines() -> dict:
     """The fixed baselines, unfitted, by name."""
     from sklearn.svm import SVC
@@ -213,17 +185,40 @@ def draw(y: np.ndarray, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return few, rest
 
 
-def adapted_accuracy(estimator, x_train, y_train, x_few, y_few, x_rest, y_rest, network: bool):
+def adapted_accuracy(estimator, x_train, y_train, x_few, y_few, x_rest, y_rest):
     """Fits ``estimator`` on the training part plus the few; returns its accuracy on the rest."""
-    if len(y_few):
-        repeats = max(1, round(FEW_ROWS / len(y_few))) if network else 1
-        x_train = np.concatenate([x_train, np.tile(x_few, (repeats, 1))])
-        y_train = np.concatenate([y_train, np.tile(y_few, repeats)])
+    x_train = np.concatenate([x_train, x_few])
+    y_train = np.concatenate([y_train, y_few])
     started = time.perf_counter()
     estimator.fit(x_train, y_train)
     seconds = time.perf_counter() - started
     predicted = np.asarray(estimator.predict(x_rest))
     return float(np.mean(predicted == y_rest)), seconds
+
+
+def adapted_export_accuracy(metadata, dataset, raw_few, y_few, raw_rest, y_rest, seed: int):
+    """What ``digits-zoo adapt`` trains (the export's config on its data plus augmented copies
+    of the few, :func:`digits_zoo.ship.adapt.fit_adapted`); its accuracy on the rest."""
+    from digits_zoo.ship.adapt import copies_for, fit_adapted
+
+    copies = copies_for(len(dataset.y_train), len(y_few))
+    started = time.perf_counter()
+    estimator = fit_adapted(metadata, dataset, raw_few, y_few, copies, seed)
+    seconds = time.perf_counter() - started
+    predicted = np.asarray(estimator.predict(dataset.scale(raw_rest)))
+    return float(np.mean(predicted == y_rest)), seconds
+
+
+def with_epochs(metadata: dict, epochs: int | None) -> dict:
+    """An export's metadata whose network config (or ensemble members) train ``epochs``."""
+    if not epochs or metadata.get("kind") != "keras":
+        return metadata
+    config = dict(metadata.get("config") or {})
+    if "members" in config:
+        config["members"] = [{**member, "epochs": epochs} for member in config["members"]]
+    else:
+        config["epochs"] = epochs
+    return {**metadata, "config": config}
 
 
 def measure_export(path: str, images, labels, budget, ink_matched: bool) -> dict:
@@ -244,9 +239,7 @@ def measure_export(path: str, images, labels, budget, ink_matched: bool) -> dict
     shipped = reading(probabilities, labels, export.classes)
     name = f"{export.name} ({Path(path).name})"
     print(f"{name}: reads {shipped['accuracy']:.4f} of {len(labels):,} SD-3 digits", flush=True)
-    network = metadata.get("kind") == "keras"
-    x_train, y_train = dataset.scale(dataset.x_train), dataset.y_train
-    scaled = rows / np.float32(export.pixel_max)
+    trained = with_epochs(metadata, budget["epochs"])
     adaptation = {0: [shipped["accuracy"]]}
     seconds = []
     for k in budget["k_values"]:
@@ -255,15 +248,8 @@ def measure_export(path: str, images, labels, budget, ink_matched: bool) -> dict
         adaptation[k] = []
         for seed in budget["seeds"]:
             few, rest = draw(labels, k, seed)
-            accuracy, elapsed = adapted_accuracy(
-                rebuild(metadata, budget["epochs"]),
-                x_train,
-                y_train,
-                scaled[few],
-                labels[few],
-                scaled[rest],
-                labels[rest],
-                network,
+            accuracy, elapsed = adapted_export_accuracy(
+                trained, dataset, rows[few], labels[few], rows[rest], labels[rest], seed
             )
             adaptation[k].append(accuracy)
             seconds.append(elapsed)
@@ -305,7 +291,6 @@ def measure_baselines(images, labels, budget, ink_matched: bool) -> list[dict]:
                     labels[few],
                     scaled[rest],
                     labels[rest],
-                    network=False,
                 )
                 adaptation[k].append(accuracy)
                 seconds.append(elapsed)

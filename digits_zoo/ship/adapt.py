@@ -214,7 +214,7 @@ def copies_for(n_base: int, n_person: int) -> int:
     return int(np.clip(round(wanted), 1, MAX_COPIES))
 
 
-def _fit(
+def fit_adapted(
     metadata: dict[str, Any],
     dataset: Dataset,
     x_person: np.ndarray,
@@ -223,7 +223,9 @@ def _fit(
     seed: int,
 ) -> Any:
     """The exported model's configuration, fitted on ``dataset``'s training part plus the
-    person's rows (``copies`` rows each)."""
+    person's raw rows (``copies`` rows each: :func:`person_copies`, :func:`copies_for`).
+
+    What ``adapt`` trains, and what ``benchmarks/other_writers.py`` measures."""
     x_extra = person_copies(x_person, copies, dataset.pixel_max, dataset.image_shape, seed)
     y_extra = np.tile(np.asarray(y_person, dtype="int64"), copies)
     training = replace(
@@ -345,12 +347,16 @@ def adapt_export(
     estimator = None
     for fold, held_out in enumerate(held_out_sets):
         train = np.setdiff1d(np.arange(len(y_person)), held_out)
-        fitted = _fit(metadata, dataset, x_person[train], y_person[train], copies, seed + fold)
+        fitted = fit_adapted(
+            metadata, dataset, x_person[train], y_person[train], copies, seed + fold
+        )
         held_probabilities[held_out] = _probabilities(fitted, dataset, x_person[held_out])
         estimator = fitted
     if method == "cross-validation":
         progress(f"cross-validation done; refitting on all {len(y_person)} digits")
-        estimator = _fit(metadata, dataset, x_person, y_person, copies, seed + len(held_out_sets))
+        estimator = fit_adapted(
+            metadata, dataset, x_person, y_person, copies, seed + len(held_out_sets)
+        )
     model_classes = np.asarray(estimator.classes_)
     if len(held_out_all) >= MIN_CALIBRATION_DIGITS:
         temperature = fit_temperature(
