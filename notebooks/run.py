@@ -7,7 +7,8 @@ temporary folder, so no kernel needs installing), with a scratch folder as its w
 directory: the runs and pictures a notebook writes stay out of the repository. What is
 written back holds what a reader needs (execution counts, text, tables and figures) and
 leaves out what changes from run to run without meaning anything: execution timing, the
-kernel's version details and the stderr streams (library warnings, progress).
+kernel's version details, the stderr streams (library warnings, progress) and TensorFlow's
+log lines.
 
 The test suite (``tests/test_notebooks.py``) builds its kernel with :func:`kernel_environment`
 and runs the same notebooks on the quick budget.
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import tempfile
 import time
@@ -28,6 +30,9 @@ from nbclient import NotebookClient
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parent
 KERNEL_NAME = "digits-zoo-notebooks"
+# TensorFlow's Python logger writes to stdout in a kernel (an interactive session); its lines
+# (such as the temporary folder of a SavedModel's assets) are progress, not results.
+LOG_LINE = re.compile(r"^(?:INFO|WARNING):tensorflow:.*\n?", re.MULTILINE)
 # No cell of a full run should take longer than this (notebook 4's search takes the longest).
 CELL_TIMEOUT_SECONDS = 3 * 60 * 60
 
@@ -73,12 +78,28 @@ def strip_volatile(notebook: nbformat.NotebookNode, metadata: dict) -> None:
     notebook.metadata = nbformat.from_dict(metadata)
     for cell in notebook.cells:
         cell.metadata.pop("execution", None)
-        if cell.cell_type == "code":
-            cell.outputs = [
-                output
-                for output in cell.outputs
-                if not (output.output_type == "stream" and output.name == "stderr")
-            ]
+        if cell.cell_type != "code":
+            continue
+        outputs = []
+        for output in cell.outputs:
+            if output.output_type == "stream":
+                if output.name == "stderr":
+                    continue
+                output.text = LOG_LINE.sub("", output.text)
+                if not output.text:
+                    continue
+            previous = outputs[-1] if outputs else None
+            # One print after another is one block of text, as a viewer shows it.
+            if (
+                output.output_type == "stream"
+                and previous is not None
+                and previous.output_type == "stream"
+                and previous.name == output.name
+            ):
+                previous.text += output.text
+            else:
+                outputs.append(output)
+        cell.outputs = outputs
 
 
 def execute_in_place(path: Path, environment: dict[str, str], workdir: Path) -> float:

@@ -1,4 +1,4 @@
-"""The study notebooks: stored clean, built on the library, and each runs end to end.
+"""The study notebooks: stored executed, built on the library, and each runs end to end.
 
 Execution uses the quick budget (``DIGITS_ZOO_QUICK=1``) and a kernel spec
 written to a temporary folder that starts this interpreter, so the test needs
@@ -39,12 +39,28 @@ WRITES = {
         "hand_drawn_7.png",
     ],
 }
+# Each notebook draws at least this many figures, on either budget.
+MIN_FIGURES = 4
+# A notebook's figures stay small enough to review in a diff and to load in a browser.
+MAX_STORED_BYTES = 1_000_000
+# A path of the machine a notebook ran on: a temporary folder, a home, a checkout.
+LOCAL_PATH = re.compile(r"(?<![\w.~])/(?:tmp|work|root|home|Users|private|var)/|\b[A-Za-z]:\\")
 # Building or training a model inside a notebook: the notebooks call zoo and search instead.
 MODEL_CODE = re.compile(
     r"^\s*class\s|keras\.(layers|Sequential|Model\b)|\bSequential\(|\bDense\(|"
     r"from sklearn\.(ensemble|neighbors|tree|svm|linear_model|neural_network)|\bimport keras\b",
     re.MULTILINE,
 )
+
+
+def _output_texts(outputs) -> list[str]:
+    # What a reader sees as text: streams, and every text form of results and displays.
+    texts = [output.text for output in outputs if output.output_type == "stream"]
+    for output in outputs:
+        for kind, value in output.get("data", {}).items():
+            if kind.startswith("text/"):
+                texts.append(value if isinstance(value, str) else "".join(value))
+    return texts
 
 
 def _code(path: Path) -> list[str]:
@@ -63,15 +79,24 @@ def test_the_study_notebooks_are_all_there():
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.stem)
-def test_notebook_is_stored_without_outputs(path):
+def test_notebook_is_stored_executed(path):
+    # Stored as `make notebooks` leaves it: every code cell run once, in order, with no
+    # error, the figures in, and nothing in the outputs that names the machine it ran on.
     notebook = nbformat.read(path, as_version=4)
     nbformat.validate(notebook)
-    for cell in notebook.cells:
-        if cell.cell_type == "code":
-            assert cell.outputs == [], cell.source[:60]
-            assert cell.execution_count is None, cell.source[:60]
     assert notebook.cells[0].cell_type == "markdown"
     assert notebook.cells[0].source.startswith("# ")
+    code_cells = [cell for cell in notebook.cells if cell.cell_type == "code"]
+    assert [cell.execution_count for cell in code_cells] == list(range(1, len(code_cells) + 1))
+    outputs = [output for cell in code_cells for output in cell.outputs]
+    assert not [output for output in outputs if output.output_type == "error"]
+    assert not [output for output in outputs if output.get("name") == "stderr"]
+    assert not [cell for cell in notebook.cells if "execution" in cell.metadata]
+    figures = [output for output in outputs if "image/png" in output.get("data", {})]
+    assert len(figures) >= MIN_FIGURES, f"{path.name} holds {len(figures)} figures"
+    for text in _output_texts(outputs):
+        assert LOCAL_PATH.search(text) is None, LOCAL_PATH.search(text)
+    assert path.stat().st_size < MAX_STORED_BYTES, f"{path.name}: {path.stat().st_size} bytes"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.stem)
@@ -112,6 +137,6 @@ def test_notebook_runs_end_to_end(path, kernel_environment, tmp_path, monkeypatc
     outputs = [output for cell in notebook.cells for output in cell.get("outputs", [])]
     assert not [output for output in outputs if output.output_type == "error"]
     figures = [output for output in outputs if "image/png" in output.get("data", {})]
-    assert len(figures) >= 4, f"{path.name} drew {len(figures)} figures"
+    assert len(figures) >= MIN_FIGURES, f"{path.name} drew {len(figures)} figures"
     for pattern in WRITES.get(path.stem, []):
         assert list(tmp_path.glob(pattern)), f"{path.name} wrote no {pattern}"
