@@ -1,8 +1,8 @@
 """Time to a winner: wall time from a search's start until its best CV first reaches 0.990 and 0.995.
 
 ``digits-zoo search`` with its defaults (the default space, Bayesian, 5 folds,
-20 epochs) on the bundled digits, seeds 0, 1 and 2, with each of issue 16's
-changes on and off, and the usual keras-tuner loop as the peer:
+20 epochs) on the bundled digits, seeds 0, 1 and 2, with each of the search's speed-ups
+on and off, and the usual keras-tuner loop as the peer:
 
 * ``all``: everything on (the median stopping rule, compiled trainers reused
   per shape, the strong first trial, the budget's cost rule);
