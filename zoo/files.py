@@ -71,6 +71,34 @@ def write_array(path: str | Path, array: np.ndarray) -> Path:
     return atomic_write(path, lambda stream: np.save(stream, array), binary=True)
 
 
+# The .npy header readers of the format versions numpy writes for plain arrays.
+_NPY_HEADERS = {
+    (1, 0): np.lib.format.read_array_header_1_0,
+    (2, 0): np.lib.format.read_array_header_2_0,
+}
+
+
+def npy_header(handle) -> tuple[tuple[int, int], tuple[int, ...], np.dtype | None, int]:
+    """Reads an open ``.npy`` file's header, without reading its data or unpickling anything.
+
+    Returns:
+        ``(version, shape, dtype, promised)``: the format version, the array's
+        shape and dtype, and the file size the header promises (header plus
+        data). ``dtype`` is ``None`` (and shape empty, promised 0) for a
+        format version other than 1.0 and 2.0, which numpy writes for named fields.
+
+    Raises:
+        ValueError, EOFError: no ``.npy`` header.
+    """
+    version = np.lib.format.read_magic(handle)
+    read = _NPY_HEADERS.get(version)
+    if read is None:
+        return version, (), None, 0
+    shape, _, dtype = read(handle)
+    # Python integers: a product of the header's sizes cannot overflow.
+    return version, shape, dtype, handle.tell() + math.prod(shape) * dtype.itemsize
+
+
 def read_array(path: str | Path, what: str = "array file") -> np.ndarray | None:
     """Reads an ``.npy`` file written by :func:`write_array`; ``None`` if there is none.
 
@@ -95,21 +123,15 @@ def read_array(path: str | Path, what: str = "array file") -> np.ndarray | None:
             if size == 0:
                 raise _Damaged("0 bytes")
             try:
-                version = np.lib.format.read_magic(handle)
-                if version == (1, 0):
-                    shape, _, dtype = np.lib.format.read_array_header_1_0(handle)
-                elif version == (2, 0):
-                    shape, _, dtype = np.lib.format.read_array_header_2_0(handle)
-                else:
-                    raise _Damaged(
-                        f".npy format {version[0]}.{version[1]}, which write_array never writes"
-                    )
+                version, shape, dtype, promised = npy_header(handle)
             except (ValueError, EOFError) as error:
                 raise _Damaged(f"no .npy header: {_first_line(error)}") from None
+            if dtype is None:
+                raise _Damaged(
+                    f".npy format {version[0]}.{version[1]}, which write_array never writes"
+                )
             if dtype.hasobject:
                 raise _Damaged(f"dtype {dtype}, which only unpickling could read")
-            # Python integers: a product of the header's sizes cannot overflow.
-            promised = handle.tell() + math.prod(shape) * dtype.itemsize
             if size != promised:
                 raise _Damaged(
                     f"{size} bytes; its header promises {promised} for shape {list(shape)} "

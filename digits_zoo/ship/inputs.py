@@ -15,7 +15,6 @@ Inputs are bounded before they are read: a file may hold at most
 
 from __future__ import annotations
 
-import math
 import os
 import warnings
 from pathlib import Path
@@ -26,6 +25,7 @@ import numpy as np
 from digits_zoo.ship.load import LoadedExport
 from zoo.data import read_number_rows
 from zoo.errors import ZooError
+from zoo.files import npy_header
 from zoo.pictures import image_to_pixels
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
@@ -154,25 +154,18 @@ def read_array(path: str | Path) -> np.ndarray:
     advice = "save it with numpy.save"
     try:
         with open(path, "rb") as handle:
-            version = np.lib.format.read_magic(handle)
-            if version == (1, 0):
-                shape, _, dtype = np.lib.format.read_array_header_1_0(handle)
-            elif version == (2, 0):
-                shape, _, dtype = np.lib.format.read_array_header_2_0(handle)
-            else:
-                raise ZooError(
-                    f"{path}: pixels must be a plain numeric array (got .npy format version "
-                    f"{version[0]}.{version[1]}, which numpy writes for named fields); {advice}"
-                )
-            header = handle.tell()
+            version, shape, dtype, promised = npy_header(handle)
             size = os.fstat(handle.fileno()).st_size
+        if dtype is None:
+            raise ZooError(
+                f"{path}: pixels must be a plain numeric array (got .npy format version "
+                f"{version[0]}.{version[1]}, which numpy writes for named fields); {advice}"
+            )
         if dtype.hasobject:
             raise ZooError(
                 f"cannot read {str(path)!r} as a .npy array (got dtype {dtype}, which only "
                 f"unpickling could read); {advice}"
             )
-        # Python integers: a product of the header's sizes cannot overflow.
-        promised = header + math.prod(shape) * dtype.itemsize
         if size != promised:
             raise ZooError(
                 f"{path} holds {size} bytes but its header promises {promised} bytes (shape "
