@@ -21,13 +21,11 @@ from __future__ import annotations
 
 import io
 import math
-import warnings
 
 import numpy as np
 
-from digits_zoo.ship.inputs import IMAGE_FORMATS, MAX_IMAGE_PIXELS, image_to_pixels
+from digits_zoo.ship.inputs import checked_picture, image_to_pixels
 from digits_zoo.ship.load import LoadedExport
-from zoo.errors import ZooError
 
 # The longest side handed to the recipe; a larger picture is shrunk by a whole factor first.
 MAX_SIDE = 1024
@@ -44,9 +42,10 @@ UPLOAD = "the uploaded picture"
 def read_upload(body: bytes, export: LoadedExport) -> np.ndarray:
     """Converts an uploaded picture to one row of the export's raw pixels, in bounded memory.
 
-    The same checks and messages as :func:`digits_zoo.ship.inputs.read_image`:
-    only ``IMAGE_FORMATS`` are decoded, and a picture over ``MAX_IMAGE_PIXELS``
-    is refused from its header, before it is decoded.
+    The same checks and messages as ``digits-zoo predict``'s pictures
+    (:func:`digits_zoo.ship.inputs.checked_picture`): only ``IMAGE_FORMATS`` are
+    decoded, and a picture over ``MAX_IMAGE_PIXELS`` is refused from its header,
+    before it is decoded.
 
     Returns:
         float32 ``[1, n_features]``.
@@ -54,42 +53,19 @@ def read_upload(body: bytes, export: LoadedExport) -> np.ndarray:
     Raises:
         ZooError: unreadable, corrupt, blank or too large pictures.
     """
-    from PIL import Image, ImageOps, UnidentifiedImageError
+    from PIL import ImageOps
 
-    too_large = (
-        f"at most {MAX_IMAGE_PIXELS:,} = 4096x4096); crop or shrink the picture to the digit"
-    )
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(body), formats=IMAGE_FORMATS) as image:
-                width, height = image.size
-                if width * height > MAX_IMAGE_PIXELS:
-                    raise ZooError(
-                        f"picture too large (got {width}x{height} = {width * height:,} pixels; "
-                        f"{too_large}"
-                    )
-                factor = _factor(image.size)
-                if factor > 1:
-                    # JPEG decodes at 1/2, 1/4 or 1/8 scale when asked; other formats ignore it.
-                    image.draft(None, (math.ceil(width / factor), math.ceil(height / factor)))
-                image.load()
-                ImageOps.exif_transpose(image, in_place=True)
-                row = image_to_pixels(
-                    shrink(image), export.image_shape, export.pixel_max, export.picture_recipe
-                )
-    except ZooError as error:
-        raise ZooError(f"{UPLOAD}: {error}") from None
-    except (Image.DecompressionBombWarning, Image.DecompressionBombError):
-        raise ZooError(
-            f"{UPLOAD}: picture too large (got more than {Image.MAX_IMAGE_PIXELS:,} pixels; "
-            f"{too_large}"
-        ) from None
-    except (UnidentifiedImageError, OSError, ValueError) as error:
-        raise ZooError(
-            f"cannot read {UPLOAD!r} as an image ({error.__class__.__name__}); pass a "
-            "PNG or JPEG picture of one digit"
-        ) from None
+    with checked_picture(io.BytesIO(body), UPLOAD) as image:
+        width, height = image.size
+        factor = _factor(image.size)
+        if factor > 1:
+            # JPEG decodes at 1/2, 1/4 or 1/8 scale when asked; other formats ignore it.
+            image.draft(None, (math.ceil(width / factor), math.ceil(height / factor)))
+        image.load()
+        ImageOps.exif_transpose(image, in_place=True)
+        row = image_to_pixels(
+            shrink(image), export.image_shape, export.pixel_max, export.picture_recipe
+        )
     return row.reshape(1, -1)
 
 

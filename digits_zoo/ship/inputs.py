@@ -15,8 +15,10 @@ Inputs are bounded before they are read: a file may hold at most
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -96,12 +98,22 @@ def as_rows(array: np.ndarray, export: LoadedExport, source: str) -> np.ndarray:
     return array
 
 
-def read_image(path: str | Path, export: LoadedExport) -> np.ndarray:
-    """Reads a picture of one digit as one row of the export's raw pixels.
+@contextlib.contextmanager
+def checked_picture(source: Any, name: str) -> Iterator[Any]:
+    """Opens a picture of one digit, refusing what must not be decoded, for the block's use.
 
     Only the decoders of ``IMAGE_FORMATS`` are tried. The picture's size is
     read from its header and checked against ``MAX_IMAGE_PIXELS`` before it is
     decoded; Pillow's own decompression-bomb warning counts as a refusal too.
+    Inside the block, a picture that cannot be decoded or converted becomes one
+    line naming ``name``.
+
+    Args:
+        source: a path or a binary stream.
+        name: how the messages name the picture.
+
+    Yields:
+        The opened, not yet decoded, Pillow image.
 
     Raises:
         ZooError: unreadable, corrupt, blank or too large pictures.
@@ -114,29 +126,40 @@ def read_image(path: str | Path, export: LoadedExport) -> np.ndarray:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path, formats=IMAGE_FORMATS) as image:
+            with Image.open(source, formats=IMAGE_FORMATS) as image:
                 width, height = image.size
                 if width * height > MAX_IMAGE_PIXELS:
                     raise ZooError(
                         f"picture too large (got {width}x{height} = {width * height:,} pixels; "
                         f"{too_large}"
                     )
-                image.load()
-                row = image_to_pixels(
-                    image, export.image_shape, export.pixel_max, export.picture_recipe
-                )
+                yield image
     except ZooError as error:
-        raise ZooError(f"{path}: {error}") from None
+        raise ZooError(f"{name}: {error}") from None
     except (Image.DecompressionBombWarning, Image.DecompressionBombError):
         raise ZooError(
-            f"{path}: picture too large (got more than {Image.MAX_IMAGE_PIXELS:,} pixels; "
+            f"{name}: picture too large (got more than {Image.MAX_IMAGE_PIXELS:,} pixels; "
             f"{too_large}"
         ) from None
     except (UnidentifiedImageError, OSError, ValueError) as error:
         raise ZooError(
-            f"cannot read {str(path)!r} as an image ({error.__class__.__name__}); pass a "
+            f"cannot read {name!r} as an image ({error.__class__.__name__}); pass a "
             "PNG or JPEG picture of one digit"
         ) from None
+
+
+def read_image(path: str | Path, export: LoadedExport) -> np.ndarray:
+    """Reads a picture of one digit as one row of the export's raw pixels.
+
+    The picture is opened by :func:`checked_picture` and converted by the
+    export's picture recipe.
+
+    Raises:
+        ZooError: unreadable, corrupt, blank or too large pictures.
+    """
+    with checked_picture(path, str(path)) as image:
+        image.load()
+        row = image_to_pixels(image, export.image_shape, export.pixel_max, export.picture_recipe)
     return row.reshape(1, -1)
 
 
