@@ -780,15 +780,25 @@ def test_serve_refuses_bad_arguments_with_one_line(exports, tmp_path, cli_error)
 
 
 def start_server(*arguments: object) -> tuple[subprocess.Popen, str]:
-    """Starts ``digits-zoo serve`` on a free loopback port; returns the process and its URL."""
+    """Starts ``digits-zoo serve`` on a free loopback port; returns the process and its URL.
+
+    The start-up lines read here (through "Ctrl-C stops") are kept as
+    ``process.startup``: ``communicate`` later reads the pipe itself, so lines
+    already taken into this reader's buffer would not reach it.
+    """
     command = [sys.executable, "-m", "digits_zoo.cli", "serve", *map(str, arguments), "--port", "0"]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
     process = subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
     )
+    startup, url = [], None
     for line in process.stdout:
+        startup.append(line)
         if line.startswith("serving "):
-            return process, line.split(" at ", 1)[1].strip()
+            url = line.split(" at ", 1)[1].strip()
+        if url is not None and line.strip() == "Ctrl-C stops":
+            process.startup = "".join(startup)
+            return process, url
     process.wait(timeout=10)
     raise AssertionError(f"serve did not start: {process.stderr.read()}")
 
@@ -1023,6 +1033,7 @@ def test_a_running_server_picks_up_a_new_version_without_a_restart(exports, rows
         process.send_signal(signal.SIGINT)
         out, err = process.communicate(timeout=30)
     assert process.returncode == 0, err
+    out = process.startup + out
     assert "digits: serving version 2" in out and "looked for every 0.2 s" in out
     assert err.count("version 3 not loaded, version 2 still serving") == 1, err
     assert "Traceback" not in err
