@@ -20,6 +20,12 @@ of the rows), and tested on the SD-3 digits not drawn; the fixed baselines
 training file) take them once. ``k = 0`` is the model as shipped (the
 baselines fitted once).
 
+Last, ``digits-zoo adapt`` itself runs once on a copy of each export, with
+``ADAPT_DIGITS_PER_CLASS`` SD-3 digits per class written as a collected CSV
+(200 digits: 140 to train on, 60 held out), and its wall time (rebuilding the
+training data, retraining, measuring, writing and verifying the version) and
+figures are printed: the time a person waits for an adapted model.
+
 Usage::
 
     .venv/bin/python benchmarks/other_writers.py --export EXPORT_DIR [--export ...]
@@ -50,9 +56,10 @@ DEFAULT_SD3 = Path(__file__).resolve().parents[2] / "shared" / "data"
 SD3_IMAGES = "mnist-sd3-images-idx3-ubyte.gz"
 SD3_LABELS = "mnist-sd3-labels-idx1-ubyte.gz"
 K_VALUES = (0, 5, 10, 20, 50)
-FULL = {"k_values": K_VALUES, "seeds": (0, 1, 2), "n_digits": None, "epochs": None}
-QUICK = {"k_values": (0, 5), "seeds": (0,), "n_digits": 300, "epochs": 2}
+FULL = {"k_values": K_VALUES, "seeds": (0, 1, 2), "n_digits": None, "epochs": None, "adapt": True}
+QUICK = {"k_values": (0, 5), "seeds": (0,), "n_digits": 300, "epochs": 2, "adapt": False}
 TOP_CONFUSIONS = 5
+ADAPT_DIGITS_PER_CLASS = 20
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -83,6 +90,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--quick", action="store_true", help="300 digits, k in {0, 5}, one seed, 2 epochs"
     )
     parser.add_argument("--json", action="store_true", help="end with one JSON line of figures")
+    parser.add_argument(
+        "--no-adapt-timing",
+        action="store_true",
+        help=f"skip the timed digits-zoo adapt run ({ADAPT_DIGITS_PER_CLASS} digits per class)",
+    )
     parser.add_argument(
         "--seeds", type=int, default=None, help="how many draws (seeds 0, 1, ...); default 3"
     )
@@ -209,6 +221,36 @@ def adapted_export_accuracy(metadata, dataset, raw_few, y_few, raw_rest, y_rest,
     return float(np.mean(predicted == y_rest)), seconds
 
 
+def timed_adapt(path: str, rows: np.ndarray, labels: np.ndarray, per_class: int) -> dict:
+    """``digits-zoo adapt`` on a copy of an export with ``per_class`` SD-3 digits per class,
+    written as the page's collected CSV; its wall time, figures and outcome."""
+    import shutil
+    import tempfile
+
+    from digits_zoo.ship.adapt import adapt_export
+    from digits_zoo.ship.load import resolve_export
+
+    few, _ = draw(labels, per_class, seed=0)
+    with tempfile.TemporaryDirectory(prefix="other-writers-adapt-") as folder:
+        base = Path(folder) / "export"
+        version = resolve_export(path)
+        shutil.copytree(version, base / version.name)
+        collected = Path(folder) / "collected.csv"
+        table = np.column_stack([np.rint(rows[few]), labels[few]]).astype("int64")
+        np.savetxt(collected, table, fmt="%d", delimiter=",")
+        result = adapt_export(base, collected, progress=lambda line: None)
+    return {
+        "digits": int(len(few)),
+        "seconds": result.seconds,
+        "method": result.method,
+        "held_out": result.n_held_out,
+        "before": {"person": result.before.person, "test": result.before.test},
+        "after": {"person": result.after.person, "test": result.after.test},
+        "written": result.written is not None,
+        "reason": result.reason,
+    }
+
+
 def with_epochs(metadata: dict, epochs: int | None) -> dict:
     """An export's metadata whose network config (or ensemble members) train ``epochs``."""
     if not epochs or metadata.get("kind") != "keras":
@@ -254,6 +296,16 @@ def measure_export(path: str, images, labels, budget, ink_matched: bool) -> dict
             adaptation[k].append(accuracy)
             seconds.append(elapsed)
             print(f"  k={k} seed {seed}: {accuracy:.4f} ({elapsed:.0f} s)", flush=True)
+    adapt = None
+    if budget["adapt"]:
+        adapt = timed_adapt(path, rows, labels, ADAPT_DIGITS_PER_CLASS)
+        print(
+            f"  digits-zoo adapt, {adapt['digits']} digits: {adapt['seconds']:.1f} s, held-out "
+            f"{adapt['before']['person']:.4f} -> {adapt['after']['person']:.4f}, test "
+            f"{adapt['before']['test']:.4f} -> {adapt['after']['test']:.4f}, "
+            + ("written" if adapt["written"] else f"not written ({adapt['reason']})"),
+            flush=True,
+        )
     return {
         "model": name,
         "recipe": None if recipe is None else recipe.to_dict(),
@@ -261,6 +313,7 @@ def measure_export(path: str, images, labels, budget, ink_matched: bool) -> dict
         "shipped": shipped,
         "adaptation": adaptation,
         "fit_seconds": float(np.mean(seconds)) if seconds else None,
+        "adapt": adapt,
     }
 
 
@@ -344,6 +397,8 @@ def main(argv: list[str] | None = None) -> int:
         budget["seeds"] = tuple(range(args.seeds))
     if args.k_values is not None:
         budget["k_values"] = args.k_values
+    if args.no_adapt_timing:
+        budget["adapt"] = False
     try:
         images, labels = load_sd3(args.sd3, budget["n_digits"])
         exports = [

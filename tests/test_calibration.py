@@ -5,19 +5,22 @@ from __future__ import annotations
 import csv
 import io
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from digits_zoo import cli
+from digits_zoo.artifacts import load_run_model
 from digits_zoo.leaderboard import COLUMNS, merge_rows, read_leaderboard, to_csv
 from digits_zoo.runs import load_run
 from digits_zoo.ship.export import export_run
 from digits_zoo.ship.layout import METADATA
 from digits_zoo.ship.load import load_export
-from digits_zoo.ship.rows import row_temperature
+from digits_zoo.ship.rows import STRANGER_STRENGTH, row_temperature, stranger_probabilities
 from helpers import copy_run
+from search.records import read_out_of_fold
 from zoo.calibration import (
     accuracy_at_coverage,
     apply_temperature,
@@ -169,6 +172,49 @@ def test_an_exported_network_stores_and_applies_its_temperature(run_dir, network
     assert np.array_equal(classes, raw_classes)
     assert np.allclose(calibrated, apply_temperature(raw, temperature), atol=1e-6)
     assert not np.allclose(calibrated, raw, atol=1e-3)
+
+
+def test_handwriting_copies_of_the_training_rows_read_worse_and_are_seeded(run_dir):
+    from sklearn.linear_model import LogisticRegression
+
+    dataset = load_run(run_dir).dataset
+    x, y = dataset.scale(dataset.x_train), dataset.y_train
+    model = LogisticRegression(max_iter=500).fit(x, y)
+    copies = stranger_probabilities(model, dataset, seed=0)
+    assert copies.shape == (len(y), len(dataset.classes))
+    # Written as other hands might: read worse than the rows themselves, yet above chance.
+    read = float(np.mean(np.argmax(copies, axis=1) == y))
+    assert 0.2 < read < float(np.mean(model.predict(x) == y)) - 0.02
+    np.testing.assert_array_equal(copies, stranger_probabilities(model, dataset, seed=0))
+    assert not np.array_equal(copies, stranger_probabilities(model, dataset, seed=1))
+    # Rows that are not square images have no copies.
+    flat = replace(dataset, x_train=dataset.x_train[:, :60], image_shape=(60,))
+    assert stranger_probabilities(model, flat, seed=0) is None
+
+
+def test_the_temperature_is_fitted_on_out_of_fold_rows_and_the_copies_alike(run_dir):
+    run = load_run(run_dir)
+    row = next(row for row in read_leaderboard(run_dir) if row["kind"] == "keras")
+    model = load_run_model(run_dir, row["model_path"])
+    both = row_temperature(run, row, model)
+    alone = row_temperature(run, row)
+    copies = stranger_probabilities(model, run.dataset, run.seed)
+    out_of_fold = read_out_of_fold(run_dir, both["trials"][0])
+    y, classes = run.dataset.y_train, np.asarray(run.dataset.classes)
+    expected = fit_temperature(
+        np.concatenate([out_of_fold, copies]), np.concatenate([y, y]), classes
+    )
+    assert both["temperature"] == pytest.approx(expected)
+    assert f"strength {STRANGER_STRENGTH:g}" in both["fitted_on"]
+    assert both["copies_accuracy"] == pytest.approx(np.mean(np.argmax(copies, axis=1) == y))
+    assert "copies_accuracy" not in alone and "handwriting" not in alone["fitted_on"]
+
+
+def test_an_export_records_the_temperature_fitted_with_handwriting_copies(network_export):
+    calibration = json.loads((network_export / METADATA).read_text())["calibration"]
+    assert "handwriting copy" in calibration["fitted_on"]
+    assert 0.0 < calibration["copies_accuracy"] < 1.0
+    assert {"copies_ece_before", "copies_ece_after"} <= set(calibration)
 
 
 def test_predict_and_evaluate_answer_unsure_below_min_confidence(

@@ -239,7 +239,7 @@ def _export_locked(
         estimator, refit = refit_row(replace(run, dataset=dataset), row), True
     else:
         estimator, refit = fitted_model(run, row, progress)
-    calibration = row_temperature(run, row)
+    calibration = row_temperature(run, row, estimator)
     info = {
         # Applied to the probabilities by load_export, not inside the model file.
         "temperature": calibration.pop("temperature"),
