@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -12,16 +13,16 @@ import numpy as np
 import pytest
 
 from digits_zoo import cli
-from digits_zoo.artifacts import load_run_model
 from digits_zoo.leaderboard import COLUMNS, merge_rows, read_leaderboard, to_csv
 from digits_zoo.runs import load_run
 from digits_zoo.ship.export import export_run
 from digits_zoo.ship.layout import METADATA
+from digits_zoo.ship.load import calibrated as load_calibrated
 from digits_zoo.ship.load import load_export
-from digits_zoo.ship.rows import STRANGER_STRENGTH, row_temperature, stranger_probabilities
+from digits_zoo.ship.rows import row_temperature, stranger_copies
 from helpers import copy_run
-from search.records import read_out_of_fold
 from zoo.calibration import (
+    StrangerCalibration,
     accuracy_at_coverage,
     apply_temperature,
     coverage_curve,
@@ -170,7 +171,8 @@ def test_an_exported_network_stores_and_applies_its_temperature(run_dir, network
     calibrated, classes = export.predict_proba(x_test)
     raw, raw_classes = export._predict_raw(x_test)
     assert np.array_equal(classes, raw_classes)
-    assert np.allclose(calibrated, apply_temperature(raw, temperature), atol=1e-6)
+    expected = load_calibrated(metadata, raw, x_test)
+    assert np.allclose(calibrated, expected, atol=1e-6)
     assert not np.allclose(calibrated, raw, atol=1e-3)
 
 
@@ -180,41 +182,108 @@ def test_handwriting_copies_of_the_training_rows_read_worse_and_are_seeded(run_d
     dataset = load_run(run_dir).dataset
     x, y = dataset.scale(dataset.x_train), dataset.y_train
     model = LogisticRegression(max_iter=500).fit(x, y)
-    copies = stranger_probabilities(model, dataset, seed=0)
-    assert copies.shape == (len(y), len(dataset.classes))
+    copies = stranger_copies(dataset, seed=0)
+    assert copies.shape == dataset.x_train.shape
+    assert copies.min() >= 0 and copies.max() <= dataset.pixel_max + 1e-4
     # Written as other hands might: read worse than the rows themselves, yet above chance.
-    read = float(np.mean(np.argmax(copies, axis=1) == y))
+    read = float(np.mean(model.predict(dataset.scale(copies)) == y))
     assert 0.2 < read < float(np.mean(model.predict(x) == y)) - 0.02
-    np.testing.assert_array_equal(copies, stranger_probabilities(model, dataset, seed=0))
-    assert not np.array_equal(copies, stranger_probabilities(model, dataset, seed=1))
+    np.testing.assert_array_equal(copies, stranger_copies(dataset, seed=0))
+    assert not np.array_equal(copies, stranger_copies(dataset, seed=1))
     # Rows that are not square images have no copies.
     flat = replace(dataset, x_train=dataset.x_train[:, :60], image_shape=(60,))
-    assert stranger_probabilities(model, flat, seed=0) is None
+    assert stranger_copies(flat, seed=0) is None
 
 
-def test_the_temperature_is_fitted_on_out_of_fold_rows_and_the_copies_alike(run_dir):
-    run = load_run(run_dir)
-    row = next(row for row in read_leaderboard(run_dir) if row["kind"] == "keras")
-    model = load_run_model(run_dir, row["model_path"])
-    both = row_temperature(run, row, model)
-    alone = row_temperature(run, row)
-    copies = stranger_probabilities(model, run.dataset, run.seed)
-    out_of_fold = read_out_of_fold(run_dir, both["trials"][0])
-    y, classes = run.dataset.y_train, np.asarray(run.dataset.classes)
-    expected = fit_temperature(
-        np.concatenate([out_of_fold, copies]), np.concatenate([y, y]), classes
+def _gate_sample(seed: int = 0):
+    """Rows near two class means, read right and surely; copies far from them, often misread
+    yet as sure."""
+    rng = np.random.default_rng(seed)
+    classes = np.array([0, 1])
+    means = np.array([[0.0] * 8, [1.0] * 8])
+    y = rng.integers(0, 2, 2000)
+    x = means[y] + rng.normal(0, 0.1, (2000, 8))
+    x_copies = means[y] + rng.normal(0, 0.6, (2000, 8))
+    sure = np.where(np.arange(2)[None, :] == y[:, None], 0.97, 0.03)
+    wrong = rng.random(2000) < 0.3
+    copies_probabilities = np.where(wrong[:, None], sure[:, ::-1], sure)
+    return classes, x, y, x_copies, copies_probabilities
+
+
+def test_stranger_calibration_softens_only_what_lies_far_from_the_training_rows():
+    classes, x, y, x_copies, copies_probabilities = _gate_sample()
+    stranger = StrangerCalibration.fit(x, y, x_copies, copies_probabilities, y, classes)
+    # 70% right at 97% sure: the strangers' temperature softens.
+    assert stranger.temperature > 1.5
+    assert stranger.weights(x).mean() < 0.3 < 0.7 < stranger.weights(x_copies).mean()
+    own = np.where(np.arange(2)[None, :] == y[:, None], 0.97, 0.03)
+    near = stranger.apply(own, x, 0.5)
+    far = stranger.apply(copies_probabilities, x_copies, 0.5)
+    np.testing.assert_array_equal(near.argmax(axis=1), own.argmax(axis=1))
+    np.testing.assert_array_equal(far.argmax(axis=1), copies_probabilities.argmax(axis=1))
+    assert near.max(axis=1).mean() > 0.97 > 0.9 > far.max(axis=1).mean()
+    assert expected_calibration_error(far, y, classes) < 0.5 * expected_calibration_error(
+        copies_probabilities, y, classes
     )
-    assert both["temperature"] == pytest.approx(expected)
-    assert f"strength {STRANGER_STRENGTH:g}" in both["fitted_on"]
-    assert both["copies_accuracy"] == pytest.approx(np.mean(np.argmax(copies, axis=1) == y))
-    assert "copies_accuracy" not in alone and "handwriting" not in alone["fitted_on"]
+    # Written to metadata and read back exactly enough.
+    again = StrangerCalibration.from_dict(json.loads(json.dumps(stranger.to_dict())), 2, 8)
+    np.testing.assert_allclose(again.apply(own, x, 0.5), near, atol=1e-5)
 
 
-def test_an_export_records_the_temperature_fitted_with_handwriting_copies(network_export):
-    calibration = json.loads((network_export / METADATA).read_text())["calibration"]
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"temperature": 0.0},
+        {"temperature": float("nan")},
+        {"coef": "1"},
+        {"coef": True},
+        {"means": [[0.0] * 8]},
+        {"means": [[0.0] * 8, [float("inf")] * 8]},
+        {"means": "none"},
+        {"extra": 1},
+    ],
+)
+def test_a_damaged_stranger_calibration_is_refused(change):
+    classes, x, y, x_copies, copies_probabilities = _gate_sample()
+    values = StrangerCalibration.fit(x, y, x_copies, copies_probabilities, y, classes).to_dict()
+    with pytest.raises(ZooError, match="stranger|temperature"):
+        StrangerCalibration.from_dict({**values, **change}, 2, 8)
+
+
+def test_an_export_calibrates_strangers_digits_with_their_own_temperature(
+    run_dir, network_export, tmp_path
+):
+    metadata = json.loads((network_export / METADATA).read_text())
+    calibration = metadata["calibration"]
     assert "handwriting copy" in calibration["fitted_on"]
     assert 0.0 < calibration["copies_accuracy"] < 1.0
     assert {"copies_ece_before", "copies_ece_after"} <= set(calibration)
+    # The temperature of the training writers is the out-of-fold one, as before.
+    run = load_run(run_dir)
+    row = next(r for r in read_leaderboard(run_dir) if r["model"] == metadata["model"])
+    assert metadata["temperature"] == pytest.approx(row_temperature(run, row)["temperature"])
+    stranger = StrangerCalibration.from_dict(
+        metadata["stranger_calibration"], len(metadata["classes"]), 64
+    )
+    export = load_export(network_export)
+    rows = np.concatenate([run.dataset.x_test[:20], stranger_copies(run.dataset, seed=5)[:20]])
+    probabilities, _ = export.predict_proba(rows)
+    raw, _ = export._predict_raw(rows)
+    np.testing.assert_allclose(
+        probabilities,
+        stranger.apply(raw, rows / run.dataset.pixel_max, metadata["temperature"]),
+        atol=1e-5,
+    )
+    # Tampered with, it is refused in one line when loaded.
+    tampered = tmp_path / "tampered"
+    shutil.copytree(network_export, tampered)
+    changed = {
+        **metadata,
+        "stranger_calibration": {**metadata["stranger_calibration"], "means": []},
+    }
+    (tampered / METADATA).write_text(json.dumps(changed))
+    with pytest.raises(ZooError, match="stranger_calibration"):
+        load_export(tampered)
 
 
 def test_predict_and_evaluate_answer_unsure_below_min_confidence(

@@ -12,8 +12,13 @@ changes, only how sure the model says it is.
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+from typing import Any
+
 import numpy as np
 from scipy.optimize import minimize_scalar
+from scipy.special import expit
 
 from zoo.errors import ZooError
 
@@ -205,3 +210,144 @@ def coverage_curve(
     correct = (probabilities.argmax(axis=1) == truth)[order]
     answered = np.arange(1, len(truth) + 1)
     return answered / len(truth), np.cumsum(correct) / answered
+
+
+def nearest_mean_distance(x: np.ndarray, means: np.ndarray) -> np.ndarray:
+    """Each row's Euclidean distance to the nearest of ``means`` (rows and means alike scaled)."""
+    x = np.asarray(x, dtype="float64").reshape(len(x), -1)
+    means = np.asarray(means, dtype="float64")
+    squared = (
+        np.sum(x**2, axis=1, keepdims=True) - 2.0 * x @ means.T + np.sum(means**2, axis=1)[None, :]
+    )
+    return np.sqrt(np.clip(squared.min(axis=1), 0.0, None)) if len(x) else np.zeros(0)
+
+
+@dataclass(frozen=True)
+class StrangerCalibration:
+    """A temperature for digits unlike the training writers', and a gate saying how unlike.
+
+    An input's stranger weight is ``w = sigmoid(coef * d + intercept)``, ``d``
+    its distance to the nearest class mean of the training rows (scaled to
+    ``[0, 1]``); its probabilities are rescaled by ``T = T_own ** (1 - w) *
+    temperature ** w``, ``T_own`` the temperature fitted on the training
+    writers' own held-out rows.
+
+    Attributes:
+        temperature: fitted on the model's probabilities for handwriting copies of the
+            training rows.
+        means: ``[n_classes, n_features]``, each class's mean training row, scaled.
+        coef, intercept: the logistic gate on the distance.
+    """
+
+    temperature: float
+    means: np.ndarray
+    coef: float
+    intercept: float
+
+    @classmethod
+    def fit(
+        cls,
+        x: np.ndarray,
+        y: np.ndarray,
+        x_copies: np.ndarray,
+        copies_probabilities: np.ndarray,
+        y_copies: np.ndarray,
+        classes: np.ndarray,
+    ) -> StrangerCalibration:
+        """Fits the copies' temperature and the gate telling the rows ``x`` from the copies.
+
+        Args:
+            x, y: the training rows (scaled) and their labels.
+            x_copies: the copies (scaled), written as other hands might.
+            copies_probabilities, y_copies: the model's probabilities for the copies, and
+                their labels.
+            classes: the class labels of the probability columns.
+        """
+        from sklearn.linear_model import LogisticRegression
+
+        x = np.asarray(x, dtype="float64").reshape(len(x), -1)
+        classes = np.asarray(classes)
+        means = np.stack([x[np.asarray(y) == c].mean(axis=0) for c in classes])
+        distances = np.concatenate(
+            [nearest_mean_distance(x, means), nearest_mean_distance(x_copies, means)]
+        )
+        is_copy = np.concatenate([np.zeros(len(x)), np.ones(len(x_copies))])
+        gate = LogisticRegression().fit(distances[:, None], is_copy)
+        return cls(
+            temperature=fit_temperature(copies_probabilities, y_copies, classes),
+            means=means.astype("float32"),
+            coef=float(gate.coef_[0, 0]),
+            intercept=float(gate.intercept_[0]),
+        )
+
+    def weights(self, x: np.ndarray) -> np.ndarray:
+        """How much each scaled row looks like a stranger's, from 0 to 1."""
+        return expit(self.coef * nearest_mean_distance(x, self.means) + self.intercept)
+
+    def apply(self, probabilities: np.ndarray, x: np.ndarray, temperature: float) -> np.ndarray:
+        """``probabilities`` of the scaled rows ``x`` rescaled, each by its own temperature
+        between ``temperature`` (the training writers') and the strangers' one."""
+        probabilities = np.asarray(probabilities)
+        if not len(probabilities):
+            return probabilities
+        weight = self.weights(x)[:, None]
+        log_temperature = (1.0 - weight) * math.log(float(temperature)) + weight * math.log(
+            self.temperature
+        )
+        logits = np.log(np.clip(probabilities.astype("float64"), _FLOOR, None))
+        logits = logits / np.exp(log_temperature)
+        logits -= logits.max(axis=1, keepdims=True)
+        scaled = np.exp(logits)
+        scaled /= scaled.sum(axis=1, keepdims=True)
+        return scaled.astype(probabilities.dtype if probabilities.dtype.kind == "f" else "float64")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready values (for an export's metadata)."""
+        return {
+            "temperature": self.temperature,
+            "coef": self.coef,
+            "intercept": self.intercept,
+            "means": np.round(np.asarray(self.means, dtype="float64"), 6).tolist(),
+        }
+
+    @classmethod
+    def from_dict(cls, values: Any, n_classes: int, n_features: int) -> StrangerCalibration:
+        """What :meth:`to_dict` wrote, checked: shapes, finite numbers, the temperature's range.
+
+        Raises:
+            ZooError: anything else.
+        """
+        if not isinstance(values, dict) or set(values) != {
+            "temperature",
+            "coef",
+            "intercept",
+            "means",
+        }:
+            raise ZooError(
+                "a stranger calibration is {'temperature', 'coef', 'intercept', 'means'} "
+                f"(got {type(values).__name__})"
+            )
+        numbers = [values[key] for key in ("temperature", "coef", "intercept")]
+        if any(
+            isinstance(n, bool) or not isinstance(n, (int, float)) or not math.isfinite(n)
+            for n in numbers
+        ):
+            raise ZooError(f"the stranger calibration's numbers must be finite (got {numbers})")
+        temperature = float(values["temperature"])
+        if not MIN_TEMPERATURE * (1 - 1e-9) <= temperature <= MAX_TEMPERATURE * (1 + 1e-9):
+            raise ZooError(
+                f"the strangers' temperature must lie from {MIN_TEMPERATURE:g} to "
+                f"{MAX_TEMPERATURE:g} (got {temperature})"
+            )
+        try:
+            means = np.asarray(values["means"], dtype="float64")
+        except (TypeError, ValueError):
+            raise ZooError("the stranger calibration's means must be a table of numbers") from None
+        if means.shape != (n_classes, n_features) or not np.all(np.isfinite(means)):
+            raise ZooError(
+                f"the stranger calibration's means must be {n_classes} x {n_features} finite "
+                f"numbers (got shape {means.shape})"
+            )
+        return cls(
+            temperature, means.astype("float32"), float(values["coef"]), float(values["intercept"])
+        )

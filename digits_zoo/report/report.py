@@ -161,7 +161,7 @@ def predict_test_split(run_dir: str | Path, row: dict[str, Any]) -> SplitPredict
         tuple(dataset.image_shape),
         dataset.classes,
         probabilities,
-        row_temperature(run, row, model)["temperature"] if probabilities is not None else 1.0,
+        row_temperature(run, row)["temperature"] if probabilities is not None else 1.0,
     )
 
 

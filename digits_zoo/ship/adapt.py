@@ -44,10 +44,16 @@ import numpy as np
 from digits_zoo.runs import Run, read_run_meta
 from digits_zoo.ship.export import ExportResult, export_estimator
 from digits_zoo.ship.layout import is_version, version_folders
-from digits_zoo.ship.load import LoadedExport, load_export, picture_recipe, resolve_export
+from digits_zoo.ship.load import (
+    LoadedExport,
+    calibrated,
+    load_export,
+    picture_recipe,
+    resolve_export,
+)
 from digits_zoo.ship.rows import refit_row
 from zoo.augment import random_images, square_shape
-from zoo.calibration import apply_temperature, expected_calibration_error, fit_temperature
+from zoo.calibration import expected_calibration_error, fit_temperature
 from zoo.data import (
     DATASET_NAMES,
     DEFAULT_TEST_SIZE,
@@ -362,15 +368,22 @@ def adapt_export(
         temperature = fit_temperature(
             held_probabilities[held_out_all], y_person[held_out_all], model_classes
         )
+        stranger = None
         fitted_on = f"{len(held_out_all)} of the person's digits, held out"
     else:
         # A few digits all read right pull the fitted temperature to its floor: a model
-        # sure of everything. The export's own, fitted on its out-of-fold rows, is kept.
+        # sure of everything. The export's own calibration is kept, strangers' included.
         temperature = loaded.temperature
+        stranger = metadata.get("stranger_calibration")
         fitted_on = (
             f"the export's out-of-fold rows (kept: {len(held_out_all)} held-out digits are "
             f"fewer than {MIN_CALIBRATION_DIGITS})"
         )
+    calibration_record = {
+        "temperature": temperature,
+        "stranger_calibration": stranger,
+        **{key: metadata[key] for key in ("classes", "dataset")},
+    }
     after = Figures(
         _accuracy(held_probabilities[held_out_all], model_classes, y_person[held_out_all]),
         _accuracy(
@@ -406,13 +419,18 @@ def adapt_export(
         source = str(data) if str(data) in DATASET_NAMES else str(Path(data).resolve())
         info = {
             "temperature": temperature,
+            "stranger_calibration": stranger,
             "calibration": {
                 "fitted_on": fitted_on,
                 "held_out_ece_before": expected_calibration_error(
                     held_probabilities[held_out_all], y_person[held_out_all], model_classes
                 ),
                 "held_out_ece_after": expected_calibration_error(
-                    apply_temperature(held_probabilities[held_out_all], temperature),
+                    calibrated(
+                        calibration_record,
+                        held_probabilities[held_out_all],
+                        x_person[held_out_all],
+                    ),
                     y_person[held_out_all],
                     model_classes,
                 ),

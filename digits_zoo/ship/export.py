@@ -50,12 +50,12 @@ from digits_zoo.ship.layout import (
     check_versions,
     publish_version,
 )
-from digits_zoo.ship.load import load_export
+from digits_zoo.ship.load import calibrated, load_export
 from digits_zoo.ship.own_format import write_saved_model, write_skops
 from digits_zoo.ship.rows import fitted_model, refit_row, row_temperature, select_row
 from digits_zoo.ship.runtimes import UnloadableModel, sha256
 from digits_zoo.ship.sklearn_onnx import write_sklearn_onnx
-from zoo.calibration import apply_temperature, expected_calibration_error
+from zoo.calibration import expected_calibration_error
 from zoo.data import Dataset, with_test_in_training
 from zoo.ensemble import is_network
 from zoo.errors import ZooError
@@ -243,6 +243,8 @@ def _export_locked(
     info = {
         # Applied to the probabilities by load_export, not inside the model file.
         "temperature": calibration.pop("temperature"),
+        # The strangers' temperature and gate, applied with it (null: none fitted).
+        "stranger_calibration": calibration.pop("stranger", None),
         "calibration": calibration,
         "config": json.loads(row["config"] or "{}"),
         "seed": run.seed,
@@ -357,7 +359,9 @@ def export_estimator(
     check_versions(base)
     metadata = _metadata(estimator, dataset, name, kind or ("keras" if is_keras else "sklearn"))
     metadata.update(info or {})
-    temperature = float(metadata.setdefault("temperature", 1.0))
+    metadata.setdefault("temperature", 1.0)
+    if metadata.get("stranger_calibration") is None:
+        metadata.pop("stranger_calibration", None)
     with staging_folder(base, PARTIAL_PREFIX) as partial:
         # mkdtemp makes a private folder; a published version is readable like any other file.
         partial.chmod(0o755)
@@ -384,7 +388,7 @@ def export_estimator(
         expected_classes = np.asarray(reference.predict(scaled_test))
         raw_probabilities = np.asarray(reference.predict_proba(scaled_test))
         # The loaded export applies the temperature; the check compares calibrated to calibrated.
-        expected_probabilities = apply_temperature(raw_probabilities, temperature)
+        expected_probabilities = calibrated(metadata, raw_probabilities, dataset.x_test)
         expected_accuracy = float(np.mean(expected_classes == dataset.y_test))
         classes = np.asarray(reference.classes_)
         metadata["calibration"] = {

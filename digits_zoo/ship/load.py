@@ -30,7 +30,12 @@ from digits_zoo.ship.layout import (
     version_folders,
 )
 from digits_zoo.ship.runtimes import LiteRTModel, OnnxModel, sha256
-from zoo.calibration import MAX_TEMPERATURE, MIN_TEMPERATURE, apply_temperature
+from zoo.calibration import (
+    MAX_TEMPERATURE,
+    MIN_TEMPERATURE,
+    StrangerCalibration,
+    apply_temperature,
+)
 from zoo.errors import ZooError
 from zoo.pictures import PictureRecipe
 
@@ -70,6 +75,39 @@ def resolve_export(path: str | Path) -> Path:
             f"folder); {_NOT_AN_EXPORT}"
         )
     return max(versions)[1]
+
+
+def stranger_calibration(metadata: dict[str, Any]) -> StrangerCalibration | None:
+    """An export's strangers' calibration (``stranger_calibration`` in its metadata), checked.
+
+    ``None`` when it has none (an export before it, a baseline, rows that are not images).
+
+    Raises:
+        ZooError: a record :meth:`~zoo.calibration.StrangerCalibration.to_dict` would not write.
+    """
+    values = metadata.get("stranger_calibration")
+    if values is None:
+        return None
+    return StrangerCalibration.from_dict(
+        values, len(metadata["classes"]), int(metadata["dataset"]["n_features"])
+    )
+
+
+def calibrated(
+    metadata: dict[str, Any], probabilities: np.ndarray, x_raw: np.ndarray
+) -> np.ndarray:
+    """A model's probabilities for raw pixel rows, calibrated as its export says.
+
+    With a strangers' calibration each row gets its own temperature, between
+    the export's ``temperature`` and the strangers' one by how far the row lies
+    from the training rows' class means; without, the one ``temperature``.
+    """
+    temperature = float(metadata.get("temperature", 1.0))
+    stranger = stranger_calibration(metadata)
+    if stranger is None:
+        return apply_temperature(probabilities, temperature)
+    scaled = np.asarray(x_raw, dtype="float32") / np.float32(metadata["dataset"]["pixel_max"])
+    return stranger.apply(probabilities, scaled, temperature)
 
 
 def picture_recipe(metadata: dict[str, Any]) -> PictureRecipe | None:
@@ -164,12 +202,19 @@ class LoadedExport:
         """The temperature fitted at export (1 for exports before calibration, and baselines)."""
         return float(self.metadata.get("temperature", 1.0))
 
+    @property
+    def stranger(self) -> StrangerCalibration | None:
+        """The strangers' temperature and gate (``None``: one temperature for every input)."""
+        return stranger_calibration(self.metadata)
+
     def predict_proba(self, x_raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Predicts raw pixel rows, with calibrated probabilities.
 
         The model file's probabilities are rescaled by the export's
-        :attr:`temperature` (``softmax(log(p) / T)``); ``T > 0`` keeps every
-        row's most probable class, so the classes are the model file's own.
+        :attr:`temperature` (``softmax(log(p) / T)``), or, when it records a
+        :attr:`stranger` calibration, by each row's own temperature between it
+        and the strangers' (:func:`calibrated`); ``T > 0`` keeps every row's
+        most probable class, so the classes are the model file's own.
 
         Args:
             x_raw: ``[n, n_features]`` raw pixel values (see :func:`digits_zoo.ship.inputs.as_rows`).
@@ -179,7 +224,7 @@ class LoadedExport:
             order of :attr:`classes`, and the predicted label of each row.
         """
         probabilities, classes = self._predict_raw(x_raw)
-        return apply_temperature(probabilities, self.temperature), classes
+        return calibrated(self.metadata, probabilities, x_raw), classes
 
     def _predict_raw(self, x_raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         x_raw = np.asarray(x_raw, dtype="float32")
@@ -356,5 +401,12 @@ def _read_metadata(folder: Path) -> dict[str, Any]:
     except ZooError as error:
         raise ZooError(
             f"the picture_recipe in {str(path)!r} is not one export writes: {error}; {damaged}"
+        ) from None
+    try:
+        stranger_calibration(metadata)
+    except ZooError as error:
+        raise ZooError(
+            f"the stranger_calibration in {str(path)!r} is not one export writes: {error}; "
+            f"{damaged}"
         ) from None
     return metadata

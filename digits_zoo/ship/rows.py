@@ -4,10 +4,11 @@ A row is chosen by rank or model name (by default the best Keras row); its
 fitted model is the one saved in the run directory, or, when that file is
 missing or damaged, a refit from the row's recorded config. The temperature an
 export applies is fitted on the out-of-fold probabilities of the search trials
-that stand for the row, together with the fitted model's probabilities for
-handwriting copies of the training rows (:func:`stranger_probabilities`), so
-that it holds for writers of another population as well as for the training
-writers' own.
+that stand for the row; with it, a second temperature and a gate
+(:class:`zoo.calibration.StrangerCalibration`) fitted on the model's
+probabilities for handwriting copies of the training rows
+(:func:`stranger_copies`), so that confidence holds for writers of another
+population as well as for the training writers' own.
 """
 
 from __future__ import annotations
@@ -25,7 +26,12 @@ from digits_zoo.runs import Run
 from digits_zoo.trial_rows import leaderboard_name
 from search.records import read_out_of_fold, read_trials_csv
 from zoo.augment import KIND_TRANSFORMS, random_images, square_shape
-from zoo.calibration import apply_temperature, expected_calibration_error, fit_temperature
+from zoo.calibration import (
+    StrangerCalibration,
+    apply_temperature,
+    expected_calibration_error,
+    fit_temperature,
+)
 from zoo.dense import DenseNetClassifier
 from zoo.ensemble import DenseEnsembleClassifier
 from zoo.errors import ZooError
@@ -33,7 +39,7 @@ from zoo.registry import create_model, list_models
 
 # Handwriting copies at this strength (slant, stroke width, elastic distortion, turn, scale
 # and shift, zoo.augment's unit amounts) stand for another population's writers in the
-# temperature's fit. A network read them at 0.79 and another population's digits (MNIST's
+# strangers' calibration. A network read them at 0.79 and another population's digits (MNIST's
 # SD-3) at 0.82; copies at 1.5 and 2 read 0.44 and 0.26, far worse than any population
 # measured (benchmarks/RESULTS.md, "Reading other writers").
 STRANGER_STRENGTH = 1.0
@@ -193,19 +199,16 @@ def row_trials(run: Run, row: dict[str, Any]) -> tuple[list[str], list[float]]:
     return [str(trial) for trial in ids], weights
 
 
-def stranger_probabilities(estimator: Any, dataset: Any, seed: int) -> np.ndarray | None:
-    """A fitted model's probabilities for one handwriting copy of each training row.
+def stranger_copies(dataset: Any, seed: int) -> np.ndarray | None:
+    """One handwriting copy of each training row, as raw pixels: written as another hand might.
 
     Each copy (:func:`zoo.augment.random_images`, every transform of the
-    ``handwriting`` kind at ``STRANGER_STRENGTH``) writes the digit as another
-    hand might: slanted, thicker or thinner, distorted. A temperature fitted on
-    the out-of-fold probabilities alone holds for the training writers' digits
-    and is far too sure on another population's (calibrated ECE 0.12 on SD-3
-    against 0.02 with these copies beside them).
+    ``handwriting`` kind at ``STRANGER_STRENGTH``) is slanted, thicker or
+    thinner, distorted, turned and moved a little.
 
     Returns:
-        ``[n_train, n_classes]`` probabilities, or ``None`` when the rows are
-        not square images (nothing to write differently).
+        ``[n_train, n_features]`` raw pixels, or ``None`` when the rows are not
+        square images (nothing to write differently).
     """
     x = np.asarray(dataset.x_train, dtype="float32")
     try:
@@ -217,14 +220,13 @@ def stranger_probabilities(estimator: Any, dataset: Any, seed: int) -> np.ndarra
     images = x.reshape(len(x), *shape) / np.float32(dataset.pixel_max)
     rng = np.random.default_rng(seed)
     copies = random_images(images, rng, STRANGER_STRENGTH, KIND_TRANSFORMS["handwriting"])
-    raw = copies.reshape(len(x), -1) * np.float32(dataset.pixel_max)
-    return np.asarray(estimator.predict_proba(dataset.scale(raw)), dtype="float64")
+    return copies.reshape(len(x), -1) * np.float32(dataset.pixel_max)
 
 
 def row_temperature(run: Run, row: dict[str, Any], estimator: Any = None) -> dict[str, Any]:
-    """Fits a leaderboard row's temperature on its out-of-fold probabilities and, given
-    its fitted model, on that model's probabilities for handwriting copies of the
-    training rows (:func:`stranger_probabilities`), both weighing the same.
+    """Fits a leaderboard row's temperature on its out-of-fold probabilities and, given its
+    fitted model, the strangers' temperature and gate on handwriting copies of the training
+    rows (:func:`stranger_copies`, :class:`zoo.calibration.StrangerCalibration`).
 
     The out-of-fold probabilities are the search's (see :func:`row_trials`; an
     ensemble's are its members' weighted mean), with the run's training labels
@@ -235,8 +237,9 @@ def row_temperature(run: Run, row: dict[str, Any], estimator: Any = None) -> dic
     Returns:
         ``temperature`` and ``fitted_on`` (what it was fitted on, in words),
         plus ``trials`` and the out-of-fold ``oof_ece_before``/``oof_ece_after``
-        when it was fitted, and with the copies ``copies_accuracy`` and
-        ``copies_ece_before``/``copies_ece_after``.
+        when it was fitted; with the copies, ``stranger`` (the strangers'
+        calibration, :meth:`~zoo.calibration.StrangerCalibration.to_dict`),
+        ``copies_accuracy`` and ``copies_ece_before``/``copies_ece_after``.
     """
     trial_ids, weights = row_trials(run, row)
     probabilities = [read_out_of_fold(run.path, trial) for trial in trial_ids]
@@ -248,33 +251,36 @@ def row_temperature(run: Run, row: dict[str, Any], estimator: Any = None) -> dic
         return {"temperature": 1.0, "fitted_on": "nothing: no out-of-fold probabilities"}
     averaged = np.average(np.asarray(probabilities), axis=0, weights=weights)
     classes = np.asarray(run.dataset.classes)
-    copies = None if estimator is None else stranger_probabilities(estimator, run.dataset, run.seed)
-    if copies is not None and copies.shape != averaged.shape:
-        copies = None
-    if copies is None:
-        temperature = fit_temperature(averaged, y, classes)
-        fitted_on = f"out-of-fold probabilities of {len(y)} training rows"
-    else:
-        temperature = fit_temperature(
-            np.concatenate([averaged, copies]), np.concatenate([y, y]), classes
-        )
-        fitted_on = (
-            f"out-of-fold probabilities of {len(y)} training rows and the model's probabilities "
-            f"for a handwriting copy of each (strength {STRANGER_STRENGTH:g})"
-        )
-    calibration = {
+    temperature = fit_temperature(averaged, y, classes)
+    calibration: dict[str, Any] = {
         "temperature": temperature,
-        "fitted_on": fitted_on,
+        "fitted_on": f"out-of-fold probabilities of {len(y)} training rows",
         "trials": trial_ids,
         "oof_ece_before": expected_calibration_error(averaged, y, classes),
         "oof_ece_after": expected_calibration_error(
             apply_temperature(averaged, temperature), y, classes
         ),
     }
-    if copies is not None:
-        calibration["copies_accuracy"] = float(np.mean(classes[np.argmax(copies, axis=1)] == y))
-        calibration["copies_ece_before"] = expected_calibration_error(copies, y, classes)
-        calibration["copies_ece_after"] = expected_calibration_error(
-            apply_temperature(copies, temperature), y, classes
-        )
+    copies = None if estimator is None else stranger_copies(run.dataset, run.seed)
+    if copies is None:
+        return calibration
+    scaled = run.dataset.scale(copies)
+    copies_probabilities = np.asarray(estimator.predict_proba(scaled), dtype="float64")
+    if copies_probabilities.shape != averaged.shape:
+        return calibration
+    stranger = StrangerCalibration.fit(
+        run.dataset.scale(run.dataset.x_train), y, scaled, copies_probabilities, y, classes
+    )
+    calibration["fitted_on"] += (
+        "; for strangers' digits, the model's probabilities for a handwriting copy of each "
+        f"(strength {STRANGER_STRENGTH:g})"
+    )
+    calibration["stranger"] = stranger.to_dict()
+    calibration["copies_accuracy"] = float(
+        np.mean(classes[np.argmax(copies_probabilities, axis=1)] == y)
+    )
+    calibration["copies_ece_before"] = expected_calibration_error(copies_probabilities, y, classes)
+    calibration["copies_ece_after"] = expected_calibration_error(
+        stranger.apply(copies_probabilities, scaled, temperature), y, classes
+    )
     return calibration
