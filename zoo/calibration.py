@@ -129,6 +129,11 @@ def apply_temperature(probabilities: np.ndarray, temperature: float) -> np.ndarr
     probabilities = np.asarray(probabilities)
     if temperature == 1.0:
         return probabilities
+    return _rescaled(probabilities, temperature)
+
+
+def _rescaled(probabilities: np.ndarray, temperature: float | np.ndarray) -> np.ndarray:
+    """``softmax(log(p) / T)``, ``T`` one number or one per row (``[n, 1]``)."""
     logits = np.log(np.clip(probabilities.astype("float64"), _FLOOR, None)) / temperature
     logits -= logits.max(axis=1, keepdims=True)
     scaled = np.exp(logits)
@@ -294,12 +299,7 @@ class StrangerCalibration:
         log_temperature = (1.0 - weight) * math.log(float(temperature)) + weight * math.log(
             self.temperature
         )
-        logits = np.log(np.clip(probabilities.astype("float64"), _FLOOR, None))
-        logits = logits / np.exp(log_temperature)
-        logits -= logits.max(axis=1, keepdims=True)
-        scaled = np.exp(logits)
-        scaled /= scaled.sum(axis=1, keepdims=True)
-        return scaled.astype(probabilities.dtype if probabilities.dtype.kind == "f" else "float64")
+        return _rescaled(probabilities, np.exp(log_temperature))
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready values (for an export's metadata)."""
