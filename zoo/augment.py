@@ -178,6 +178,39 @@ def random_images(
     return np.clip(out, 0.0, 1.0).astype(images.dtype)
 
 
+def random_rows(
+    x_raw: np.ndarray,
+    pixel_max: float,
+    image_shape: tuple[int, ...],
+    rng: np.random.Generator,
+    strength: float,
+    transforms: tuple[str, ...],
+) -> np.ndarray | None:
+    """One random copy (:func:`random_images`) of each flat image row, in raw pixels.
+
+    Args:
+        x_raw: ``(n, side * side)`` raw pixel rows, ``pixel_max`` their largest value.
+        image_shape: the rows' image shape, which must be ``(side, side)``.
+        rng, strength, transforms: as :func:`random_images` takes them.
+
+    Returns:
+        ``(n, side * side)`` float32 rows, or ``None`` when the rows are not square
+        images of ``image_shape`` (nothing to transform) or there are none.
+    """
+    x_raw = np.asarray(x_raw, dtype="float32")
+    if x_raw.ndim != 2 or not len(x_raw):
+        return None
+    try:
+        shape = square_shape(x_raw.shape[1])
+    except ZooError:
+        return None
+    if tuple(image_shape) != shape:
+        return None
+    images = (x_raw / np.float32(pixel_max)).reshape(len(x_raw), *shape)
+    copies = random_images(images, rng, strength, transforms)
+    return (copies * np.float32(pixel_max)).reshape(len(x_raw), -1).astype("float32")
+
+
 def augment_bank(
     features: np.ndarray,
     kind: str,

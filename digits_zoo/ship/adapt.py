@@ -52,7 +52,7 @@ from digits_zoo.ship.load import (
     resolve_export,
 )
 from digits_zoo.ship.rows import refit_row
-from zoo.augment import random_images, square_shape
+from zoo.augment import random_rows
 from zoo.calibration import expected_calibration_error, fit_temperature
 from zoo.data import (
     DATASET_NAMES,
@@ -199,18 +199,13 @@ def person_copies(
     x_raw = np.asarray(x_raw, dtype="float32")
     if n_copies <= 1 or len(x_raw) == 0:
         return x_raw
-    try:
-        shape = square_shape(x_raw.shape[1])
-    except ZooError:
-        return np.concatenate([x_raw] * n_copies)
-    if len(image_shape) != 2 or tuple(image_shape) != shape:
-        return np.concatenate([x_raw] * n_copies)
-    images = (x_raw / np.float32(pixel_max)).reshape(len(x_raw), *shape)
     rng = np.random.default_rng(seed)
     parts = [x_raw]
     for _ in range(n_copies - 1):
-        copy = random_images(images, rng, COPY_STRENGTH, ("affine",))
-        parts.append((copy * np.float32(pixel_max)).reshape(len(x_raw), -1))
+        copy = random_rows(x_raw, pixel_max, image_shape, rng, COPY_STRENGTH, ("affine",))
+        if copy is None:
+            return np.concatenate([x_raw] * n_copies)
+        parts.append(copy)
     return np.concatenate(parts).astype("float32")
 
 

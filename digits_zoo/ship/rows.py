@@ -25,7 +25,7 @@ from digits_zoo.rundir import inside
 from digits_zoo.runs import Run
 from digits_zoo.trial_rows import leaderboard_name
 from search.records import read_out_of_fold, read_trials_csv
-from zoo.augment import KIND_TRANSFORMS, random_images, square_shape
+from zoo.augment import KIND_TRANSFORMS, random_rows
 from zoo.calibration import (
     StrangerCalibration,
     apply_temperature,
@@ -210,17 +210,15 @@ def stranger_copies(dataset: Any, seed: int) -> np.ndarray | None:
         ``[n_train, n_features]`` raw pixels, or ``None`` when the rows are not
         square images (nothing to write differently).
     """
-    x = np.asarray(dataset.x_train, dtype="float32")
-    try:
-        shape = square_shape(x.shape[1])
-    except ZooError:
-        return None
-    if tuple(dataset.image_shape) != shape or not len(x):
-        return None
-    images = x.reshape(len(x), *shape) / np.float32(dataset.pixel_max)
     rng = np.random.default_rng(seed)
-    copies = random_images(images, rng, STRANGER_STRENGTH, KIND_TRANSFORMS["handwriting"])
-    return copies.reshape(len(x), -1) * np.float32(dataset.pixel_max)
+    return random_rows(
+        dataset.x_train,
+        dataset.pixel_max,
+        dataset.image_shape,
+        rng,
+        STRANGER_STRENGTH,
+        KIND_TRANSFORMS["handwriting"],
+    )
 
 
 def row_temperature(run: Run, row: dict[str, Any], estimator: Any = None) -> dict[str, Any]:
