@@ -46,7 +46,7 @@ from digits_zoo.ship.export import ExportResult, export_estimator
 from digits_zoo.ship.layout import is_version, version_folders
 from digits_zoo.ship.load import (
     LoadedExport,
-    calibrated,
+    apply_calibration,
     load_export,
     picture_recipe,
     resolve_export,
@@ -363,22 +363,17 @@ def adapt_export(
         temperature = fit_temperature(
             held_probabilities[held_out_all], y_person[held_out_all], model_classes
         )
-        stranger = None
+        stranger, stranger_record = None, None
         fitted_on = f"{len(held_out_all)} of the person's digits, held out"
     else:
         # A few digits all read right pull the fitted temperature to its floor: a model
         # sure of everything. The export's own calibration is kept, strangers' included.
         temperature = loaded.temperature
-        stranger = metadata.get("stranger_calibration")
+        stranger, stranger_record = loaded.stranger, metadata.get("stranger_calibration")
         fitted_on = (
             f"the export's out-of-fold rows (kept: {len(held_out_all)} held-out digits are "
             f"fewer than {MIN_CALIBRATION_DIGITS})"
         )
-    calibration_record = {
-        "temperature": temperature,
-        "stranger_calibration": stranger,
-        **{key: metadata[key] for key in ("classes", "dataset")},
-    }
     after = Figures(
         _accuracy(held_probabilities[held_out_all], model_classes, y_person[held_out_all]),
         _accuracy(
@@ -414,17 +409,19 @@ def adapt_export(
         source = str(data) if str(data) in DATASET_NAMES else str(Path(data).resolve())
         info = {
             "temperature": temperature,
-            "stranger_calibration": stranger,
+            "stranger_calibration": stranger_record,
             "calibration": {
                 "fitted_on": fitted_on,
                 "held_out_ece_before": expected_calibration_error(
                     held_probabilities[held_out_all], y_person[held_out_all], model_classes
                 ),
                 "held_out_ece_after": expected_calibration_error(
-                    calibrated(
-                        calibration_record,
+                    apply_calibration(
                         held_probabilities[held_out_all],
                         x_person[held_out_all],
+                        temperature,
+                        stranger,
+                        loaded.pixel_max,
                     ),
                     y_person[held_out_all],
                     model_classes,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -96,17 +97,33 @@ def stranger_calibration(metadata: dict[str, Any]) -> StrangerCalibration | None
 def calibrated(
     metadata: dict[str, Any], probabilities: np.ndarray, x_raw: np.ndarray
 ) -> np.ndarray:
-    """A model's probabilities for raw pixel rows, calibrated as its export says.
+    """A model's probabilities for raw pixel rows, calibrated as its export's metadata says
+    (:func:`apply_calibration`)."""
+    return apply_calibration(
+        probabilities,
+        x_raw,
+        float(metadata.get("temperature", 1.0)),
+        stranger_calibration(metadata),
+        float(metadata["dataset"]["pixel_max"]),
+    )
+
+
+def apply_calibration(
+    probabilities: np.ndarray,
+    x_raw: np.ndarray,
+    temperature: float,
+    stranger: StrangerCalibration | None,
+    pixel_max: float,
+) -> np.ndarray:
+    """Probabilities for raw pixel rows rescaled by an export's calibration.
 
     With a strangers' calibration each row gets its own temperature, between
-    the export's ``temperature`` and the strangers' one by how far the row lies
-    from the training rows' class means; without, the one ``temperature``.
+    ``temperature`` and the strangers' one by how far the row lies from the
+    training rows' class means; without, the one ``temperature``.
     """
-    temperature = float(metadata.get("temperature", 1.0))
-    stranger = stranger_calibration(metadata)
     if stranger is None:
         return apply_temperature(probabilities, temperature)
-    scaled = np.asarray(x_raw, dtype="float32") / np.float32(metadata["dataset"]["pixel_max"])
+    scaled = np.asarray(x_raw, dtype="float32") / np.float32(pixel_max)
     return stranger.apply(probabilities, scaled, temperature)
 
 
@@ -202,9 +219,10 @@ class LoadedExport:
         """The temperature fitted at export (1 for exports before calibration, and baselines)."""
         return float(self.metadata.get("temperature", 1.0))
 
-    @property
+    @cached_property
     def stranger(self) -> StrangerCalibration | None:
-        """The strangers' temperature and gate (``None``: one temperature for every input)."""
+        """The strangers' temperature and gate (``None``: one temperature for every input),
+        read from the metadata once, not on every prediction."""
         return stranger_calibration(self.metadata)
 
     def predict_proba(self, x_raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -213,7 +231,7 @@ class LoadedExport:
         The model file's probabilities are rescaled by the export's
         :attr:`temperature` (``softmax(log(p) / T)``), or, when it records a
         :attr:`stranger` calibration, by each row's own temperature between it
-        and the strangers' (:func:`calibrated`); ``T > 0`` keeps every row's
+        and the strangers' (:func:`apply_calibration`); ``T > 0`` keeps every row's
         most probable class, so the classes are the model file's own.
 
         Args:
@@ -224,7 +242,10 @@ class LoadedExport:
             order of :attr:`classes`, and the predicted label of each row.
         """
         probabilities, classes = self._predict_raw(x_raw)
-        return calibrated(self.metadata, probabilities, x_raw), classes
+        calibrated_probabilities = apply_calibration(
+            probabilities, x_raw, self.temperature, self.stranger, self.pixel_max
+        )
+        return calibrated_probabilities, classes
 
     def _predict_raw(self, x_raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         x_raw = np.asarray(x_raw, dtype="float32")
