@@ -7,9 +7,9 @@ pictures through its own loader (``digits_zoo.ship.load``) and its recorded
 picture recipe (``zoo.pictures``), the path of ``digits-zoo predict
 digit.png``: accuracy, accuracy per class, the commonest confusions and the
 calibrated expected calibration error. An export of counted bitmaps records
-its training data's stroke thickness (``zoo.pictures.recipe_from_counts``);
-``--ink-matched`` converts the pictures of an export made before it did
-(and the baselines') that way too.
+its training data's slant and stroke thickness
+(``zoo.pictures.recipe_from_counts``); ``--matched-recipe`` converts the
+pictures of an export made before it did (and the baselines') that way too.
 
 Then adaptation: ``k`` labelled digits per class (``K_VALUES``) are drawn at
 random from SD-3 (one draw per seed), the export is retrained as ``digits-zoo
@@ -29,7 +29,7 @@ figures are printed: the time a person waits for an adapted model.
 Usage::
 
     .venv/bin/python benchmarks/other_writers.py --export EXPORT_DIR [--export ...]
-        [--sd3 DIR] [--ink-matched] [--quick] [--json] [--seeds N] [--k-values K,K,...]
+        [--sd3 DIR] [--matched-recipe] [--quick] [--json] [--seeds N] [--k-values K,K,...]
 """
 
 from __future__ import annotations
@@ -81,10 +81,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "beside the repository)",
     )
     parser.add_argument(
-        "--ink-matched",
+        "--matched-recipe",
         action="store_true",
-        help="convert pictures with the training data's stroke thickness (recipe_from_counts) "
-        "where an export records no recipe, and for the baselines",
+        help="convert pictures with the training data's slant and stroke thickness "
+        "(recipe_from_counts) where an export records no recipe, and for the baselines",
     )
     parser.add_argument(
         "--quick", action="store_true", help="300 digits, k in {0, 5}, one seed, 2 epochs"
@@ -263,7 +263,7 @@ def with_epochs(metadata: dict, epochs: int | None) -> dict:
     return {**metadata, "config": config}
 
 
-def measure_export(path: str, images, labels, budget, ink_matched: bool) -> dict:
+def measure_export(path: str, images, labels, budget, matched_recipe: bool) -> dict:
     """What one export reads as shipped, then its adaptation; prints as it goes."""
     from digits_zoo.ship.adapt import export_training_data
     from digits_zoo.ship.load import load_export
@@ -274,7 +274,7 @@ def measure_export(path: str, images, labels, budget, ink_matched: bool) -> dict
     # The data it trained on, as adapt rebuilds them (all 43 writers for export --refit-full).
     dataset = export_training_data(metadata)
     recipe = export.picture_recipe
-    if ink_matched and recipe is None:
+    if matched_recipe and recipe is None:
         recipe = recipe_from_counts(dataset.x_train, export.image_shape, export.pixel_max)
     rows = convert(images, export.image_shape, export.pixel_max, recipe)
     probabilities, _ = export.predict_proba(rows)
@@ -317,14 +317,14 @@ def measure_export(path: str, images, labels, budget, ink_matched: bool) -> dict
     }
 
 
-def measure_baselines(images, labels, budget, ink_matched: bool) -> list[dict]:
+def measure_baselines(images, labels, budget, matched_recipe: bool) -> list[dict]:
     """The fixed baselines on optdigits' training file, read and adapted as the exports are."""
     from zoo import load_dataset
     from zoo.pictures import recipe_from_counts
 
     dataset = load_dataset("optdigits")
     recipe = None
-    if ink_matched:
+    if matched_recipe:
         recipe = recipe_from_counts(dataset.x_train, dataset.image_shape, dataset.pixel_max)
     scaled = dataset.scale(convert(images, dataset.image_shape, dataset.pixel_max, recipe))
     x_train, y_train = dataset.scale(dataset.x_train), dataset.y_train
@@ -402,12 +402,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         images, labels = load_sd3(args.sd3, budget["n_digits"])
         exports = [
-            measure_export(path, images, labels, budget, args.ink_matched) for path in args.export
+            measure_export(path, images, labels, budget, args.matched_recipe)
+            for path in args.export
         ]
     except ZooError as error:
         print(f"other_writers.py: error: {error}", file=sys.stderr)
         return 2
-    fixed = measure_baselines(images, labels, budget, args.ink_matched)
+    fixed = measure_baselines(images, labels, budget, args.matched_recipe)
     print()
     print(markdown_tables(exports, fixed, budget, len(labels)))
     if args.json:

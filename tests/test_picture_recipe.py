@@ -69,11 +69,13 @@ def _ink(pixels: np.ndarray, pixel_max: float = 16.0) -> float:
     return float(np.asarray(pixels).mean() / pixel_max)
 
 
-def test_an_export_records_its_training_datas_ink(recipe_export, small_digits):
+def test_an_export_records_its_training_datas_ink_and_slant(recipe_export, small_digits):
     metadata = json.loads((recipe_export / METADATA).read_text())
     expected = recipe_from_counts(small_digits.x_train, (8, 8), 16.0)
     assert metadata["picture_recipe"] == expected.to_dict()
     assert 0.25 < metadata["picture_recipe"]["ink_fraction"] < 0.35
+    # The bundled digits stand nearly upright.
+    assert abs(metadata["picture_recipe"]["slant"]) < 0.1
     assert load_export(recipe_export).picture_recipe == expected
 
 
@@ -123,8 +125,13 @@ def test_an_export_without_a_recipe_loads_and_converts_as_before(recipe_export, 
         ({"box": None, "ink_fraction": True}, "(got True)"),
         ({"box": [32], "ink_fraction": 0.3}, "[height, width] in pixels (got [32])"),
         ({"box": [0, 20], "ink_fraction": None}, "(height, width) in pixels"),
-        ({"ink_fraction": 0.3}, "{'box': ..., 'ink_fraction': ...}"),
-        ({"box": None, "ink_fraction": 0.3, "run": "x"}, "{'box': ..., 'ink_fraction': ...}"),
+        ({"ink_fraction": 0.3}, "{'box': ..., 'ink_fraction': ..., 'slant': ...}"),
+        ({"box": None, "ink_fraction": 0.3, "run": "x"}, "{'box': ..., 'ink_fraction': ..."),
+        (
+            {"box": None, "ink_fraction": 0.3, "slant": "0"},
+            "slant must be a number of columns per row (got '0')",
+        ),
+        ({"box": None, "ink_fraction": 0.3, "slant": 2.0}, "slant must lie between -1 and 1"),
         ([0.3], "(got [0.3])"),
     ],
 )
@@ -146,5 +153,25 @@ def test_a_tampered_recipe_stops_predict_with_exit_2(recipe_export, tmp_path, cl
 
 
 def test_the_recipe_round_trips_through_its_dict():
-    for recipe in (PictureRecipe(), PictureRecipe((32, 24), 0.308), PictureRecipe(None, 0.25)):
+    for recipe in (
+        PictureRecipe(),
+        PictureRecipe((32, 24), 0.308),
+        PictureRecipe(None, 0.25),
+        PictureRecipe(None, 0.308, 0.043),
+        PictureRecipe(slant=-0.2),
+    ):
         assert PictureRecipe.from_dict(json.loads(json.dumps(recipe.to_dict()))) == recipe
+
+
+def test_an_export_recorded_before_the_slant_keeps_its_pictures_slant(recipe_export, tmp_path):
+    recorded = json.loads((recipe_export / METADATA).read_text())["picture_recipe"]
+    older = {"box": recorded["box"], "ink_fraction": recorded["ink_fraction"]}
+    export = load_export(_copy_with(recipe_export, tmp_path, picture_recipe=older))
+    assert export.picture_recipe == PictureRecipe(ink_fraction=recorded["ink_fraction"])
+    path = tmp_path / "seven.png"
+    _thin_seven().save(path)
+    unsheared = image_to_pixels(_thin_seven(), (8, 8), 16.0, export.picture_recipe)
+    np.testing.assert_array_equal(read_image(path, export)[0], unsheared)
+    # The current recipe stands the leaning 7 up: a different bitmap.
+    current = image_to_pixels(_thin_seven(), (8, 8), 16.0, PictureRecipe.from_dict(recorded))
+    assert not np.array_equal(current, unsheared)

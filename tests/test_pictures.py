@@ -1,11 +1,11 @@
-"""The picture recipe's options: stroke thickness matched to the training data, and the box."""
+"""The picture recipe's options: slant and stroke thickness matched to the training data, the box."""
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from zoo.errors import ZooError
-from zoo.pictures import PictureRecipe, image_to_pixels, recipe_from_counts
+from zoo.pictures import MAX_SHEAR, PictureRecipe, image_to_pixels, recipe_from_counts, slants
 
 
 def _thin_one() -> Image.Image:
@@ -65,7 +65,10 @@ def test_recipe_from_counts_reads_the_training_datas_mean_ink():
     recipe = recipe_from_counts(counts, (8, 8), 16)
     assert recipe.box is None
     assert recipe.ink_fraction == pytest.approx(float(counts.mean() / 16))
-    assert recipe.to_dict() == {"box": None, "ink_fraction": recipe.ink_fraction}
+    assert recipe.to_dict() == {
+        "box": None, "ink_fraction": recipe.ink_fraction, "slant": recipe.slant
+    }  # fmt: skip
+    assert recipe.slant == pytest.approx(float(slants(counts.reshape(-1, 8, 8)).mean()))
     # Grey images (0..255) are not counted bitmaps: no recipe to match.
     assert recipe_from_counts(counts, (8, 8), 255) is None
 
@@ -76,8 +79,64 @@ def test_recipe_from_counts_reads_the_training_datas_mean_ink():
         ({"box": (32,)}, "picture box"),
         ({"box": (0, 20)}, "picture box"),
         ({"ink_fraction": 1.5}, "ink_fraction"),
+        ({"slant": 1.5}, "slant must lie between"),
+        ({"slant": float("nan")}, "slant must lie between"),
     ],
 )
 def test_bad_recipes_are_refused(arguments, message):
     with pytest.raises(ZooError, match=message):
         PictureRecipe(**arguments)
+
+
+def _leaning_stroke(lean: float) -> Image.Image:
+    """A 3-pixel stroke 80 pixels tall whose column moves ``lean`` per row down, white on black."""
+    picture = np.zeros((100, 100), dtype="uint8")
+    for row in range(10, 90):
+        column = round(50 + lean * (row - 50))
+        picture[row, column - 1 : column + 2] = 255
+    return Image.fromarray(picture)
+
+
+def test_slants_reads_the_lean_of_the_ink():
+    images = np.zeros((4, 32, 32))
+    for row in range(4, 28):
+        images[0, row, 16] = 1.0  # upright
+        images[1, row, round(16 - 0.5 * (row - 16))] = 1.0  # leaning right
+        images[2, row, round(16 + 0.25 * (row - 16))] = 1.0  # leaning left
+    images[3, 10, 4:28] = 1.0  # a dash: a single row of ink
+    assert slants(images) == pytest.approx([0.0, -0.5, 0.25, 0.0], abs=0.02)
+
+
+def test_slant_stands_a_leaning_stroke_upright():
+    """The recipe shears the picture to the training data's slant before it draws it."""
+    upright = image_to_pixels(_leaning_stroke(0.0), (8, 8), 16)
+    leaning = image_to_pixels(_leaning_stroke(-0.4), (8, 8), 16)
+    deskewed = image_to_pixels(_leaning_stroke(-0.4), (8, 8), 16, PictureRecipe(slant=0.0))
+    assert slants(leaning.reshape(1, 8, 8))[0] < -0.2
+    assert abs(slants(deskewed.reshape(1, 8, 8))[0]) < 0.05
+    # Stood upright, the leaning stroke fills the same middle columns in every row, as the
+    # upright one does; leaning, it crosses the bitmap.
+    for pixels in (upright, deskewed):
+        image = pixels.reshape(8, 8)
+        assert (image.sum(axis=1) > 0).all()
+        assert image[:, [0, 1, 2, 5, 6, 7]].sum() == 0
+    assert leaning.reshape(8, 8)[:, [0, 1, 2, 5, 6, 7]].sum() > 0
+    # Sheared to a lean of its own instead.
+    leant = image_to_pixels(_leaning_stroke(0.0), (8, 8), 16, PictureRecipe(slant=-0.3))
+    assert slants(leant.reshape(1, 8, 8))[0] == pytest.approx(-0.3, abs=0.08)
+
+
+def test_a_dash_is_sheared_no_further_than_the_steepest_shear():
+    """A near-flat scribble has no lean to measure: the shear stops at MAX_SHEAR."""
+    picture = np.zeros((60, 100), dtype="uint8")
+    picture[29:31, 10:90] = 255
+    picture[31, 88:90] = 255  # a hook on the end: a slant of several columns per row
+    pixels = image_to_pixels(Image.fromarray(picture), (8, 8), 16, PictureRecipe(slant=0.0))
+    assert np.isfinite(pixels).all() and pixels.sum() > 0
+    assert MAX_SHEAR == 1.0
+
+
+def test_grey_images_ignore_the_slant():
+    picture = _leaning_stroke(-0.4)
+    plain = image_to_pixels(picture, (28, 28), 255)
+    assert np.array_equal(image_to_pixels(picture, (28, 28), 255, PictureRecipe(slant=0.0)), plain)

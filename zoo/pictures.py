@@ -14,10 +14,12 @@ Both sizes follow the dataset's image shape. The picture may have either
 polarity; the background is the colour of its border.
 
 A :class:`PictureRecipe` can match a counted bitmap to the training data's
-own statistics: its ink (:func:`recipe_from_counts`; optdigits' strokes cover
-31% of every 32x32 bitmap, whatever the digit, where a thin pen's 1 covers
-13%) and, optionally, the box the digit is drawn into. Without one, a picture
-is converted as above.
+own statistics (:func:`recipe_from_counts`): its slant (optdigits' digits stand
+nearly upright, a slant of 0.04 with a spread of 0.13 columns per row, where
+MNIST's SD-3 digits spread 0.23), its ink (optdigits' strokes cover 31% of every
+32x32 bitmap, whatever the digit, where a thin pen's 1 covers 13%) and,
+optionally, the box the digit is drawn into. Without one, a picture is
+converted as above.
 """
 
 from __future__ import annotations
@@ -33,6 +35,9 @@ from zoo.errors import ZooError
 # The most steps a stroke is thickened by to reach a recipe's ink fraction: each step
 # adds about a pixel on each side, and the box shrinks by as much to leave room for it.
 MAX_THICKEN_STEPS = 8
+# The steepest shear a picture is deskewed by (columns per row, 45 degrees): a slant
+# measured past it comes from a digit with almost no height (a dash), not from a lean.
+MAX_SHEAR = 1.0
 # Dilation alternates the 4-neighbour cross and the 3x3 square: together, close to a disc.
 _CROSS = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], dtype=bool)
 _SQUARE = np.ones((3, 3), dtype=bool)
@@ -51,10 +56,15 @@ class PictureRecipe:
         ink_fraction: the strokes are thickened, a pixel at a time, until at
             least this share of the bitmap is ink (the nearer of the two
             steps around it). ``None``: strokes as drawn.
+        slant: the picture is sheared, rows kept, until its ink's slant (the
+            columns its centre line moves per row down, from the ink's second
+            moments; negative leans right) is this one, before it is cropped
+            and drawn. ``None``: the picture's own slant.
     """
 
     box: tuple[int, int] | None = None
     ink_fraction: float | None = None
+    slant: float | None = None
 
     def __post_init__(self) -> None:
         if self.box is not None:
@@ -67,28 +77,39 @@ class PictureRecipe:
             if not 0.0 < fraction < 1.0:
                 raise ZooError(f"ink_fraction must lie between 0 and 1 (got {self.ink_fraction!r})")
             object.__setattr__(self, "ink_fraction", fraction)
+        if self.slant is not None:
+            slant = float(self.slant)
+            if not abs(slant) <= MAX_SHEAR:
+                raise ZooError(
+                    f"slant must lie between -{MAX_SHEAR:g} and {MAX_SHEAR:g} columns per row "
+                    f"(got {self.slant!r})"
+                )
+            object.__setattr__(self, "slant", slant)
 
     def to_dict(self) -> dict[str, Any]:
         """The recipe as JSON-ready values (for an export's metadata)."""
         box = None if self.box is None else list(self.box)
-        return {"box": box, "ink_fraction": self.ink_fraction}
+        return {"box": box, "ink_fraction": self.ink_fraction, "slant": self.slant}
 
     @classmethod
     def from_dict(cls, values: Any) -> PictureRecipe:
         """The recipe :meth:`to_dict` wrote, checked as strictly as it was written.
 
         Args:
-            values: ``{"box": None or [height, width], "ink_fraction": None or a number}``.
+            values: ``{"box": None or [height, width], "ink_fraction": None or a number,
+                "slant": None or a number}``; without ``slant`` (exports written
+                before it was recorded), the picture's own slant.
 
         Raises:
             ZooError: not such a mapping (another key, a string or a flag where a
                 number belongs), or values out of range.
         """
-        if not isinstance(values, dict) or set(values) != {"box", "ink_fraction"}:
+        if not isinstance(values, dict) or set(values) - {"slant"} != {"box", "ink_fraction"}:
             raise ZooError(
-                f"a picture recipe is {{'box': ..., 'ink_fraction': ...}} (got {_short(values)})"
+                "a picture recipe is {'box': ..., 'ink_fraction': ..., 'slant': ...} "
+                f"(got {_short(values)})"
             )
-        box, ink = values["box"], values["ink_fraction"]
+        box, ink, slant = values["box"], values["ink_fraction"], values.get("slant")
         if box is not None and not (
             isinstance(box, list) and len(box) == 2 and all(_is_whole(side) for side in box)
         ):
@@ -97,7 +118,11 @@ class PictureRecipe:
             isinstance(ink, (int, float)) and not isinstance(ink, bool) and math.isfinite(ink)
         ):
             raise ZooError(f"ink_fraction must be a number between 0 and 1 (got {_short(ink)})")
-        return cls(box=None if box is None else tuple(box), ink_fraction=ink)
+        if slant is not None and not (
+            isinstance(slant, (int, float)) and not isinstance(slant, bool) and math.isfinite(slant)
+        ):
+            raise ZooError(f"slant must be a number of columns per row (got {_short(slant)})")
+        return cls(box=None if box is None else tuple(box), ink_fraction=ink, slant=slant)
 
 
 def _is_whole(value: Any) -> bool:
@@ -113,10 +138,12 @@ def _short(value: Any) -> str:
 def recipe_from_counts(
     x_train: np.ndarray, image_shape: tuple[int, ...], pixel_max: float
 ) -> PictureRecipe | None:
-    """The recipe matching a counted-bitmap training set's own stroke thickness.
+    """The recipe matching a counted-bitmap training set's own slant and stroke thickness.
 
     ``ink_fraction`` is the training images' mean share of ink pixels (the
-    mean count over ``pixel_max``: 0.308 for optdigits). The box stays the
+    mean count over ``pixel_max``: 0.308 for optdigits); ``slant`` is their
+    mean slant (:func:`slants`; 0.043 for optdigits, whose digits stand
+    nearly upright: a picture is deskewed to it). The box stays the
     whole bitmap: a box matched to the training images' extent (their digits
     fill the height and about 18 to 21 of the 32 columns) read other
     writers' digits worse, not better (``benchmarks/RESULTS.md``).
@@ -132,8 +159,61 @@ def recipe_from_counts(
     block = math.isqrt(int(pixel_max))
     if len(image_shape) != 2 or block < 2 or block * block != pixel_max:
         return None
-    ink = float(np.asarray(x_train, dtype="float64").mean() / pixel_max)
-    return PictureRecipe(ink_fraction=ink)
+    counts = np.asarray(x_train, dtype="float64")
+    ink = float(counts.mean() / pixel_max)
+    slant = float(np.clip(np.mean(slants(counts.reshape(-1, *image_shape))), -MAX_SHEAR, MAX_SHEAR))
+    return PictureRecipe(ink_fraction=ink, slant=slant)
+
+
+def slants(images: np.ndarray) -> np.ndarray:
+    """Each image's slant: the columns its ink's centre line moves per row down.
+
+    From the ink's second moments, ``cov(row, column) / var(row)``; negative
+    leans right (the top to the right of the bottom). An image with no ink,
+    or ink in a single row, has slant 0.
+
+    Args:
+        images: ``[n, height, width]`` ink, any non-negative scale.
+
+    Returns:
+        float64 ``[n]``.
+    """
+    images = np.asarray(images, dtype="float64")
+    rows = np.arange(images.shape[1], dtype="float64")[None, :, None]
+    columns = np.arange(images.shape[2], dtype="float64")[None, None, :]
+    mass = images.sum(axis=(1, 2))
+    safe = np.where(mass > 0, mass, 1.0)
+    mean_row = (images * rows).sum(axis=(1, 2)) / safe
+    mean_column = (images * columns).sum(axis=(1, 2)) / safe
+    rows = rows - mean_row[:, None, None]
+    variance = (images * rows**2).sum(axis=(1, 2)) / safe
+    covariance = (images * rows * (columns - mean_column[:, None, None])).sum(axis=(1, 2)) / safe
+    flat = variance <= 1e-9
+    return np.where(flat, 0.0, covariance / np.where(flat, 1.0, variance))
+
+
+def _upright(ink: np.ndarray, slant: float) -> np.ndarray:
+    """``ink`` sheared, rows kept, so that its slant becomes ``slant``.
+
+    The shear is at most :data:`MAX_SHEAR` columns per row either way; the
+    canvas widens so that no ink is cut off.
+    """
+    from scipy.ndimage import affine_transform
+
+    height, width = ink.shape
+    rows = np.arange(height, dtype="float64")
+    weight = ink.sum(axis=1)
+    mean_row = float(weight @ rows / weight.sum())
+    shear = float(np.clip(slants(ink[None])[0] - slant, -MAX_SHEAR, MAX_SHEAR))
+    if abs(shear) < 1e-3:
+        return ink
+    pad = math.ceil(abs(shear) * height) + 1
+    canvas = np.zeros((height, width + 2 * pad))
+    canvas[:, pad : pad + width] = ink
+    # Output (row, column) reads input (row, column + shear * (row - mean_row)).
+    matrix = np.array([[1.0, 0.0], [shear, 1.0]])
+    sheared = affine_transform(canvas, matrix, offset=(0.0, -shear * mean_row), order=1)
+    return np.clip(sheared, 0.0, 1.0)
 
 
 def image_to_pixels(
@@ -152,8 +232,8 @@ def image_to_pixels(
         image: a ``PIL.Image.Image``.
         image_shape: the dataset's image shape, such as ``(8, 8)`` or ``(28, 28)``.
         pixel_max: the dataset's largest pixel value (16 or 255).
-        recipe: the box and ink of a counted bitmap (see :class:`PictureRecipe`);
-            grey images ignore it.
+        recipe: the slant, box and ink of a counted bitmap (see
+            :class:`PictureRecipe`); grey images ignore it.
 
     Returns:
         float32 ``[prod(image_shape)]`` values in ``0..pixel_max``.
@@ -167,11 +247,14 @@ def image_to_pixels(
             "pass a .npy array or a .csv of pixel rows instead"
         )
     ink = _ink(image)
-    rows, columns = np.nonzero(ink >= 0.5)
-    crop = ink[rows.min() : rows.max() + 1, columns.min() : columns.max() + 1]
     height, width = image_shape
     block = math.isqrt(int(pixel_max))
-    if block > 1 and block * block == pixel_max:
+    counted = block > 1 and block * block == pixel_max
+    if counted and recipe is not None and recipe.slant is not None:
+        ink = _upright(ink, recipe.slant)
+    rows, columns = np.nonzero(ink >= 0.5)
+    crop = ink[rows.min() : rows.max() + 1, columns.min() : columns.max() + 1]
+    if counted:
         # optdigits: a (4*8)x(4*8) bitmap, ink pixels counted in 4x4 blocks into 0..16.
         size = (height * block, width * block)
         if recipe is None or recipe == PictureRecipe():
