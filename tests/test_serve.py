@@ -615,7 +615,8 @@ def test_a_drawing_is_read_as_digits_zoo_predict_reads_a_picture(client, exports
         )
         assert answer.status_code == 200, answer.text
         body = answer.json()
-        pixels = image_to_pixels(Image.open(io.BytesIO(png)), (8, 8), 16.0)
+        picture = Image.open(io.BytesIO(png))
+        pixels = image_to_pixels(picture, (8, 8), 16.0, export.picture_recipe)
         np.testing.assert_array_equal(body["pixels"], pixels)
         probabilities, classes = export.predict_proba(pixels[None])
         np.testing.assert_array_equal(body["probabilities"], probabilities[0])
@@ -649,9 +650,9 @@ def test_collected_digits_feed_evaluate_and_search_as_they_are(
     lines = collect.read_text().splitlines()
     assert len(lines) == len(picks)
     first = np.array(lines[0].split(","), dtype=float)
-    expected = image_to_pixels(
-        Image.open(io.BytesIO(digit_png(dataset.x_test[picks[0]]))), (8, 8), 16.0
-    )
+    picture = Image.open(io.BytesIO(digit_png(dataset.x_test[picks[0]])))
+    recipe = load_export(exports / KNN).picture_recipe
+    expected = image_to_pixels(picture, (8, 8), 16.0, recipe)
     np.testing.assert_array_equal(first[:-1], expected)
     assert first[-1] == dataset.y_test[picks[0]] and "." not in lines[0]
 
