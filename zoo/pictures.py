@@ -178,42 +178,51 @@ def slants(images: np.ndarray) -> np.ndarray:
     Returns:
         float64 ``[n]``.
     """
-    images = np.asarray(images, dtype="float64")
-    rows = np.arange(images.shape[1], dtype="float64")[None, :, None]
-    columns = np.arange(images.shape[2], dtype="float64")[None, None, :]
-    mass = images.sum(axis=(1, 2))
+    images = np.asarray(images)
+    columns = np.arange(images.shape[2], dtype="float64")
+    # Per-row sums only ([n, height]): no temporary the size of the images.
+    row_mass = images.sum(axis=2, dtype="float64")
+    row_columns = images @ columns
+    return _slant(row_mass, row_columns)[0]
+
+
+def _slant(row_mass: np.ndarray, row_columns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Slants and mean rows from each image's per-row ink (``[n, height]``) and column sums."""
+    rows = np.arange(row_mass.shape[1], dtype="float64")
+    mass = row_mass.sum(axis=1)
     safe = np.where(mass > 0, mass, 1.0)
-    mean_row = (images * rows).sum(axis=(1, 2)) / safe
-    mean_column = (images * columns).sum(axis=(1, 2)) / safe
-    rows = rows - mean_row[:, None, None]
-    variance = (images * rows**2).sum(axis=(1, 2)) / safe
-    covariance = (images * rows * (columns - mean_column[:, None, None])).sum(axis=(1, 2)) / safe
+    mean_row = row_mass @ rows / safe
+    mean_column = row_columns.sum(axis=1) / safe
+    offsets = rows[None, :] - mean_row[:, None]
+    variance = (row_mass * offsets**2).sum(axis=1) / safe
+    covariance = (offsets * (row_columns - mean_column[:, None] * row_mass)).sum(axis=1) / safe
     flat = variance <= 1e-9
-    return np.where(flat, 0.0, covariance / np.where(flat, 1.0, variance))
+    return np.where(flat, 0.0, covariance / np.where(flat, 1.0, variance)), mean_row
 
 
 def _upright(ink: np.ndarray, slant: float) -> np.ndarray:
     """``ink`` sheared, rows kept, so that its slant becomes ``slant``.
 
     The shear is at most :data:`MAX_SHEAR` columns per row either way; the
-    canvas widens so that no ink is cut off.
+    canvas widens so that no ink is cut off. Each row is shifted on its own
+    (linear interpolation into a float32 canvas), so a 1024 x 1024 picture
+    needs a canvas of at most 12 MiB and no larger temporary.
     """
-    from scipy.ndimage import affine_transform
-
     height, width = ink.shape
-    rows = np.arange(height, dtype="float64")
-    weight = ink.sum(axis=1)
-    mean_row = float(weight @ rows / weight.sum())
-    shear = float(np.clip(slants(ink[None])[0] - slant, -MAX_SHEAR, MAX_SHEAR))
+    columns = np.arange(width, dtype="float64")
+    row_mass = ink.sum(axis=1)
+    own, mean_row = _slant(row_mass[None], (ink @ columns)[None])
+    shear = float(np.clip(own[0] - slant, -MAX_SHEAR, MAX_SHEAR))
     if abs(shear) < 1e-3:
         return ink
-    pad = math.ceil(abs(shear) * height) + 1
-    canvas = np.zeros((height, width + 2 * pad))
-    canvas[:, pad : pad + width] = ink
-    # Output (row, column) reads input (row, column + shear * (row - mean_row)).
-    matrix = np.array([[1.0, 0.0], [shear, 1.0]])
-    sheared = affine_transform(canvas, matrix, offset=(0.0, -shear * mean_row), order=1)
-    return np.clip(sheared, 0.0, 1.0)
+    # Row r moves by -shear * (r - mean_row) columns: its centre line stands at ``slant``.
+    shifts = -shear * (np.arange(height) - mean_row[0])
+    pad = math.ceil(float(np.abs(shifts).max())) + 1
+    sheared = np.zeros((height, width + 2 * pad), dtype="float32")
+    positions = np.arange(width + 2 * pad, dtype="float64")
+    for row in np.flatnonzero(row_mass > 0):
+        sheared[row] = np.interp(positions, columns + pad + shifts[row], ink[row], 0.0, 0.0)
+    return sheared
 
 
 def image_to_pixels(
