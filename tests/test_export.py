@@ -33,10 +33,12 @@ from zoo import ZooError
 
 KERAS_MODEL = "dense_1x64"
 SKLEARN_MODEL = "knn_k1"
-# Typeset digits are not handwriting; these four are ones the small test network
+# Typeset digits are not handwriting; these three are ones the small test network
 # reads with high confidence in either polarity (a typeset "1" with its flag and "9"
-# look unlike the handwritten ones in the bundled digits).
-CLEAR_DIGITS = (0, 2, 5, 7)
+# look unlike the handwritten ones in the bundled digits; a typeset "7" leans as the
+# bundled digits' 7s do, and the picture recipe stands it at their mean slant over all
+# digits, where this network reads it as a 3).
+CLEAR_DIGITS = (0, 2, 5)
 
 
 @pytest.fixture(scope="module")

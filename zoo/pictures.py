@@ -260,6 +260,8 @@ def image_to_pixels(
     block = math.isqrt(int(pixel_max))
     counted = block > 1 and block * block == pixel_max
     if counted and recipe is not None and recipe.slant is not None:
+        # The ink's peak (1) lands between two canvas pixels, one of which keeps half of it
+        # or more: the sheared ink still has pixels to crop to.
         ink = _upright(ink, recipe.slant)
     rows, columns = np.nonzero(ink >= 0.5)
     crop = ink[rows.min() : rows.max() + 1, columns.min() : columns.max() + 1]
