@@ -20,6 +20,13 @@ of the rows), and tested on the SD-3 digits not drawn; the fixed baselines
 training file) take them once. ``k = 0`` is the model as shipped (the
 baselines fitted once).
 
+``--recipes`` also reads the pictures, at ``k = 0``, through variants of
+an export's recorded recipe: without its slant (ink only), stood upright
+(slant 0), and class by class (each picture sheared to every class's own
+mean slant in the training data, class ``c``'s probability read from the
+picture sheared to class ``c``'s slant, the highest chosen: ten predictions
+per picture, a reading the exports do not ship).
+
 Last, ``digits-zoo adapt`` itself runs once on a copy of each export, with
 ``ADAPT_DIGITS_PER_CLASS`` SD-3 digits per class written as a collected CSV
 (200 digits: 140 to train on, 60 held out), and its wall time (rebuilding the
@@ -29,7 +36,8 @@ figures are printed: the time a person waits for an adapted model.
 Usage::
 
     .venv/bin/python benchmarks/other_writers.py --export EXPORT_DIR [--export ...]
-        [--sd3 DIR] [--matched-recipe] [--quick] [--json] [--seeds N] [--k-values K,K,...]
+        [--sd3 DIR] [--matched-recipe] [--recipes] [--quick] [--json] [--seeds N]
+        [--k-values K,K,...]
 """
 
 from __future__ import annotations
@@ -85,6 +93,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="convert pictures with the training data's slant and stroke thickness "
         "(recipe_from_counts) where an export records no recipe, and for the baselines",
+    )
+    parser.add_argument(
+        "--recipes",
+        action="store_true",
+        help="also read the pictures (k = 0) through variants of each export's recipe: ink "
+        "only, upright, and class by class",
     )
     parser.add_argument(
         "--quick", action="store_true", help="300 digits, k in {0, 5}, one seed, 2 epochs"
@@ -263,7 +277,7 @@ def with_epochs(metadata: dict, epochs: int | None) -> dict:
     return {**metadata, "config": config}
 
 
-def measure_export(path: str, images, labels, budget, matched_recipe: bool) -> dict:
+def measure_export(path: str, images, labels, budget, matched_recipe: bool, recipes: bool) -> dict:
     """What one export reads as shipped, then its adaptation; prints as it goes."""
     from digits_zoo.ship.adapt import export_training_data
     from digits_zoo.ship.load import load_export
@@ -281,6 +295,7 @@ def measure_export(path: str, images, labels, budget, matched_recipe: bool) -> d
     shipped = reading(probabilities, labels, export.classes)
     name = f"{export.name} ({Path(path).name})"
     print(f"{name}: reads {shipped['accuracy']:.4f} of {len(labels):,} SD-3 digits", flush=True)
+    variants = recipe_variants(export, dataset, images, labels, recipe) if recipes else []
     trained = with_epochs(metadata, budget["epochs"])
     adaptation = {0: [shipped["accuracy"]]}
     seconds = []
@@ -314,7 +329,44 @@ def measure_export(path: str, images, labels, budget, matched_recipe: bool) -> d
         "adaptation": adaptation,
         "fit_seconds": float(np.mean(seconds)) if seconds else None,
         "adapt": adapt,
+        "recipes": variants,
     }
+
+
+def recipe_variants(export, dataset, images, labels, recorded) -> list[dict]:
+    """The export's k = 0 reading through variants of its recorded recipe (``--recipes``)."""
+    from dataclasses import replace
+
+    from zoo.pictures import slants
+
+    if recorded is None or recorded.slant is None:
+        return []
+    images_8x8 = dataset.x_train.reshape(-1, *export.image_shape)
+    own = slants(images_8x8)
+    variants = {
+        f"as recorded (slant {recorded.slant:.3f})": [replace(recorded)],
+        "ink only (no slant)": [replace(recorded, slant=None)],
+        "upright (slant 0)": [replace(recorded, slant=0.0)],
+        "class by class (each class's own mean slant)": [
+            replace(recorded, slant=float(own[dataset.y_train == c].mean())) for c in export.classes
+        ],
+    }
+    results = []
+    for name, recipes in variants.items():
+        readings = [
+            export.predict_proba(convert(images, export.image_shape, export.pixel_max, r))[0]
+            for r in recipes
+        ]
+        if len(readings) == 1:
+            probabilities = readings[0]
+        else:
+            # Class c's probability from the picture sheared to class c's slant.
+            scores = np.stack([readings[c][:, c] for c in range(len(readings))], axis=1)
+            probabilities = scores / scores.sum(axis=1, keepdims=True)
+        figures = reading(probabilities, labels, export.classes)
+        results.append({"recipe": name, **figures})
+        print(f"  {name}: {figures['accuracy']:.4f}", flush=True)
+    return results
 
 
 def measure_baselines(images, labels, budget, matched_recipe: bool) -> list[dict]:
@@ -372,6 +424,18 @@ def markdown_tables(exports: list[dict], fixed: list[dict], budget, n_digits: in
             f"| {row['model']} | {shipped['accuracy']:.4f} | {shipped['ece']:.3f} | "
             f"{per_class} | {confusions} |"
         )
+    variants = [(row["model"], v) for row in exports for v in row.get("recipes") or []]
+    if variants:
+        lines += [
+            "",
+            "| model | picture recipe | accuracy | calibrated ECE | 6s | 7s |",
+            "|---|---|---:|---:|---:|---:|",
+        ]
+        for model, v in variants:
+            lines.append(
+                f"| {model} | {v['recipe']} | {v['accuracy']:.4f} | {v['ece']:.3f} | "
+                f"{v['per_class'].get(6, 0):.2f} | {v['per_class'].get(7, 0):.2f} |"
+            )
     k_values = budget["k_values"]
     lines += [
         "",
@@ -402,7 +466,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         images, labels = load_sd3(args.sd3, budget["n_digits"])
         exports = [
-            measure_export(path, images, labels, budget, args.matched_recipe)
+            measure_export(path, images, labels, budget, args.matched_recipe, args.recipes)
             for path in args.export
         ]
     except ZooError as error:
