@@ -295,7 +295,7 @@ def measure_export(path: str, images, labels, budget, matched_recipe: bool, reci
     shipped = reading(probabilities, labels, export.classes)
     name = f"{export.name} ({Path(path).name})"
     print(f"{name}: reads {shipped['accuracy']:.4f} of {len(labels):,} SD-3 digits", flush=True)
-    variants = recipe_variants(export, dataset, images, labels, recipe) if recipes else []
+    variants = recipe_variants(export, dataset, images, labels, recipe, shipped) if recipes else []
     trained = with_epochs(metadata, budget["epochs"])
     adaptation = {0: [shipped["accuracy"]]}
     seconds = []
@@ -333,25 +333,24 @@ def measure_export(path: str, images, labels, budget, matched_recipe: bool, reci
     }
 
 
-def recipe_variants(export, dataset, images, labels, recorded) -> list[dict]:
-    """The export's k = 0 reading through variants of its recorded recipe (``--recipes``)."""
+def recipe_variants(export, dataset, images, labels, recorded, shipped: dict) -> list[dict]:
+    """The export's k = 0 reading through variants of its recorded recipe (``--recipes``),
+    after ``shipped``, its reading through the recipe as recorded."""
     from dataclasses import replace
 
     from zoo.pictures import slants
 
     if recorded is None or recorded.slant is None:
         return []
-    images_8x8 = dataset.x_train.reshape(-1, *export.image_shape)
-    own = slants(images_8x8)
+    own = slants(dataset.x_train.reshape(-1, *export.image_shape))
     variants = {
-        f"as recorded (slant {recorded.slant:.3f})": [replace(recorded)],
         "ink only (no slant)": [replace(recorded, slant=None)],
         "upright (slant 0)": [replace(recorded, slant=0.0)],
         "class by class (each class's own mean slant)": [
             replace(recorded, slant=float(own[dataset.y_train == c].mean())) for c in export.classes
         ],
     }
-    results = []
+    results = [{"recipe": f"as recorded (slant {recorded.slant:.3f})", **shipped}]
     for name, recipes in variants.items():
         readings = [
             export.predict_proba(convert(images, export.image_shape, export.pixel_max, r))[0]
