@@ -7,9 +7,11 @@ pictures through its own loader (``digits_zoo.ship.load``) and its recorded
 picture recipe (``zoo.pictures``), the path of ``digits-zoo predict
 digit.png``: accuracy, accuracy per class, the commonest confusions and the
 calibrated expected calibration error. An export of counted bitmaps records
-its training data's slant and stroke thickness
-(``zoo.pictures.recipe_from_counts``); ``--matched-recipe`` converts the
-pictures of an export made before it did (and the baselines') that way too.
+its training data's slant (the mean, and each class's own) and stroke
+thickness (``zoo.pictures.recipe_from_counts``), and reads a picture class by
+class (``zoo.pictures.picture_rows``, ``LoadedExport.predict_pictures``);
+``--matched-recipe`` converts the pictures of an export made before it did
+(and the baselines', one row each) that way too.
 
 Then adaptation: ``k`` labelled digits per class (``K_VALUES``) are drawn at
 random from SD-3 (one draw per seed), the export is retrained as ``digits-zoo
@@ -98,7 +100,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--recipes",
         action="store_true",
         help="also read the pictures (k = 0) through variants of each export's recipe: ink "
-        "only, upright, and class by class",
+        "only, one mean slant, upright, and class by class",
     )
     parser.add_argument(
         "--quick", action="store_true", help="300 digits, k in {0, 5}, one seed, 2 epochs"
@@ -168,6 +170,18 @@ def convert(images: np.ndarray, image_shape, pixel_max: float, recipe) -> np.nda
     )
 
 
+def convert_pictures(images: np.ndarray, image_shape, pixel_max: float, recipe) -> np.ndarray:
+    """The pictures as the rows an export reads them by (``zoo.pictures.picture_rows``):
+    ``[n, n_rows, n_features]``, row 0 the stored row."""
+    from PIL import Image
+
+    from zoo.pictures import picture_rows
+
+    return np.stack(
+        [picture_rows(Image.fromarray(image), image_shape, pixel_max, recipe) for image in images]
+    )
+
+
 def reading(probabilities: np.ndarray, y: np.ndarray, classes: np.ndarray) -> dict:
     """Accuracy, accuracy per class, the commonest confusions and the ECE of a model's reading."""
     from zoo.calibration import expected_calibration_error
@@ -222,16 +236,23 @@ def adapted_accuracy(estimator, x_train, y_train, x_few, y_few, x_rest, y_rest):
     return float(np.mean(predicted == y_rest)), seconds
 
 
-def adapted_export_accuracy(metadata, dataset, raw_few, y_few, raw_rest, y_rest, seed: int):
+def adapted_export_accuracy(metadata, dataset, raw_few, y_few, pictures_rest, y_rest, seed: int):
     """What ``digits-zoo adapt`` trains (the export's config on its data plus augmented copies
-    of the few, :func:`digits_zoo.ship.adapt.fit_adapted`); its accuracy on the rest."""
+    of the few, :func:`digits_zoo.ship.adapt.fit_adapted`); its accuracy on the rest, each
+    picture read by its rows (``[n, n_rows, n_features]``) as the export reads pictures."""
     from digits_zoo.ship.adapt import copies_for, fit_adapted
+    from zoo.pictures import read_by_class
 
     copies = copies_for(len(dataset.y_train), len(y_few))
     started = time.perf_counter()
     estimator = fit_adapted(metadata, dataset, raw_few, y_few, copies, seed)
     seconds = time.perf_counter() - started
-    predicted = np.asarray(estimator.predict(dataset.scale(raw_rest)))
+    n, n_rows, n_features = pictures_rest.shape
+    probabilities = estimator.predict_proba(
+        dataset.scale(pictures_rest.reshape(n * n_rows, n_features))
+    )
+    read = read_by_class(np.asarray(probabilities).reshape(n, n_rows, -1))
+    predicted = np.asarray(estimator.classes_)[np.argmax(read, axis=1)]
     return float(np.mean(predicted == y_rest)), seconds
 
 
@@ -289,9 +310,12 @@ def measure_export(path: str, images, labels, budget, matched_recipe: bool, reci
     dataset = export_training_data(metadata)
     recipe = export.picture_recipe
     if matched_recipe and recipe is None:
-        recipe = recipe_from_counts(dataset.x_train, export.image_shape, export.pixel_max)
-    rows = convert(images, export.image_shape, export.pixel_max, recipe)
-    probabilities, _ = export.predict_proba(rows)
+        recipe = recipe_from_counts(
+            dataset.x_train, export.image_shape, export.pixel_max, dataset.y_train
+        )
+    pictures = convert_pictures(images, export.image_shape, export.pixel_max, recipe)
+    rows = pictures[:, 0]
+    probabilities, _ = export.predict_pictures(pictures)
     shipped = reading(probabilities, labels, export.classes)
     name = f"{export.name} ({Path(path).name})"
     print(f"{name}: reads {shipped['accuracy']:.4f} of {len(labels):,} SD-3 digits", flush=True)
@@ -306,7 +330,7 @@ def measure_export(path: str, images, labels, budget, matched_recipe: bool, reci
         for seed in budget["seeds"]:
             few, rest = draw(labels, k, seed)
             accuracy, elapsed = adapted_export_accuracy(
-                trained, dataset, rows[few], labels[few], rows[rest], labels[rest], seed
+                trained, dataset, rows[few], labels[few], pictures[rest], labels[rest], seed
             )
             adaptation[k].append(accuracy)
             seconds.append(elapsed)
@@ -338,31 +362,26 @@ def recipe_variants(export, dataset, images, labels, recorded, shipped: dict) ->
     after ``shipped``, its reading through the recipe as recorded."""
     from dataclasses import replace
 
-    from zoo.pictures import slants
+    from zoo.pictures import recipe_from_counts
 
     if recorded is None or recorded.slant is None:
         return []
-    own = slants(dataset.x_train.reshape(-1, *export.image_shape))
+    by_class = recipe_from_counts(
+        dataset.x_train, export.image_shape, export.pixel_max, dataset.y_train
+    ).class_slants
     variants = {
-        "ink only (no slant)": [replace(recorded, slant=None)],
-        "upright (slant 0)": [replace(recorded, slant=0.0)],
-        "class by class (each class's own mean slant)": [
-            replace(recorded, slant=float(own[dataset.y_train == c].mean())) for c in export.classes
-        ],
+        "ink only (no slant)": replace(recorded, slant=None, class_slants=None),
+        "one mean slant (the stored row)": replace(recorded, class_slants=None),
+        "upright (slant 0)": replace(recorded, slant=0.0, class_slants=None),
+        "class by class (each class's own mean slant)": replace(recorded, class_slants=by_class),
     }
-    results = [{"recipe": f"as recorded (slant {recorded.slant:.3f})", **shipped}]
-    for name, recipes in variants.items():
-        readings = [
-            export.predict_proba(convert(images, export.image_shape, export.pixel_max, r))[0]
-            for r in recipes
-        ]
-        if len(readings) == 1:
-            probabilities = readings[0]
-        else:
-            # Class c's probability from the picture sheared to class c's slant.
-            scores = np.stack([readings[c][:, c] for c in range(len(readings))], axis=1)
-            probabilities = scores / scores.sum(axis=1, keepdims=True)
-        figures = reading(probabilities, labels, export.classes)
+    as_recorded = "class by class" if recorded.class_slants else f"slant {recorded.slant:.3f}"
+    results = [{"recipe": f"as recorded ({as_recorded})", **shipped}]
+    for name, recipe in variants.items():
+        if recipe == recorded:
+            continue
+        pictures = convert_pictures(images, export.image_shape, export.pixel_max, recipe)
+        figures = reading(export.predict_pictures(pictures)[0], labels, export.classes)
         results.append({"recipe": name, **figures})
         print(f"  {name}: {figures['accuracy']:.4f}", flush=True)
     return results

@@ -37,7 +37,8 @@ SKLEARN_MODEL = "knn_k1"
 # reads with high confidence in either polarity (a typeset "1" with its flag and "9"
 # look unlike the handwritten ones in the bundled digits; a typeset "7" leans as the
 # bundled digits' 7s do, and the picture recipe stands it at their mean slant over all
-# digits, where this network reads it as a 3).
+# digits, where this network reads it as a 3; read class by class, as predict reads
+# pictures, it still reads the dark one as a 3).
 CLEAR_DIGITS = (0, 2, 5)
 
 

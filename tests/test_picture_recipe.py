@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -15,13 +16,19 @@ from PIL import Image
 
 from digits_zoo.serve.uploads import read_upload
 from digits_zoo.ship.export import export_estimator
-from digits_zoo.ship.inputs import predict_inputs, read_image
+from digits_zoo.ship.inputs import predict_inputs, read_image, read_picture
 from digits_zoo.ship.layout import METADATA
 from digits_zoo.ship.load import load_export
 from helpers import one_line_error
 from zoo import create_model
 from zoo.errors import ZooError
-from zoo.pictures import PictureRecipe, image_to_pixels, recipe_from_counts
+from zoo.pictures import (
+    PictureRecipe,
+    image_to_pixels,
+    picture_rows,
+    read_by_class,
+    recipe_from_counts,
+)
 
 # How far a converted picture's ink may sit from the recorded fraction: the strokes grow
 # a pixel a side at a time, and the nearer of the two steps around the target is kept.
@@ -69,14 +76,20 @@ def _ink(pixels: np.ndarray, pixel_max: float = 16.0) -> float:
     return float(np.asarray(pixels).mean() / pixel_max)
 
 
-def test_an_export_records_its_training_datas_ink_and_slant(recipe_export, small_digits):
+def test_an_export_records_its_training_datas_ink_and_slants(recipe_export, small_digits):
     metadata = json.loads((recipe_export / METADATA).read_text())
-    expected = recipe_from_counts(small_digits.x_train, (8, 8), 16.0)
+    expected = recipe_from_counts(small_digits.x_train, (8, 8), 16.0, small_digits.y_train)
     assert metadata["picture_recipe"] == expected.to_dict()
-    assert 0.25 < metadata["picture_recipe"]["ink_fraction"] < 0.35
-    # The bundled digits stand nearly upright.
-    assert abs(metadata["picture_recipe"]["slant"]) < 0.1
+    recorded = metadata["picture_recipe"]
+    assert 0.25 < recorded["ink_fraction"] < 0.35
+    # The bundled digits stand nearly upright, their 7s leaning right and their 6s left.
+    assert abs(recorded["slant"]) < 0.1
+    assert len(recorded["class_slants"]) == 10
+    assert recorded["class_slants"][7] < recorded["slant"] - 0.1
+    assert recorded["class_slants"][6] > recorded["slant"] + 0.1
     assert load_export(recipe_export).picture_recipe == expected
+    # Rows stored from pictures (picture folders, collected digits) take no labels' slants.
+    assert recipe_from_counts(small_digits.x_train, (8, 8), 16.0).class_slants is None
 
 
 def test_a_thin_picture_is_predicted_through_the_recipe(recipe_export, tmp_path):
@@ -92,14 +105,26 @@ def test_a_thin_picture_is_predicted_through_the_recipe(recipe_export, tmp_path)
     np.testing.assert_array_equal(
         pixels[0], image_to_pixels(_thin_seven(), (8, 8), 16.0, export.picture_recipe)
     )
+    # It is read class by class: the stored row, then one row per class's own slant.
+    rows = read_picture(path, export)
+    assert rows.shape == (11, 64)
+    np.testing.assert_array_equal(rows[0], pixels[0])
+    for label, slant in enumerate(export.picture_recipe.class_slants):
+        np.testing.assert_array_equal(
+            rows[1 + label],
+            image_to_pixels(
+                _thin_seven(), (8, 8), 16.0, replace(export.picture_recipe, slant=slant)
+            ),
+        )
     [row] = predict_inputs(export, [path])
-    probabilities, classes = export.predict_proba(pixels)
+    probabilities, classes = export.predict_pictures(rows[None])
     assert row["class"] == int(classes[0])
     assert row["probability"] == pytest.approx(float(probabilities.max()))
+    assert probabilities.sum() == pytest.approx(1.0)
     # serve's page (its drawings, and the rows it collects) converts the same way.
     png = io.BytesIO()
     _thin_seven().save(png, format="PNG")
-    np.testing.assert_array_equal(read_upload(png.getvalue(), export), pixels)
+    np.testing.assert_array_equal(read_upload(png.getvalue(), export), rows)
 
 
 def test_an_export_without_a_recipe_loads_and_converts_as_before(recipe_export, tmp_path):
@@ -115,6 +140,7 @@ def test_an_export_without_a_recipe_loads_and_converts_as_before(recipe_export, 
         np.testing.assert_array_equal(
             read_image(path, export)[0], image_to_pixels(_thin_seven(), (8, 8), 16.0)
         )
+        np.testing.assert_array_equal(read_picture(path, export), read_image(path, export))
 
 
 @pytest.mark.parametrize(
@@ -132,6 +158,22 @@ def test_an_export_without_a_recipe_loads_and_converts_as_before(recipe_export, 
             "slant must be a number of columns per row (got '0')",
         ),
         ({"box": None, "ink_fraction": 0.3, "slant": 2.0}, "slant must lie between -1 and 1"),
+        (
+            {"box": None, "ink_fraction": 0.3, "slant": 0.04, "class_slants": [0.1, 0.2, 0.3]},
+            "it has 3 class_slants for 10 classes",
+        ),
+        (
+            {"box": None, "ink_fraction": 0.3, "slant": 0.04, "class_slants": "0.1"},
+            "class_slants must be a list of numbers",
+        ),
+        (
+            {"box": None, "ink_fraction": 0.3, "slant": 0.04, "class_slants": [0.1] * 9 + [3]},
+            "class_slants must lie between -1 and 1",
+        ),
+        (
+            {"box": None, "ink_fraction": 0.3, "class_slants": [0.1] * 10},
+            "class_slants needs a slant",
+        ),
         ([0.3], "(got [0.3])"),
     ],
 )
@@ -159,6 +201,7 @@ def test_the_recipe_round_trips_through_its_dict():
         PictureRecipe(None, 0.25),
         PictureRecipe(None, 0.308, 0.043),
         PictureRecipe(slant=-0.2),
+        PictureRecipe(None, 0.308, 0.043, (0.1, -0.16, 0.22)),
     ):
         assert PictureRecipe.from_dict(json.loads(json.dumps(recipe.to_dict()))) == recipe
 
@@ -175,3 +218,45 @@ def test_an_export_recorded_before_the_slant_keeps_its_pictures_slant(recipe_exp
     # The current recipe stands the leaning 7 up: a different bitmap.
     current = image_to_pixels(_thin_seven(), (8, 8), 16.0, PictureRecipe.from_dict(recorded))
     assert not np.array_equal(current, unsheared)
+
+
+def test_an_export_recorded_before_the_class_slants_reads_a_picture_once(recipe_export, tmp_path):
+    recorded = json.loads((recipe_export / METADATA).read_text())["picture_recipe"]
+    older = {key: value for key, value in recorded.items() if key != "class_slants"}
+    export = load_export(_copy_with(recipe_export, tmp_path, picture_recipe=older))
+    assert export.picture_recipe.class_slants is None
+    path = tmp_path / "seven.png"
+    _thin_seven().save(path)
+    rows = read_picture(path, export)
+    np.testing.assert_array_equal(rows, read_image(path, export))
+    [row] = predict_inputs(export, [path])
+    probabilities, classes = export.predict_proba(rows)
+    assert row["class"] == int(classes[0])
+    assert row["probability"] == pytest.approx(float(probabilities.max()))
+
+
+def test_reading_class_by_class_takes_each_class_from_its_own_row():
+    # Two pictures, two classes: rows [stored, as class 0, as class 1].
+    probabilities = np.array(
+        [
+            [[0.2, 0.8], [0.9, 0.1], [0.7, 0.3]],  # read as a 0 it is a 0 at 0.9; as a 1, 0.3
+            [[0.5, 0.5], [0.0, 1.0], [0.0, 0.0]],  # every class row rules its class out
+        ]
+    )
+    read = read_by_class(probabilities)
+    np.testing.assert_allclose(read[0], [0.9 / 1.2, 0.3 / 1.2], rtol=1e-6)
+    # Nothing to renormalise: the stored row's reading.
+    np.testing.assert_allclose(read[1], [0.5, 0.5])
+    np.testing.assert_allclose(read_by_class(probabilities[:, :1]), probabilities[:, 0])
+    with pytest.raises(ZooError, match="1 \\+ 2 rows \\(got 2\\)"):
+        read_by_class(probabilities[:, :2])
+
+
+def test_picture_rows_shear_only_counted_bitmaps_by_class():
+    recipe = PictureRecipe(None, 0.308, 0.043, (-0.16, 0.22))
+    rows = picture_rows(_thin_seven(), (8, 8), 16.0, recipe)
+    assert rows.shape == (3, 64)
+    np.testing.assert_array_equal(rows[0], image_to_pixels(_thin_seven(), (8, 8), 16.0, recipe))
+    assert not np.array_equal(rows[1], rows[2])
+    # Grey images have no slant: one row.
+    assert picture_rows(_thin_seven(), (28, 28), 255.0, recipe).shape == (1, 784)

@@ -20,6 +20,15 @@ MNIST's SD-3 digits spread 0.23), its ink (optdigits' strokes cover 31% of every
 32x32 bitmap, whatever the digit, where a thin pen's 1 covers 13%) and,
 optionally, the box the digit is drawn into. Without one, a picture is
 converted as above.
+
+One slant for every digit has a price: optdigits' 7s lean right (-0.16) and its
+6s left (+0.22), each class within 0.06-0.08 of its own mean, so a plain 7 stood
+at the mean slant looks like a 3. A recipe may therefore also record each
+class's own mean slant (``class_slants``); a picture read by it
+(:func:`picture_rows`, :func:`read_by_class`) is converted once per class,
+sheared to that class's slant, and class c's probability comes from the row
+sheared to class c's slant. Stored rows (training data, collected digits) keep
+the one mean slant: their conversion must not depend on their label.
 """
 
 from __future__ import annotations
@@ -60,11 +69,16 @@ class PictureRecipe:
             columns its centre line moves per row down, from the ink's second
             moments; negative leans right) is this one, before it is cropped
             and drawn. ``None``: the picture's own slant.
+        class_slants: each class's mean slant in the training data, in the
+            order of the classes (sorted labels); a picture *read* by the
+            recipe is converted once per class (:func:`picture_rows`).
+            ``None``: read at ``slant`` alone.
     """
 
     box: tuple[int, int] | None = None
     ink_fraction: float | None = None
     slant: float | None = None
+    class_slants: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.box is not None:
@@ -78,18 +92,26 @@ class PictureRecipe:
                 raise ZooError(f"ink_fraction must lie between 0 and 1 (got {self.ink_fraction!r})")
             object.__setattr__(self, "ink_fraction", fraction)
         if self.slant is not None:
-            slant = float(self.slant)
-            if not abs(slant) <= MAX_SHEAR:
+            object.__setattr__(self, "slant", _checked_slant(self.slant, "slant"))
+        if self.class_slants is not None:
+            if self.slant is None or len(self.class_slants) < 2:
                 raise ZooError(
-                    f"slant must lie between -{MAX_SHEAR:g} and {MAX_SHEAR:g} columns per row "
-                    f"(got {self.slant!r})"
+                    "class_slants needs a slant and at least two classes (got "
+                    f"{_short(self.class_slants)} with slant {self.slant!r})"
                 )
-            object.__setattr__(self, "slant", slant)
+            object.__setattr__(
+                self,
+                "class_slants",
+                tuple(_checked_slant(each, "class_slants") for each in self.class_slants),
+            )
 
     def to_dict(self) -> dict[str, Any]:
         """The recipe as JSON-ready values (for an export's metadata)."""
         box = None if self.box is None else list(self.box)
-        return {"box": box, "ink_fraction": self.ink_fraction, "slant": self.slant}
+        values = {"box": box, "ink_fraction": self.ink_fraction, "slant": self.slant}
+        if self.class_slants is not None:
+            values["class_slants"] = list(self.class_slants)
+        return values
 
     @classmethod
     def from_dict(cls, values: Any) -> PictureRecipe:
@@ -97,32 +119,57 @@ class PictureRecipe:
 
         Args:
             values: ``{"box": None or [height, width], "ink_fraction": None or a number,
-                "slant": None or a number}``; without ``slant`` (exports written
-                before it was recorded), the picture's own slant.
+                "slant": None or a number, "class_slants": a list of numbers}``;
+                without ``slant`` (exports written before it was recorded), the
+                picture's own slant; without ``class_slants``, one slant for all.
 
         Raises:
             ZooError: not such a mapping (another key, a string or a flag where a
                 number belongs), or values out of range.
         """
-        if not isinstance(values, dict) or set(values) - {"slant"} != {"box", "ink_fraction"}:
+        optional = {"slant", "class_slants"}
+        if not isinstance(values, dict) or set(values) - optional != {"box", "ink_fraction"}:
             raise ZooError(
                 "a picture recipe is {'box': ..., 'ink_fraction': ..., 'slant': ...} "
                 f"(got {_short(values)})"
             )
         box, ink, slant = values["box"], values["ink_fraction"], values.get("slant")
+        class_slants = values.get("class_slants")
         if box is not None and not (
             isinstance(box, list) and len(box) == 2 and all(_is_whole(side) for side in box)
         ):
             raise ZooError(f"a picture box is [height, width] in pixels (got {_short(box)})")
-        if ink is not None and not (
-            isinstance(ink, (int, float)) and not isinstance(ink, bool) and math.isfinite(ink)
-        ):
+        if ink is not None and not _is_number(ink):
             raise ZooError(f"ink_fraction must be a number between 0 and 1 (got {_short(ink)})")
-        if slant is not None and not (
-            isinstance(slant, (int, float)) and not isinstance(slant, bool) and math.isfinite(slant)
-        ):
+        if slant is not None and not _is_number(slant):
             raise ZooError(f"slant must be a number of columns per row (got {_short(slant)})")
-        return cls(box=None if box is None else tuple(box), ink_fraction=ink, slant=slant)
+        if class_slants is not None and not (
+            isinstance(class_slants, list) and all(_is_number(each) for each in class_slants)
+        ):
+            raise ZooError(
+                "class_slants must be a list of numbers of columns per row, one per class "
+                f"(got {_short(class_slants)})"
+            )
+        return cls(
+            box=None if box is None else tuple(box),
+            ink_fraction=ink,
+            slant=slant,
+            class_slants=None if class_slants is None else tuple(class_slants),
+        )
+
+
+def _checked_slant(value: Any, name: str) -> float:
+    slant = float(value)
+    if not abs(slant) <= MAX_SHEAR:
+        raise ZooError(
+            f"{name} must lie between -{MAX_SHEAR:g} and {MAX_SHEAR:g} columns per row "
+            f"(got {value!r})"
+        )
+    return slant
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _is_whole(value: Any) -> bool:
@@ -136,14 +183,18 @@ def _short(value: Any) -> str:
 
 
 def recipe_from_counts(
-    x_train: np.ndarray, image_shape: tuple[int, ...], pixel_max: float
+    x_train: np.ndarray,
+    image_shape: tuple[int, ...],
+    pixel_max: float,
+    y_train: np.ndarray | None = None,
 ) -> PictureRecipe | None:
     """The recipe matching a counted-bitmap training set's own slant and stroke thickness.
 
     ``ink_fraction`` is the training images' mean share of ink pixels (the
     mean count over ``pixel_max``: 0.308 for optdigits); ``slant`` is their
     mean slant (:func:`slants`; 0.043 for optdigits, whose digits stand
-    nearly upright: a picture is deskewed to it). The box stays the
+    nearly upright: a picture is deskewed to it); with labels, ``class_slants``
+    are each class's mean slant (optdigits' 7s -0.16, its 6s +0.22). The box stays the
     whole bitmap: a box matched to the training images' extent (their digits
     fill the height and about 18 to 21 of the 32 columns) read other
     writers' digits worse, not better (``benchmarks/RESULTS.md``).
@@ -152,6 +203,7 @@ def recipe_from_counts(
         x_train: ``[n, n_features]`` raw counts, ``0..pixel_max``.
         image_shape: the 2-D image shape, such as ``(8, 8)``.
         pixel_max: a square count range, such as 16 (4x4 blocks).
+        y_train: the rows' labels, for ``class_slants`` (``None``: not recorded).
 
     Returns:
         A :class:`PictureRecipe`, or ``None`` for data that are not counted bitmaps.
@@ -161,8 +213,18 @@ def recipe_from_counts(
         return None
     counts = np.asarray(x_train, dtype="float64")
     ink = float(counts.mean() / pixel_max)
-    slant = float(np.clip(np.mean(slants(counts.reshape(-1, *image_shape))), -MAX_SHEAR, MAX_SHEAR))
-    return PictureRecipe(ink_fraction=ink, slant=slant)
+    own = slants(counts.reshape(-1, *image_shape))
+
+    def mean(values: np.ndarray) -> float:
+        return float(np.clip(np.mean(values), -MAX_SHEAR, MAX_SHEAR))
+
+    class_slants = None
+    if y_train is not None:
+        y_train = np.asarray(y_train)
+        labels = np.unique(y_train)
+        if len(labels) >= 2:
+            class_slants = tuple(mean(own[y_train == label]) for label in labels)
+    return PictureRecipe(ink_fraction=ink, slant=mean(own), class_slants=class_slants)
 
 
 def slants(images: np.ndarray) -> np.ndarray:
@@ -235,7 +297,9 @@ def image_to_pixels(
 
     The picture may have any size and either polarity (dark ink on a light
     background or light on dark); the background is the colour of the
-    border. See the module docstring for the two recipes.
+    border. See the module docstring for the two recipes. This is the row a
+    picture is stored as (training data, collected digits); a picture read
+    for a prediction is converted by :func:`picture_rows`.
 
     Args:
         image: a ``PIL.Image.Image``.
@@ -250,19 +314,98 @@ def image_to_pixels(
     Raises:
         ZooError: the dataset's images are not 2-D, or the picture is blank.
     """
+    _check_images(image_shape)
+    slant = None if recipe is None else recipe.slant
+    return _pixels(_ink(image), image_shape, pixel_max, recipe, slant)
+
+
+def picture_rows(
+    image: Any,
+    image_shape: tuple[int, ...],
+    pixel_max: float,
+    recipe: PictureRecipe | None = None,
+) -> np.ndarray:
+    """A picture of one digit as the rows it is read by: the stored row, then one per class.
+
+    Row 0 is :func:`image_to_pixels`'s. With a counted-bitmap recipe that
+    records ``class_slants``, row ``1 + c`` is the picture sheared to class
+    ``c``'s own slant instead of the mean one; :func:`read_by_class` turns the
+    model's probabilities for these rows into the picture's.
+
+    Returns:
+        float32 ``[1, n_features]``, or ``[1 + n_classes, n_features]``.
+
+    Raises:
+        ZooError: as :func:`image_to_pixels`.
+    """
+    _check_images(image_shape)
+    ink = _ink(image)
+    slants_read = [None if recipe is None else recipe.slant]
+    if recipe is not None and recipe.class_slants is not None and _is_counted(pixel_max):
+        slants_read += list(recipe.class_slants)
+    return np.stack([_pixels(ink, image_shape, pixel_max, recipe, s) for s in slants_read])
+
+
+def read_by_class(probabilities: np.ndarray) -> np.ndarray:
+    """Each picture's probabilities from those of its rows (:func:`picture_rows`).
+
+    With one row per picture, that row's. With class rows, class ``c``'s score
+    is row ``1 + c``'s probability of ``c`` (the picture read as a ``c``
+    leaning as the training data's ``c`` lean), and the scores are
+    renormalised to sum to 1.
+
+    Args:
+        probabilities: ``[n_pictures, n_rows, n_classes]``, ``n_rows`` 1 or
+            ``1 + n_classes``.
+
+    Returns:
+        float32 ``[n_pictures, n_classes]``.
+    """
+    probabilities = np.asarray(probabilities, dtype="float64")
+    n_rows, n_classes = probabilities.shape[1], probabilities.shape[2]
+    if n_rows == 1:
+        return probabilities[:, 0].astype("float32")
+    if n_rows != 1 + n_classes:
+        raise ZooError(
+            f"a picture read class by class has 1 + {n_classes} rows (got {n_rows}); convert "
+            "it with picture_rows and the export's own recipe"
+        )
+    scores = probabilities[:, 1 + np.arange(n_classes), np.arange(n_classes)]
+    total = scores.sum(axis=1, keepdims=True)
+    # Every class row sure it is not its class (underflow): the stored row's reading.
+    read = np.where(total > 0, scores / np.where(total > 0, total, 1.0), probabilities[:, 0])
+    return read.astype("float32")
+
+
+def _check_images(image_shape: tuple[int, ...]) -> None:
     if len(image_shape) != 2:
         raise ZooError(
             f"this export's data are not 2-D images (image shape {list(image_shape)}); "
             "pass a .npy array or a .csv of pixel rows instead"
         )
-    ink = _ink(image)
+
+
+def _is_counted(pixel_max: float) -> bool:
+    """Counted bitmaps: ``pixel_max`` a square of whole blocks (16: 4x4 blocks)."""
+    block = math.isqrt(int(pixel_max))
+    return block > 1 and block * block == pixel_max
+
+
+def _pixels(
+    ink: np.ndarray,
+    image_shape: tuple[int, ...],
+    pixel_max: float,
+    recipe: PictureRecipe | None,
+    slant: float | None,
+) -> np.ndarray:
+    """The row of ``ink`` by the recipe, sheared to ``slant`` (counted bitmaps only)."""
     height, width = image_shape
     block = math.isqrt(int(pixel_max))
-    counted = block > 1 and block * block == pixel_max
-    if counted and recipe is not None and recipe.slant is not None:
+    counted = _is_counted(pixel_max)
+    if counted and slant is not None:
         # The ink's peak (1) lands between two canvas pixels, one of which keeps half of it
         # or more: the sheared ink still has pixels to crop to.
-        ink = _upright(ink, recipe.slant)
+        ink = _upright(ink, slant)
     rows, columns = np.nonzero(ink >= 0.5)
     crop = ink[rows.min() : rows.max() + 1, columns.min() : columns.max() + 1]
     if counted:

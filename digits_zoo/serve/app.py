@@ -13,8 +13,9 @@ Routes:
   version, its collect file and the digits in it, and the command that adapts
   the model to them;
 * ``POST /api/models/NAME/draw``: a picture (``image/*`` body) converted as
-  ``digits-zoo predict`` converts it, and the prediction: the pixels the
-  model saw, the class, the ten probabilities, and ``unsure`` when the class's
+  ``digits-zoo predict`` converts and reads it, and the prediction: the
+  picture's pixels as stored (the row collect appends), the class, the ten
+  probabilities, and ``unsure`` when the class's
   calibrated probability is below the server's ``min_confidence``;
 * ``POST /api/models/NAME/collect?label=L``: the same picture appended, with
   its true label, to the model's collect file (:mod:`digits_zoo.serve.collect`);
@@ -277,7 +278,9 @@ class _Handlers:
         model = lookup(self.models, request.path_params["name"])
         number, export = model.get()
         pixels = await self._picture(request, export)
-        probabilities, classes = predict_padded(export, pixels)
+        probabilities, classes = export.predict_pictures(
+            pixels[None], predict=lambda rows: predict_padded(export, rows)
+        )
         probability = float(probabilities[0].max())
         return JSONResponse(
             {
@@ -381,7 +384,8 @@ class _Handlers:
         return b"".join(chunks)
 
     async def _picture(self, request: Request, export: LoadedExport) -> np.ndarray:
-        """The uploaded picture as one row of the export's raw pixels (``[1, n_features]``)."""
+        """The uploaded picture as the rows the export reads it by (``[n_rows, n_features]``;
+        row 0 is the picture as stored, :func:`digits_zoo.serve.uploads.read_upload`)."""
         kind = request.headers.get("content-type", "")
         if not kind.startswith("image/"):
             raise UnsupportedMediaType(

@@ -24,7 +24,7 @@ import math
 
 import numpy as np
 
-from digits_zoo.ship.inputs import checked_picture, image_to_pixels
+from digits_zoo.ship.inputs import checked_picture, picture_rows
 from digits_zoo.ship.load import LoadedExport
 
 # The longest side handed to the recipe; a larger picture is shrunk by a whole factor first.
@@ -40,7 +40,7 @@ UPLOAD = "the uploaded picture"
 
 
 def read_upload(body: bytes, export: LoadedExport) -> np.ndarray:
-    """Converts an uploaded picture to one row of the export's raw pixels, in bounded memory.
+    """Converts an uploaded picture to the rows the export reads it by, in bounded memory.
 
     The same checks and messages as ``digits-zoo predict``'s pictures
     (:func:`digits_zoo.ship.inputs.checked_picture`): only ``IMAGE_FORMATS`` are
@@ -48,7 +48,9 @@ def read_upload(body: bytes, export: LoadedExport) -> np.ndarray:
     before it is decoded.
 
     Returns:
-        float32 ``[1, n_features]``.
+        float32 ``[n_rows, n_features]`` (:func:`zoo.pictures.picture_rows`): row 0
+        is the picture as stored (``digits-zoo predict``'s row), then, when the
+        export's recipe records each class's slant, one row per class.
 
     Raises:
         ZooError: unreadable, corrupt, blank or too large pictures.
@@ -63,10 +65,9 @@ def read_upload(body: bytes, export: LoadedExport) -> np.ndarray:
             image.draft(None, (math.ceil(width / factor), math.ceil(height / factor)))
         image.load()
         ImageOps.exif_transpose(image, in_place=True)
-        row = image_to_pixels(
+        return picture_rows(
             shrink(image), export.image_shape, export.pixel_max, export.picture_recipe
         )
-    return row.reshape(1, -1)
 
 
 def shrink(image):

@@ -524,9 +524,14 @@ def _metadata(estimator: Any, dataset: Dataset, name: str, kind: str) -> dict[st
         "versions": library_versions(),
         "exported": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    # Counted bitmaps: a picture's strokes are thickened to the training data's mean ink
+    # Counted bitmaps: a picture is sheared to the training data's mean slant (a picture read
+    # for a prediction, to each class's too) and its strokes thickened to their mean ink
     # (digits_zoo.ship.load.picture_recipe reads it back for every picture path).
-    recipe = recipe_from_counts(dataset.x_train, dataset.image_shape, dataset.pixel_max)
+    recipe = recipe_from_counts(
+        dataset.x_train, dataset.image_shape, dataset.pixel_max, dataset.y_train
+    )
+    if recipe is not None and np.unique(dataset.y_train).tolist() != [int(c) for c in classes]:
+        recipe = replace(recipe, class_slants=None)
     if recipe is not None:
         metadata["picture_recipe"] = recipe.to_dict()
     return metadata

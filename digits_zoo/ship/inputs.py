@@ -28,7 +28,7 @@ from digits_zoo.ship.load import LoadedExport
 from zoo.data import read_number_rows
 from zoo.errors import ZooError
 from zoo.files import npy_header
-from zoo.pictures import image_to_pixels
+from zoo.pictures import image_to_pixels, picture_rows
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
@@ -163,6 +163,24 @@ def read_image(path: str | Path, export: LoadedExport) -> np.ndarray:
     return row.reshape(1, -1)
 
 
+def read_picture(path: str | Path, export: LoadedExport) -> np.ndarray:
+    """Reads a picture of one digit as the rows the export reads it by.
+
+    :func:`zoo.pictures.picture_rows` by the export's recipe: the row
+    :func:`read_image` gives, then, when the recipe records each class's own
+    slant, one row per class (:meth:`LoadedExport.predict_pictures`).
+
+    Returns:
+        float32 ``[n_rows, n_features]``.
+
+    Raises:
+        ZooError: unreadable, corrupt, blank or too large pictures.
+    """
+    with checked_picture(path, str(path)) as image:
+        image.load()
+        return picture_rows(image, export.image_shape, export.pixel_max, export.picture_recipe)
+
+
 def read_array(path: str | Path) -> np.ndarray:
     """Reads a ``.npy`` array without unpickling anything.
 
@@ -264,7 +282,8 @@ def predict_inputs(
     Returns:
         One dict per row: ``input`` (the file, with ``[i]`` for arrays and
         CSVs), ``class``, ``probability`` (calibrated, see
-        :meth:`LoadedExport.predict_proba`), ``top`` (a list of
+        :meth:`LoadedExport.predict_proba`; a picture's read as
+        :meth:`LoadedExport.predict_pictures` reads it), ``top`` (a list of
         ``{"class", "probability"}``) and, with ``min_confidence``, ``unsure``.
 
     Raises:
@@ -276,15 +295,34 @@ def predict_inputs(
     if isinstance(top, bool) or not 1 <= top <= len(classes):
         raise ZooError(f"--top must be between 1 and {len(classes)} (got {top})")
     names: list[str] = []
-    blocks = []
+    blocks: list[np.ndarray] = []
+    pictures: list[int] = []
     for path in paths:
+        if Path(path).suffix.lower() in IMAGE_SUFFIXES and Path(path).is_file():
+            check_input_size(path)
+            pictures.append(len(blocks))
+            names.append(str(path))
+            blocks.append(read_picture(path, export)[None])
+            continue
         rows = read_input(path, export)
-        is_picture = Path(path).suffix.lower() in IMAGE_SUFFIXES
-        names += [str(path)] if is_picture else [f"{path}[{i}]" for i in range(len(rows))]
+        names += [f"{path}[{i}]" for i in range(len(rows))]
         blocks.append(rows)
     if not blocks:
         raise ZooError("no input given; pass at least one picture, .npy or .csv file")
-    probabilities, predicted = export.predict_proba(np.concatenate(blocks))
+    parts: list[tuple[np.ndarray, np.ndarray] | None] = [None] * len(blocks)
+    if pictures:
+        # All pictures in one call: [n_pictures, n_rows, n_features].
+        read = export.predict_pictures(np.concatenate([blocks[i] for i in pictures]))
+        for number, i in enumerate(pictures):
+            parts[i] = (read[0][number : number + 1], read[1][number : number + 1])
+    others = [i for i in range(len(blocks)) if i not in set(pictures)]
+    if others:
+        sizes = [len(blocks[i]) for i in others]
+        probabilities, predicted = export.predict_proba(np.concatenate([blocks[i] for i in others]))
+        for i, start, size in zip(others, np.cumsum([0, *sizes[:-1]]), sizes, strict=True):
+            parts[i] = (probabilities[start : start + size], predicted[start : start + size])
+    probabilities = np.concatenate([part[0] for part in parts])
+    predicted = np.concatenate([part[1] for part in parts])
     results = []
     for name, row, label in zip(names, probabilities, predicted, strict=True):
         order = np.argsort(-row, kind="stable")[:top]

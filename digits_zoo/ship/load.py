@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -38,7 +39,7 @@ from zoo.calibration import (
     apply_temperature,
 )
 from zoo.errors import ZooError
-from zoo.pictures import PictureRecipe
+from zoo.pictures import PictureRecipe, read_by_class
 
 _NOT_AN_EXPORT = (
     "pass the folder digits-zoo export wrote, one of its numbered versions, or a model file in one"
@@ -247,6 +248,34 @@ class LoadedExport:
         )
         return calibrated_probabilities, classes
 
+    def predict_pictures(
+        self, pictures: np.ndarray, predict: Callable[..., Any] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Predicts pictures, each converted to its rows by :func:`zoo.pictures.picture_rows`.
+
+        Every row is predicted with calibrated probabilities
+        (:meth:`predict_proba`); a picture's probabilities are then its rows'
+        read class by class (:func:`zoo.pictures.read_by_class`) when its recipe
+        records each class's slant, its one row's otherwise.
+
+        Args:
+            pictures: ``[n, n_rows, n_features]`` raw pixel values.
+            predict: what predicts the rows (default :meth:`predict_proba`;
+                the server passes its padded batches).
+
+        Returns:
+            ``(probabilities, classes)`` as :meth:`predict_proba` returns them.
+        """
+        pictures = np.asarray(pictures, dtype="float32")
+        n, n_rows, n_features = pictures.shape
+        probabilities, classes = (predict or self.predict_proba)(
+            pictures.reshape(n * n_rows, n_features)
+        )
+        if n_rows == 1:
+            return probabilities, classes
+        read = read_by_class(np.asarray(probabilities).reshape(n, n_rows, -1))
+        return read, self.classes[np.argmax(read, axis=1)]
+
     def _predict_raw(self, x_raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         x_raw = np.asarray(x_raw, dtype="float32")
         if self.format in _RUNTIMES:
@@ -359,10 +388,12 @@ def _load_model(
 
 
 def _check_outputs(export: LoadedExport) -> LoadedExport:
-    """Checks that the model gives one probability per class its metadata lists.
+    """Checks that the model gives one probability per class its metadata lists, and that its
+    picture recipe's ``class_slants`` (if any) have one slant per class.
 
     Raises:
-        ZooError: another number of probabilities (a ``classes`` list edited by hand).
+        ZooError: another number of probabilities (a ``classes`` list edited by hand), or
+            of class slants.
     """
     probabilities, _ = export._predict_raw(np.zeros((1, export.n_features), "float32"))
     given = int(np.shape(probabilities)[-1])
@@ -372,6 +403,14 @@ def _check_outputs(export: LoadedExport) -> LoadedExport:
             f"model gives {given} probabilities per image (got classes "
             f"{export.metadata['classes']}); the metadata was changed or damaged: export again"
         )
+    recipe = export.picture_recipe
+    if recipe is not None and recipe.class_slants is not None:
+        if len(recipe.class_slants) != given:
+            raise ZooError(
+                f"the picture_recipe in {str(export.path / METADATA)!r} is not one export "
+                f"writes: it has {len(recipe.class_slants)} class_slants for {given} classes; "
+                "the metadata was changed or damaged: export again"
+            )
     return export
 
 
