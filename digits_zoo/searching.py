@@ -24,7 +24,7 @@ from digits_zoo.runs import Run
 from digits_zoo.trial_rows import refit_trial
 from search.records import best_configs, completed_trials, write_trials_csv
 from search.runner import is_remote_worker, run_family_trials
-from search.spec import DENSE_FIRST_TRIALS, SearchContext, SearchSpec
+from search.spec import SearchContext, SearchSpec, dense_first_trials
 from zoo.errors import ZooError
 from zoo.families import DENSE, expand_families, get_family, parse_fixed_for
 
@@ -60,8 +60,10 @@ def search_specs(
             the best configurations of its trials there
             (:data:`WARM_START_TRIALS` at most).
         strong_start: without ``warm_start``, a random or Bayesian dense
-            search's first trials are ``search.spec.DENSE_FIRST_TRIALS`` (as
-            many as ``max_trials`` allows; the command line's default).
+            search's first trials are ``search.spec.dense_first_trials`` (as
+            many as ``max_trials`` allows; the command line's default): three
+            cheap 1x256 networks, the third a 2x256 one under a budget of at
+            least ``search.spec.ROOMY_BUDGET_MINUTES``.
         **settings: the other :class:`search.spec.SearchSpec` fields.
 
     Raises:
@@ -72,7 +74,8 @@ def search_specs(
     warm: dict[str, list[dict[str, Any]]] = {name: [] for name in families}
     if strong_start and DENSE in warm and settings.get("tuner", "bayesian") != "hyperband":
         trials = int(settings.get("max_trials", SearchSpec.max_trials))
-        warm[DENSE] = [dict(values) for values in DENSE_FIRST_TRIALS[:trials]]
+        first = dense_first_trials(settings.get("budget_minutes"))
+        warm[DENSE] = [dict(values) for values in first[:trials]]
     if warm_start is not None:
         limit = min(WARM_START_TRIALS, int(settings.get("max_trials", WARM_START_TRIALS)))
         warm = {name: best_configs(warm_start, name, limit) for name in families}

@@ -20,7 +20,14 @@ from search.budget import (
 )
 from search.oracles import CostRule, make_oracle
 from search.records import trial_records, write_record
-from search.spec import DENSE_FIRST_TRIALS, SearchSpec, prepare_search, read_spec
+from search.spec import (
+    DENSE_FIRST_TRIALS,
+    DENSE_WIDE_FIRST_TRIAL,
+    ROOMY_BUDGET_MINUTES,
+    SearchSpec,
+    prepare_search,
+    read_spec,
+)
 from zoo.errors import ZooError
 from zoo.space import DenseConfig
 
@@ -180,3 +187,18 @@ def test_cli_flags_reach_the_search(tmp_path, monkeypatch):
     default, flagged = ran[0][0], ran[1][0]
     assert default.cost_aware is True and default.warm_start == list(DENSE_FIRST_TRIALS[:2])
     assert flagged.cost_aware is False and flagged.warm_start == []
+
+
+def test_a_roomy_budget_starts_with_a_two_layer_network(tmp_path, monkeypatch):
+    ran = []
+    monkeypatch.setattr(
+        digits_zoo.searching, "run_searches", lambda run, specs, **kwargs: ran.append(specs) or []
+    )
+    base = ["search", "--folds", "2", "--max-trials", "3"]
+    for name, budget in (("short", ["--budget-minutes", "1"]), ("none", []), ("roomy", None)):
+        minutes = ["--budget-minutes", f"{ROOMY_BUDGET_MINUTES:g}"] if budget is None else budget
+        assert main([*base, *minutes, "--run-dir", str(tmp_path / name)]) == 0
+    short, unbounded, roomy = (specs[0].warm_start for specs in ran)
+    assert short == unbounded == list(DENSE_FIRST_TRIALS)
+    assert roomy == [*DENSE_FIRST_TRIALS[:2], DENSE_WIDE_FIRST_TRIAL]
+    assert DENSE_WIDE_FIRST_TRIAL == {**DENSE_FIRST_TRIALS[1], "n_layers": 2}
