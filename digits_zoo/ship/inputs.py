@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -237,12 +237,18 @@ def read_pixel_csv(path: str | Path, export: LoadedExport) -> np.ndarray:
     return table[:, :n_features].astype("float32")
 
 
-def read_input(path: str | Path, export: LoadedExport) -> np.ndarray:
+def read_input(
+    path: str | Path,
+    export: LoadedExport,
+    picture: Callable[[Path, LoadedExport], np.ndarray] | None = None,
+) -> np.ndarray:
     """Reads one INPUT of ``digits-zoo predict`` as ``[n, n_features]`` raw pixel rows.
 
     Args:
         path: a picture (PNG, JPEG, ...), a ``.npy`` array or a ``.csv`` of pixel rows.
         export: the loaded export (its image shape and pixel range).
+        picture: what reads a picture (default :func:`read_image`, its one stored
+            row; :func:`read_picture` gives the rows it is read by).
 
     Raises:
         ZooError: a missing, unreadable or wrong-shaped input.
@@ -257,7 +263,7 @@ def read_input(path: str | Path, export: LoadedExport) -> np.ndarray:
     if suffix == ".csv":
         return as_rows(read_pixel_csv(path, export), export, str(path))
     if suffix in IMAGE_SUFFIXES:
-        return read_image(path, export)
+        return (picture or read_image)(path, export)
     raise ZooError(
         f"unknown input type (got {str(path)!r}); pass a PNG/JPEG picture, a .npy array or a "
         ".csv of pixel rows"
@@ -295,34 +301,32 @@ def predict_inputs(
     if isinstance(top, bool) or not 1 <= top <= len(classes):
         raise ZooError(f"--top must be between 1 and {len(classes)} (got {top})")
     names: list[str] = []
-    blocks: list[np.ndarray] = []
-    pictures: list[int] = []
+    pictures: list[np.ndarray] = []  # each [n_rows, n_features]: read class by class
+    rows: list[np.ndarray] = []  # arrays' and CSVs' rows, read one by one
+    picture_at: list[int] = []  # where each picture and each row goes among the results
+    row_at: list[int] = []
     for path in paths:
-        if Path(path).suffix.lower() in IMAGE_SUFFIXES and Path(path).is_file():
-            check_input_size(path)
-            pictures.append(len(blocks))
+        block = read_input(path, export, picture=read_picture)
+        if Path(path).suffix.lower() in IMAGE_SUFFIXES:
+            picture_at.append(len(names))
             names.append(str(path))
-            blocks.append(read_picture(path, export)[None])
-            continue
-        rows = read_input(path, export)
-        names += [f"{path}[{i}]" for i in range(len(rows))]
-        blocks.append(rows)
-    if not blocks:
+            pictures.append(block)
+        else:
+            row_at += range(len(names), len(names) + len(block))
+            names += [f"{path}[{i}]" for i in range(len(block))]
+            rows.append(block)
+    if not pictures and not rows:
         raise ZooError("no input given; pass at least one picture, .npy or .csv file")
-    parts: list[tuple[np.ndarray, np.ndarray] | None] = [None] * len(blocks)
+    # float64 holds either reading's values exactly.
+    probabilities = np.zeros((len(names), len(classes)), dtype="float64")
+    predicted = np.zeros(len(names), dtype=classes.dtype)
+    # One model call for all pictures ([n_pictures, n_rows, n_features]), one for all rows.
     if pictures:
-        # All pictures in one call: [n_pictures, n_rows, n_features].
-        read = export.predict_pictures(np.concatenate([blocks[i] for i in pictures]))
-        for number, i in enumerate(pictures):
-            parts[i] = (read[0][number : number + 1], read[1][number : number + 1])
-    others = [i for i in range(len(blocks)) if i not in set(pictures)]
-    if others:
-        sizes = [len(blocks[i]) for i in others]
-        probabilities, predicted = export.predict_proba(np.concatenate([blocks[i] for i in others]))
-        for i, start, size in zip(others, np.cumsum([0, *sizes[:-1]]), sizes, strict=True):
-            parts[i] = (probabilities[start : start + size], predicted[start : start + size])
-    probabilities = np.concatenate([part[0] for part in parts])
-    predicted = np.concatenate([part[1] for part in parts])
+        probabilities[picture_at], predicted[picture_at] = export.predict_pictures(
+            np.stack(pictures)
+        )
+    if rows:
+        probabilities[row_at], predicted[row_at] = export.predict_proba(np.concatenate(rows))
     results = []
     for name, row, label in zip(names, probabilities, predicted, strict=True):
         order = np.argsort(-row, kind="stable")[:top]
