@@ -14,10 +14,11 @@ class (``zoo.pictures.picture_rows``, ``LoadedExport.predict_pictures``);
 (and the baselines', one row each) that way too.
 
 Then adaptation: ``k`` labelled digits per class (``K_VALUES``) are drawn at
-random from SD-3 (one draw per seed), the export is retrained as ``digits-zoo
-adapt`` retrains it (:func:`digits_zoo.ship.adapt.fit_adapted`: its recorded
-config on its training data plus augmented copies of those ``k``, a quarter
-of the rows), and tested on the SD-3 digits not drawn; the fixed baselines
+random from SD-3 (one draw per seed), the export is adapted as ``digits-zoo
+adapt`` adapts it (:func:`digits_zoo.ship.adapt.fit_adapted`: its networks
+fine-tuned from the export's weights, or with ``--retrain`` its recorded config
+fitted from scratch, on its training data plus augmented copies of those
+``k``), and tested on the SD-3 digits not drawn; the fixed baselines
 (SVC with C=10 and gamma 0.2, k-NN with k=1 and k=3, trained on optdigits'
 training file) take them once. ``k = 0`` is the model as shipped (the
 baselines fitted once).
@@ -32,14 +33,14 @@ per picture, a reading the exports do not ship).
 Last, ``digits-zoo adapt`` itself runs once on a copy of each export, with
 ``ADAPT_DIGITS_PER_CLASS`` SD-3 digits per class written as a collected CSV
 (200 digits: 140 to train on, 60 held out), and its wall time (rebuilding the
-training data, retraining, measuring, writing and verifying the version) and
+training data, training, measuring, writing and verifying the version) and
 figures are printed: the time a person waits for an adapted model.
 
 Usage::
 
     .venv/bin/python benchmarks/other_writers.py --export EXPORT_DIR [--export ...]
-        [--sd3 DIR] [--matched-recipe] [--recipes] [--quick] [--json] [--seeds N]
-        [--k-values K,K,...]
+        [--sd3 DIR] [--matched-recipe] [--recipes] [--retrain] [--quick] [--json]
+        [--seeds N] [--k-values K,K,...]
 """
 
 from __future__ import annotations
@@ -103,7 +104,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "only, one mean slant, upright, and class by class",
     )
     parser.add_argument(
-        "--quick", action="store_true", help="300 digits, k in {0, 5}, one seed, 2 epochs"
+        "--retrain",
+        action="store_true",
+        help="adapt as digits-zoo adapt --retrain does: the exported config fitted from "
+        "scratch, not the exported networks fine-tuned",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="300 digits, k in {0, 5}, one seed, 2 epochs when retraining",
     )
     parser.add_argument("--json", action="store_true", help="end with one JSON line of figures")
     parser.add_argument(
@@ -236,16 +245,25 @@ def adapted_accuracy(estimator, x_train, y_train, x_few, y_few, x_rest, y_rest):
     return float(np.mean(predicted == y_rest)), seconds
 
 
-def adapted_export_accuracy(metadata, dataset, raw_few, y_few, pictures_rest, y_rest, seed: int):
-    """What ``digits-zoo adapt`` trains (the export's config on its data plus augmented copies
-    of the few, :func:`digits_zoo.ship.adapt.fit_adapted`); its accuracy on the rest, each
-    picture read by its rows (``[n, n_rows, n_features]``) as the export reads pictures."""
-    from digits_zoo.ship.adapt import copies_for, fit_adapted
+def adapted_export_accuracy(
+    metadata, dataset, raw_few, y_few, pictures_rest, y_rest, seed: int, start=None
+):
+    """What ``digits-zoo adapt`` trains (the export's networks fine-tuned from ``start``, or
+    without it its config fitted from scratch, on its data plus augmented copies of the few:
+    :func:`digits_zoo.ship.adapt.fit_adapted`); its accuracy on the rest, each picture read by
+    its rows (``[n, n_rows, n_features]``) as the export reads pictures."""
+    from digits_zoo.ship.adapt import (
+        FINE_TUNE_PERSON_SHARE,
+        PERSON_SHARE,
+        copies_for,
+        fit_adapted,
+    )
     from zoo.pictures import read_by_class
 
-    copies = copies_for(len(dataset.y_train), len(y_few))
+    share = PERSON_SHARE if start is None else FINE_TUNE_PERSON_SHARE
+    copies = copies_for(dataset.y_train, y_few, share)
     started = time.perf_counter()
-    estimator = fit_adapted(metadata, dataset, raw_few, y_few, copies, seed)
+    estimator = fit_adapted(metadata, dataset, raw_few, y_few, copies, seed, start)
     seconds = time.perf_counter() - started
     n, n_rows, n_features = pictures_rest.shape
     probabilities = estimator.predict_proba(
@@ -256,7 +274,9 @@ def adapted_export_accuracy(metadata, dataset, raw_few, y_few, pictures_rest, y_
     return float(np.mean(predicted == y_rest)), seconds
 
 
-def timed_adapt(path: str, rows: np.ndarray, labels: np.ndarray, per_class: int) -> dict:
+def timed_adapt(
+    path: str, rows: np.ndarray, labels: np.ndarray, per_class: int, retrain: bool = False
+) -> dict:
     """``digits-zoo adapt`` on a copy of an export with ``per_class`` SD-3 digits per class,
     written as the page's collected CSV; its wall time, figures and outcome."""
     import shutil
@@ -273,9 +293,10 @@ def timed_adapt(path: str, rows: np.ndarray, labels: np.ndarray, per_class: int)
         collected = Path(folder) / "collected.csv"
         table = np.column_stack([np.rint(rows[few]), labels[few]]).astype("int64")
         np.savetxt(collected, table, fmt="%d", delimiter=",")
-        result = adapt_export(base, collected, progress=lambda line: None)
+        result = adapt_export(base, collected, retrain=retrain, progress=lambda line: None)
     return {
         "digits": int(len(few)),
+        "training": result.training,
         "seconds": result.seconds,
         "method": result.method,
         "held_out": result.n_held_out,
@@ -298,10 +319,12 @@ def with_epochs(metadata: dict, epochs: int | None) -> dict:
     return {**metadata, "config": config}
 
 
-def measure_export(path: str, images, labels, budget, matched_recipe: bool, recipes: bool) -> dict:
+def measure_export(
+    path: str, images, labels, budget, matched_recipe: bool, recipes: bool, retrain: bool
+) -> dict:
     """What one export reads as shipped, then its adaptation; prints as it goes."""
-    from digits_zoo.ship.adapt import export_training_data
-    from digits_zoo.ship.load import load_export
+    from digits_zoo.ship.adapt import export_training_data, exported_networks
+    from digits_zoo.ship.load import load_export, resolve_export
     from zoo.pictures import recipe_from_counts
 
     export = load_export(path)
@@ -321,6 +344,11 @@ def measure_export(path: str, images, labels, budget, matched_recipe: bool, reci
     print(f"{name}: reads {shipped['accuracy']:.4f} of {len(labels):,} SD-3 digits", flush=True)
     variants = recipe_variants(export, dataset, images, labels, recipe, shipped) if recipes else []
     trained = with_epochs(metadata, budget["epochs"])
+    start, why = (
+        (None, "--retrain") if retrain else exported_networks(resolve_export(path), export, dataset)
+    )
+    training = "retrained" if start is None else "fine-tuned"
+    print(f"  adapting: {training} ({why})", flush=True)
     adaptation = {0: [shipped["accuracy"]]}
     seconds = []
     for k in budget["k_values"]:
@@ -330,14 +358,14 @@ def measure_export(path: str, images, labels, budget, matched_recipe: bool, reci
         for seed in budget["seeds"]:
             few, rest = draw(labels, k, seed)
             accuracy, elapsed = adapted_export_accuracy(
-                trained, dataset, rows[few], labels[few], pictures[rest], labels[rest], seed
+                trained, dataset, rows[few], labels[few], pictures[rest], labels[rest], seed, start
             )
             adaptation[k].append(accuracy)
             seconds.append(elapsed)
             print(f"  k={k} seed {seed}: {accuracy:.4f} ({elapsed:.0f} s)", flush=True)
     adapt = None
     if budget["adapt"]:
-        adapt = timed_adapt(path, rows, labels, ADAPT_DIGITS_PER_CLASS)
+        adapt = timed_adapt(path, rows, labels, ADAPT_DIGITS_PER_CLASS, retrain)
         print(
             f"  digits-zoo adapt, {adapt['digits']} digits: {adapt['seconds']:.1f} s, held-out "
             f"{adapt['before']['person']:.4f} -> {adapt['after']['person']:.4f}, test "
@@ -351,6 +379,7 @@ def measure_export(path: str, images, labels, budget, matched_recipe: bool, reci
         "temperature": export.temperature,
         "shipped": shipped,
         "adaptation": adaptation,
+        "training": training,
         "fit_seconds": float(np.mean(seconds)) if seconds else None,
         "adapt": adapt,
         "recipes": variants,
@@ -467,7 +496,8 @@ def markdown_tables(exports: list[dict], fixed: list[dict], budget, n_digits: in
             spread = f" ± {np.std(values):.3f}" if len(values) > 1 else ""
             cells.append(f"{np.mean(values):.4f}{spread}" if values else "")
         seconds = f"{row['fit_seconds']:.1f}" if row["fit_seconds"] is not None else ""
-        lines.append(f"| {row['model']} | " + " | ".join(cells) + f" | {seconds} |")
+        name = f"{row['model']}, {row['training']}" if row.get("training") else row["model"]
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {seconds} |")
     return "\n".join(lines)
 
 
@@ -484,7 +514,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         images, labels = load_sd3(args.sd3, budget["n_digits"])
         exports = [
-            measure_export(path, images, labels, budget, args.matched_recipe, args.recipes)
+            measure_export(
+                path, images, labels, budget, args.matched_recipe, args.recipes, args.retrain
+            )
             for path in args.export
         ]
     except ZooError as error:

@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from digits_zoo import cli
-from digits_zoo.ship.adapt import adapt_export, copies_for, export_training_data, person_copies
+from digits_zoo.ship.adapt import (
+    FINE_TUNE_EPOCHS,
+    adapt_export,
+    copies_for,
+    export_training_data,
+    exported_networks,
+    person_copies,
+)
 from digits_zoo.ship.export import export_estimator
 from digits_zoo.ship.layout import METADATA, version_folders
+from digits_zoo.ship.load import load_export
 from zoo import ZooError, create_model
 from zoo.data import load_dataset, load_optdigits
 
@@ -54,12 +63,16 @@ def test_adapt_writes_the_next_version_when_it_reads_the_person_better(export_ba
     lines: list[str] = []
     result = adapt_export(export_base, digits, progress=lines.append)
     assert result.method == "holdout" and (result.n_person, result.n_held_out) == (200, 60)
-    assert result.after.person >= result.before.person
+    # The export's own network, fine-tuned from the weights its SavedModel holds.
+    assert result.training == "fine-tuned" and "fine-tuning its networks rebuilt" in lines[0]
+    assert result.after.person > result.before.person
     assert result.after.test >= result.before.test - 0.002
     assert result.written is not None and result.written.version == 2 == newest(export_base)
     metadata = json.loads((export_base / "2" / METADATA).read_text())
     (adapted,) = metadata["adapted"]
     assert adapted["data"] == str(digits.resolve()) and len(adapted["held_out"]) == 60
+    assert (adapted["training"], adapted["epochs"]) == ("fine-tuned", FINE_TUNE_EPOCHS)
+    assert metadata["refit"] is False and metadata["adaptation"]["training"] == "fine-tuned"
     assert metadata["dataset"]["n_train"] == 1437 + 140
     assert metadata["temperature"] == pytest.approx(result.temperature)
     assert metadata["adaptation"]["before"]["person"] == result.before.person
@@ -69,26 +82,50 @@ def test_adapt_writes_the_next_version_when_it_reads_the_person_better(export_ba
 
 def test_adapt_refuses_to_write_a_model_that_learned_wrong_labels(export_base, tmp_path, capsys):
     # Each digit labelled as the next class: no model reads held-out ones right without
-    # unlearning the export's own digits, so no version may be written.
-    digits = other_writers_csv(tmp_path / "permuted.csv", per_class=5, permute=True)
+    # unlearning the export's own digits, so no version may be written. Nine of each, each
+    # 40% of its class's rows, cost the network its test accuracy.
+    digits = other_writers_csv(tmp_path / "permuted.csv", per_class=9, permute=True)
     before = newest(export_base)
     status = cli.main(["adapt", str(export_base / "1"), "--data", str(digits)])
     out = capsys.readouterr().out
     assert status == 0
-    assert newest(export_base) == before
-    assert "5-fold cross-validation" in out
+    assert newest(export_base) == before, out
+    assert "5-fold cross-validation" in out and "fine-tuning" in out
+    # The fine-tuned model is refused, then a retrained one too.
+    assert "fine-tuned, not kept: it reads your held-out digits" in out
+    assert "(retrained; adapted in" in out
     assert "your digits (out-of-fold)" in out and "original test split" in out
     last = out.strip().splitlines()[-1]
     assert last.startswith("not written: it ") and f"keeps version {before} as its newest" in last
 
 
-def test_copies_make_the_person_a_quarter_of_the_rows_and_move_each_digit_a_little():
-    assert copies_for(1437, 140) == 3 and copies_for(3823, 50) == 25 and copies_for(10, 500) == 1
-    x = OTHER_WRITERS.x_train[:4]
-    copies = person_copies(x, 3, 16.0, (8, 8), seed=0)
-    assert copies.shape == (12, 64)
-    np.testing.assert_array_equal(copies[:4], x)
-    assert not np.array_equal(copies[4:8], x) and copies.min() >= 0 and copies.max() <= 16
+def test_networks_whose_weights_do_not_rebuild_them_are_retrained(export_base, tmp_path):
+    folder = tmp_path / "1"
+    shutil.copytree(export_base / "1", folder)
+    loaded = load_export(folder)
+    dataset = export_training_data(loaded.metadata)
+    start, why = exported_networks(folder, loaded, dataset)
+    assert start is not None and why == "its networks rebuilt from its weights"
+    metadata = json.loads((folder / METADATA).read_text())
+    metadata["config"]["units"] = 32
+    (folder / METADATA).write_text(json.dumps(metadata))
+    start, why = exported_networks(folder, load_export(folder), dataset)
+    assert start is None and "its weights do not rebuild its networks" in why
+    assert "has shape (64, 32) but its array has (64, 64)" in why
+
+
+def test_copies_keep_the_classes_balance_and_move_each_digit_a_little():
+    y_base = np.repeat(np.arange(10), 100)
+    # Two 3s and one 7: each class's person rows are a quarter (or 0.4) of that class's rows.
+    assert copies_for(y_base, np.array([3, 3, 7])) == {3: 17, 7: 33}
+    assert copies_for(y_base, np.array([3, 3, 7]), share=0.4) == {3: 33, 7: 50}
+    assert copies_for(y_base, np.repeat(np.arange(10), 200)) == {c: 1 for c in range(10)}
+    x, y = OTHER_WRITERS.x_train[:4], np.array([1, 2, 2, 5])
+    rows, labels = person_copies(x, y, {1: 3, 2: 2}, 16.0, (8, 8), seed=0)
+    # Copy 0 of every row, then the 1 twice more and each 2 once more; the 5 once.
+    assert rows.shape == (4 + 3 + 1, 64) and labels.tolist() == [1, 2, 2, 5, 1, 2, 2, 1]
+    np.testing.assert_array_equal(rows[:4], x)
+    assert not np.array_equal(rows[4:7], x[:3]) and rows.min() >= 0 and rows.max() <= 16
 
 
 def test_adapt_refuses_digits_of_another_format_and_a_bad_holdout(export_base, tmp_path):

@@ -23,6 +23,7 @@ def build_dense_model(
     input_dim: int,
     n_classes: int,
     weights: dict[str, list[np.ndarray]] | None = None,
+    seed: int | None = None,
 ):
     """Builds and compiles the dense network a config describes.
 
@@ -36,6 +37,7 @@ def build_dense_model(
         weights: optional trained weights by layer name (``hidden_0``,
             ``batch_norm_0``, ``layer_norm_0``, ``probabilities``), in each
             layer's Keras order, to start from instead of fresh ones.
+        seed: seeds the dropout layers (``None``: Keras's global seed).
 
     Returns:
         A compiled ``keras.Model`` trained with one-hot targets.
@@ -68,7 +70,11 @@ def build_dense_model(
             x = keras.layers.LayerNormalization(name=f"layer_norm_{index}")(x)
         x = keras.layers.Activation(config.activation, name=f"{config.activation}_{index}")(x)
         if config.dropout_rate:
-            x = keras.layers.Dropout(config.dropout_rate, name=f"dropout_{index}")(x)
+            x = keras.layers.Dropout(
+                config.dropout_rate,
+                seed=None if seed is None else int(seed) + index,
+                name=f"dropout_{index}",
+            )(x)
     outputs = keras.layers.Dense(
         n_classes,
         activation="softmax",
@@ -90,7 +96,9 @@ def build_dense_model(
     return model
 
 
-def make_optimizer(config: DenseConfig, total_steps: int | None = None):
+def make_optimizer(
+    config: DenseConfig, total_steps: int | None = None, learning_rate: float | None = None
+):
     """Returns the Keras optimizer a config names, at its learning rate.
 
     Args:
@@ -99,18 +107,18 @@ def make_optimizer(config: DenseConfig, total_steps: int | None = None):
             ``lr_schedule="cosine"`` the rate decays from ``learning_rate``
             to zero over them (without it the rate is held, as for a
             network compiled only to be saved or exported).
+        learning_rate: the rate to start at instead of the config's (fine-tuning's smaller one).
     """
     import keras
 
-    learning_rate: Any = config.learning_rate
+    start = config.learning_rate if learning_rate is None else float(learning_rate)
+    rate: Any = start
     if config.lr_schedule == "cosine" and total_steps:
-        learning_rate = keras.optimizers.schedules.CosineDecay(
-            config.learning_rate, decay_steps=int(total_steps)
-        )
+        rate = keras.optimizers.schedules.CosineDecay(start, decay_steps=int(total_steps))
     optimizers = {
         "adam": keras.optimizers.Adam,
         "adamw": keras.optimizers.AdamW,
         "rmsprop": keras.optimizers.RMSprop,
         "sgd": lambda learning_rate: keras.optimizers.SGD(learning_rate, momentum=0.9),
     }
-    return optimizers[config.optimizer](learning_rate=learning_rate)
+    return optimizers[config.optimizer](learning_rate=rate)

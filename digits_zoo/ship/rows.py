@@ -87,12 +87,23 @@ def select_row(
 
 
 def refit_row(run: Run, row: dict[str, Any]) -> Any:
-    """Refits a leaderboard row's model from its recorded config on the run's training part.
+    """Refits a leaderboard row's model from its recorded config on the run's training part
+    (the estimator of :func:`row_estimator`).
+
+    Raises:
+        ZooError: the row's config cannot be rebuilt.
+    """
+    estimator = row_estimator(row, run.seed)
+    return estimator.fit(run.dataset.scale(run.dataset.x_train), run.dataset.y_train)
+
+
+def row_estimator(row: dict[str, Any], seed: int) -> Any:
+    """A leaderboard row's model, unfitted, rebuilt from its recorded config.
 
     Keras rows are rebuilt as ``DenseNetClassifier(**config)`` (the config
     holds the epochs and the seed), ensembles as
-    ``DenseEnsembleClassifier(members=...)``; scikit-learn rows as their zoo entry with
-    the recorded parameters set again.
+    ``DenseEnsembleClassifier(members=...)``; scikit-learn rows as their zoo entry
+    (seeded with the run's ``seed``) with the recorded parameters set again.
 
     Raises:
         ZooError: the row's config cannot be rebuilt.
@@ -112,7 +123,7 @@ def refit_row(run: Run, row: dict[str, Any]) -> Any:
                 "re-evaluate it into the leaderboard"
             ) from None
     elif row["model"] in list_models():
-        estimator = create_model(row["model"], seed=run.seed)
+        estimator = create_model(row["model"], seed=seed)
         valid = estimator.get_params(deep=False)
         estimator.set_params(**{key: value for key, value in config.items() if key in valid})
     else:
@@ -120,7 +131,7 @@ def refit_row(run: Run, row: dict[str, Any]) -> Any:
             f"cannot refit {row['model']}: it is not a zoo entry and its fitted model "
             f"({row.get('model_path') or 'no model_path'}) is not on disk or is damaged"
         )
-    return estimator.fit(run.dataset.scale(run.dataset.x_train), run.dataset.y_train)
+    return estimator
 
 
 def fitted_model(
