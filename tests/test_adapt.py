@@ -99,6 +99,20 @@ def test_adapt_refuses_to_write_a_model_that_learned_wrong_labels(export_base, t
     assert last.startswith("not written: it ") and f"keeps version {before} as its newest" in last
 
 
+def test_retrain_fits_the_exported_configuration_from_scratch(export_base, tmp_path, capsys):
+    digits = other_writers_csv(tmp_path / "collected.csv", per_class=20)
+    copy = tmp_path / "export"
+    shutil.copytree(export_base / "1", copy / "1")
+    assert cli.main(["adapt", str(copy), "--data", str(digits), "--retrain"]) == 0
+    out = capsys.readouterr().out
+    assert "retraining its configuration from scratch (--retrain)" in out
+    last = out.strip().splitlines()[-1]
+    assert last.startswith("wrote version 2") and "(retrained; " in last
+    metadata = json.loads((copy / "2" / METADATA).read_text())
+    assert metadata["refit"] is True and metadata["adapted"][0]["training"] == "retrained"
+    assert "epochs" not in metadata["adapted"][0]
+
+
 def test_networks_whose_weights_do_not_rebuild_them_are_retrained(export_base, tmp_path):
     folder = tmp_path / "1"
     shutil.copytree(export_base / "1", folder)
