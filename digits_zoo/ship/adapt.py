@@ -303,8 +303,10 @@ def exported_networks(
     split, within ``REBUILD_TOLERANCE``; a scikit-learn export has no networks to rebuild.
     """
     metadata = loaded.metadata
-    if metadata.get("kind") != "keras" or not (folder / SAVED_MODEL).is_file():
+    if metadata.get("kind") != "keras":
         return None, "a scikit-learn model is retrained"
+    if not (folder / SAVED_MODEL).is_file():
+        return None, f"{folder} holds no {SAVED_MODEL} to take the networks' weights from"
     import tensorflow as tf
 
     saved = tf.saved_model.load(str(folder))
