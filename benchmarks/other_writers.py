@@ -252,16 +252,10 @@ def adapted_export_accuracy(
     without it its config fitted from scratch, on its data plus augmented copies of the few:
     :func:`digits_zoo.ship.adapt.fit_adapted`); its accuracy on the rest, each picture read by
     its rows (``[n, n_rows, n_features]``) as the export reads pictures."""
-    from digits_zoo.ship.adapt import (
-        FINE_TUNE_PERSON_SHARE,
-        PERSON_SHARE,
-        copies_for,
-        fit_adapted,
-    )
+    from digits_zoo.ship.adapt import copies_for, fit_adapted, person_share
     from zoo.pictures import read_by_class
 
-    share = PERSON_SHARE if start is None else FINE_TUNE_PERSON_SHARE
-    copies = copies_for(dataset.y_train, y_few, share)
+    copies = copies_for(dataset.y_train, y_few, person_share(start is not None))
     started = time.perf_counter()
     estimator = fit_adapted(metadata, dataset, raw_few, y_few, copies, seed, start)
     seconds = time.perf_counter() - started

@@ -136,7 +136,7 @@ def fine_tune(
     import keras
 
     from zoo.augment import augment_bank
-    from zoo.network import TrainingDiverged, make_optimizer
+    from zoo.network import TrainingDiverged, compile_dense
 
     X = np.asarray(X, dtype="float32").reshape(len(X), -1)
     y = np.asarray(y)
@@ -165,10 +165,7 @@ def fine_tune(
         steps = int(epochs) * math.ceil(len(X) / config.batch_size)
         rate = config.learning_rate * float(learning_rate_scale)
         model = network.model_
-        model.compile(
-            optimizer=make_optimizer(config, total_steps=steps, learning_rate=rate),
-            loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
-        )
+        compile_dense(model, config, total_steps=steps, learning_rate=rate)
         bank = (
             augment_bank(base, config.augment, int(seed) + index, config.augment_strength)
             if n_base and config.augment != "none"
@@ -187,11 +184,7 @@ def fine_tune(
                 raise TrainingDiverged(f"the loss became {loss} while fine-tuning")
             losses.append(loss)
         # As a fit leaves it: compiled with a fresh, built optimizer, which saves all its slots.
-        model.compile(
-            optimizer=make_optimizer(config),
-            loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
-            metrics=["accuracy"],
-        )
+        compile_dense(model, config)
         model.optimizer.build(model.trainable_variables)
         network.history_ = {"loss": losses}
     return estimator

@@ -88,12 +88,23 @@ def build_dense_model(
             layer.set_weights(values)
             if isinstance(layer, keras.layers.Dense):
                 layer.kernel_initializer = keras.initializers.GlorotUniform()
+    compile_dense(model, config)
+    return model
+
+
+def compile_dense(
+    model, config: DenseConfig, total_steps: int | None = None, learning_rate: float | None = None
+) -> None:
+    """Compiles a dense network as its config trains it: a fresh optimizer
+    (:func:`make_optimizer`), cross-entropy on one-hot targets with the config's label
+    smoothing, and accuracy."""
+    import keras
+
     model.compile(
-        optimizer=make_optimizer(config),
+        optimizer=make_optimizer(config, total_steps, learning_rate),
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
         metrics=["accuracy"],
     )
-    return model
 
 
 def make_optimizer(

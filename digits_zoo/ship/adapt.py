@@ -28,8 +28,9 @@ written as the export's next version (the TensorFlow Serving layout, through
 :func:`digits_zoo.ship.export.export_estimator`, which checks the reloaded
 files) only when it reads the person's held-out digits better than the export
 does (or, where the export read them all, all of them too) and loses at most
-``MAX_TEST_LOSS`` (0.2 points) on the export's original test split. Otherwise nothing is written; the command says so and
-still exits 0 (a refusal is an answer, not an error).
+``MAX_TEST_LOSS`` (0.2 points) on the export's original test split. Otherwise
+nothing is written; the command says so and still exits 0 (a refusal is an
+answer, not an error).
 
 The new version's metadata records the person's digits it trained on
 (``adapted``: their source, and the held-out rows left out), so that a later
@@ -263,6 +264,12 @@ def person_copies(
     return np.concatenate(parts).astype("float32"), np.concatenate(labels)
 
 
+def person_share(fine_tuned: bool) -> float:
+    """The share of each class's rows the person's digits make up: ``FINE_TUNE_PERSON_SHARE``
+    fine-tuning, ``PERSON_SHARE`` retraining."""
+    return FINE_TUNE_PERSON_SHARE if fine_tuned else PERSON_SHARE
+
+
 def copies_for(
     y_base: np.ndarray, y_person: np.ndarray, share: float = PERSON_SHARE
 ) -> dict[int, int]:
@@ -282,14 +289,16 @@ def copies_for(
     return copies
 
 
-def _row(metadata: dict[str, Any]) -> dict[str, Any]:
-    """The export's model as a leaderboard row (:func:`digits_zoo.ship.rows.row_estimator`)."""
-    return {
+def _unfitted(metadata: dict[str, Any]) -> Any:
+    """The export's model, unfitted, rebuilt from its recorded config as a leaderboard row's
+    (:func:`digits_zoo.ship.rows.row_estimator`, seeded with the export's run seed)."""
+    row = {
         "model": metadata["model"],
         "kind": metadata["kind"],
         "config": json.dumps(metadata.get("config") or {}),
         "model_path": "",
     }
+    return row_estimator(row, int(metadata.get("seed", 0)))
 
 
 def exported_networks(
@@ -312,11 +321,11 @@ def exported_networks(
     saved = tf.saved_model.load(str(folder))
     # A SavedModel of a Keras model lists its random generators' states beside its weights.
     arrays = [v.numpy() for v in saved.variables if "seed_generator" not in v.name]
-    seed_of_run = int(metadata.get("seed", 0))
 
     def rebuilt(seed: int) -> Any:
-        estimator = row_estimator(_row(metadata), seed_of_run)
-        return with_weights(estimator, loaded.classes, loaded.n_features, arrays, seed=seed)
+        return with_weights(
+            _unfitted(metadata), loaded.classes, loaded.n_features, arrays, seed=seed
+        )
 
     try:
         probe = dataset.x_test if len(dataset.y_test) else dataset.x_train
@@ -366,9 +375,7 @@ def fit_adapted(
             learning_rate_scale=FINE_TUNE_RATE,
             seed=seed,
         )
-    seed_of_run = int(metadata.get("seed", 0))
-    estimator = row_estimator(_row(metadata), seed_of_run)
-    return estimator.fit(dataset.scale(x_train), y_train)
+    return _unfitted(metadata).fit(dataset.scale(x_train), y_train)
 
 
 def _probabilities(estimator: Any, dataset: Dataset, x_raw: np.ndarray) -> np.ndarray:
@@ -454,16 +461,18 @@ def adapt_export(
     method, held_out_sets = _held_out_split(y_person, float(holdout), seed)
     classes = np.asarray(loaded.classes)
     training_labels = np.delete(y_person, held_out_sets[0]) if method == "holdout" else y_person
-    n_training_person = len(training_labels)
     start, why = (None, "--retrain") if retrain else exported_networks(previous, loaded, dataset)
-    share = PERSON_SHARE if start is None else FINE_TUNE_PERSON_SHARE
-    copies = copies_for(dataset.y_train, training_labels, share)
+
+    def copies_with(start: Callable[[int], Any] | None) -> dict[int, int]:
+        return copies_for(dataset.y_train, training_labels, person_share(start is not None))
+
+    copies = copies_with(start)
     fewest, most = min(copies.values()), max(copies.values())
     held_out_all = np.concatenate(held_out_sets)
     progress(
         f"adapting {metadata['model']} ({previous}) to {len(y_person)} digits of {data}: "
         + (
-            f"{n_training_person} to train on, {len(held_out_all)} held out"
+            f"{len(training_labels)} to train on, {len(held_out_all)} held out"
             if method == "holdout"
             else f"{len(held_out_sets)}-fold cross-validation (fewer than "
             f"{CROSS_VALIDATE_BELOW} digits in some class)"
@@ -484,10 +493,8 @@ def adapt_export(
         _accuracy(before_test_probabilities, classes, dataset.y_test),
     )
 
-    def attempt(start: Callable[[int], Any] | None) -> _Attempt:
+    def attempt(start: Callable[[int], Any] | None, copies: dict[int, int]) -> _Attempt:
         """Trains (fine-tunes with ``start``), measures, and says why not to write, if so."""
-        share = PERSON_SHARE if start is None else FINE_TUNE_PERSON_SHARE
-        copies = copies_for(dataset.y_train, training_labels, share)
         held_probabilities = np.zeros((len(y_person), len(classes)))
         estimator = None
         for fold, held_out in enumerate(held_out_sets):
@@ -518,10 +525,10 @@ def adapt_export(
             _refusal(before, after),
         )
 
-    tried = attempt(start)
+    tried = attempt(start, copies)
     if tried.reason is not None and start is not None:
         progress(f"fine-tuned, not kept: {tried.reason}; retraining its configuration from scratch")
-        tried = attempt(None)
+        tried = attempt(None, copies_with(None))
     estimator, held_probabilities, copies = tried.estimator, tried.held_probabilities, tried.copies
     model_classes = np.asarray(estimator.classes_)
     if len(held_out_all) >= MIN_CALIBRATION_DIGITS:
@@ -660,9 +667,8 @@ def register(subparsers) -> None:
         "model, or with --retrain, retrains the exported configuration from scratch) on the "
         "export's training data plus a person's labelled digits (augmented copies of each, so "
         "that a few per class count), recalibrates it, and writes the next version of EXPORT "
-        "only when it "
-        "reads the person's held-out digits better than the export does (or all of them, "
-        "where the export did) and loses at "
+        "only when it reads the person's held-out digits better than the export does (or all "
+        "of them, where the export did) and loses at "
         f"most {MAX_TEST_LOSS * 100:.1f} points on the original test split. Prints both "
         "figures before and after. Exit status 0 whether or not the version is written (the "
         "last line says which); 2 for an error.",
