@@ -133,7 +133,7 @@ class DenseNetClassifier(ClassifierMixin, BaseEstimator):
                     f"validation rows have {X_val.shape[1]} features but the training rows "
                     f"have {X.shape[1]}; pass validation data shaped like X"
                 )
-            val_index = _known_class_indices(classes, y_val)
+            val_index = known_class_indices(classes, y_val)
             features = np.concatenate([X, X_val])
             labels = np.concatenate([y_index, val_index])
             val_rows = [np.arange(len(X), len(features))]
@@ -288,17 +288,24 @@ def _class_indices(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return classes, y_index
 
 
-def _known_class_indices(classes: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Each label's index in ``classes``.
+def known_class_indices(
+    classes: np.ndarray,
+    y: np.ndarray,
+    *,
+    labels: str = "validation labels",
+    among: str = "the training classes",
+    advice: str = "pass validation rows of the training classes only",
+) -> np.ndarray:
+    """Each label's index in ``classes`` (sorted).
 
     Raises:
-        ZooError: a label is not in ``classes``, naming the unseen labels and the classes.
+        ZooError: a label is not in ``classes``: "``labels`` [unseen] are not
+            among ``among`` [classes]; ``advice``".
     """
     unseen = np.setdiff1d(y, classes)
     if len(unseen):
         raise ZooError(
-            f"validation labels {unseen.tolist()} are not among the training classes "
-            f"{classes.tolist()}; pass validation rows of the training classes only"
+            f"{labels} {unseen.tolist()} are not among {among} {classes.tolist()}; {advice}"
         )
     return np.searchsorted(classes, y)
 

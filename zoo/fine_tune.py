@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from zoo.dense import DenseNetClassifier
+from zoo.dense import DenseNetClassifier, known_class_indices
 from zoo.ensemble import DenseEnsembleClassifier
 from zoo.errors import ZooError
 
@@ -141,12 +141,13 @@ def fine_tune(
     X = np.asarray(X, dtype="float32").reshape(len(X), -1)
     y = np.asarray(y)
     classes = np.asarray(estimator.classes_)
-    unknown = np.setdiff1d(y, classes)
-    if len(unknown):
-        raise ZooError(
-            f"labels {unknown.tolist()} are not among the network's classes "
-            f"{classes.tolist()}; fine-tune on rows of its classes only"
-        )
+    indices = known_class_indices(
+        classes,
+        y,
+        labels="labels",
+        among="the network's classes",
+        advice="fine-tune on rows of its classes only",
+    )
     if len(X) != len(y) or not 0 <= n_base <= len(X):
         raise ZooError(
             f"fine-tuning needs one label per row and at most {len(X)} base rows (got "
@@ -156,7 +157,7 @@ def fine_tune(
         raise ZooError(f"epochs must be a positive integer (got {epochs!r})")
     if not 0.0 < float(learning_rate_scale) <= 1.0:
         raise ZooError(f"learning_rate_scale must be in (0, 1] (got {learning_rate_scale!r})")
-    targets = np.eye(len(classes), dtype="float32")[np.searchsorted(classes, y)]
+    targets = np.eye(len(classes), dtype="float32")[indices]
     base, extra = X[:n_base], X[n_base:]
     for index, network in enumerate(networks(estimator)):
         config = network.config
