@@ -66,20 +66,7 @@ COPY_KIND, COPY_STRENGTH = "handwriting", 0.5
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Parses the benchmark's flags."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--export",
-        action="append",
-        required=True,
-        metavar="PATH",
-        help="an export folder of 8x8 rows (digits-zoo export); repeat for several",
-    )
-    parser.add_argument(
-        "--sd3",
-        type=Path,
-        default=ow.DEFAULT_SD3,
-        metavar="DIR",
-        help="the folder holding MNIST's SD-3 digits (default: shared/data beside the repository)",
-    )
+    ow.add_sources(parser, "an export folder of 8x8 rows")
     parser.add_argument("--width", type=int, default=None, help="filters of the first convolutions")
     parser.add_argument("--epochs", type=int, default=None, help="training epochs of the net")
     parser.add_argument(

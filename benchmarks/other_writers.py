@@ -73,15 +73,14 @@ TOP_CONFUSIONS = 5
 ADAPT_DIGITS_PER_CLASS = 20
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """Parses the benchmark's flags."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def add_sources(parser: argparse.ArgumentParser, exports: str = "an export folder") -> None:
+    """Adds ``--export`` (repeatable, required) and ``--sd3`` to ``parser``."""
     parser.add_argument(
         "--export",
         action="append",
         required=True,
         metavar="PATH",
-        help="an export folder (digits-zoo export); repeat for several",
+        help=f"{exports} (digits-zoo export); repeat for several",
     )
     parser.add_argument(
         "--sd3",
@@ -91,6 +90,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help=f"the folder holding {SD3_IMAGES} and {SD3_LABELS} (default: shared/data "
         "beside the repository)",
     )
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Parses the benchmark's flags."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_sources(parser)
     parser.add_argument(
         "--matched-recipe",
         action="store_true",
