@@ -50,6 +50,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import other_writers as ow  # noqa: E402
 
+from zoo.dense import known_class_indices  # noqa: E402
 from zoo.errors import ZooError  # noqa: E402
 
 FULL = {"width": 64, "epochs": 40, "k_values": (0, 5, 20), "seeds": 3, "n_digits": None}
@@ -145,15 +146,6 @@ def train(model, base, y_base, extra, y_extra, epochs: int, rate: float, seed: i
         model.fit(rows, targets, batch_size=BATCH_SIZE, epochs=1, shuffle=True, verbose=0)
 
 
-def read(probabilities: np.ndarray, n: int) -> np.ndarray:
-    """Class indices of ``n`` pictures from their rows' probabilities, read class by class."""
-    from zoo.pictures import read_by_class
-
-    return np.argmax(
-        read_by_class(np.asarray(probabilities).reshape(n, -1, probabilities.shape[-1])), 1
-    )
-
-
 def measure(path: str, images, labels, budget: dict) -> list[dict]:
     """The export and the convolutional net on the export's data: two rows of figures."""
     from digits_zoo.ship.adapt import (
@@ -181,16 +173,21 @@ def measure(path: str, images, labels, budget: dict) -> list[dict]:
     if start is None:
         raise ZooError(f"{path} cannot be fine-tuned ({why}); pass a network export")
     classes = np.asarray(export.classes)
-    index = {label: i for i, label in enumerate(classes.tolist())}
-    y_train = np.asarray([index[v] for v in dataset.y_train.tolist()])
+
+    def class_indices(y: np.ndarray) -> np.ndarray:
+        return known_class_indices(
+            classes, y, labels="labels", among="the export's classes", advice="check the export"
+        )
+
+    y_train = class_indices(dataset.y_train)
     x_train = dataset.scale(dataset.x_train).astype("float32")
     refit = bool(metadata.get("refit_full"))
-    x_test = dataset.scale(dataset.x_test).astype("float32")
     pictures = ow.convert_pictures(
         images, export.image_shape, export.pixel_max, export.picture_recipe
     )
     n, n_rows, n_features = pictures.shape
     scaled = dataset.scale(pictures.reshape(n * n_rows, n_features)).astype("float32")
+    scaled = scaled.reshape(n, n_rows, n_features)
     name = f"{export.name} ({Path(path).name})"
     print(f"{name}: {len(y_train):,} training rows{' (refit)' if refit else ''}", flush=True)
 
@@ -206,69 +203,77 @@ def measure(path: str, images, labels, budget: dict) -> list[dict]:
     }
     rows["conv"]["train_seconds"] = train_seconds
     if not refit and len(dataset.y_test):
+        x_test = dataset.scale(dataset.x_test).astype("float32")
         rows["export"]["test"] = float(
             np.mean(classes[np.argmax(shipped.predict_proba(x_test), 1)] == dataset.y_test)
         )
         rows["conv"]["test"] = float(
             np.mean(classes[np.argmax(net.predict(x_test, verbose=0), 1)] == dataset.y_test)
         )
+
+    def conv_accuracy(model, rest: np.ndarray) -> float:
+        probabilities = model.predict(
+            scaled[rest].reshape(-1, n_features), batch_size=2048, verbose=0
+        )
+        return ow.pictures_accuracy(probabilities, classes, labels[rest])
+
+    def note(k: int, seed: int) -> None:
+        print(
+            f"  k={k} draw {seed}: export {rows['export']['k'][k][-1]:.4f}, "
+            f"conv {rows['conv']['k'][k][-1]:.4f}",
+            flush=True,
+        )
+
     for k in budget["k_values"]:
-        for key in rows:
-            rows[key]["k"][k] = []
-        for seed in range(budget["seeds"] if k else 1):
-            few, rest = ow.draw(labels, k, seed) if k else (np.arange(0), np.arange(n))
-            rest_rows = scaled.reshape(n, n_rows, n_features)[rest].reshape(-1, n_features)
-            if k:
-                accuracy, seconds = ow.adapted_export_accuracy(
-                    metadata,
-                    dataset,
-                    pictures[few, 0],
-                    labels[few],
-                    pictures[rest],
-                    labels[rest],
-                    seed,
-                    start,
-                )
-                rows["export"]["k"][k].append(accuracy)
-                rows["export"]["adapt_seconds"].append(seconds)
-                copies = copies_for(dataset.y_train, labels[few], person_share(True))
-                x_extra, y_extra = person_copies(
-                    pictures[few, 0],
-                    labels[few],
-                    copies,
-                    dataset.pixel_max,
-                    dataset.image_shape,
-                    seed,
-                )
-                adapted = build_conv(budget["width"], side, len(classes), seed=seed + 7)
-                adapted.set_weights(trained)
-                started = time.perf_counter()
-                train(
-                    adapted,
-                    x_train,
-                    y_train,
-                    dataset.scale(x_extra).astype("float32"),
-                    np.asarray([index[v] for v in y_extra.tolist()]),
-                    FINE_TUNE_EPOCHS,
-                    LEARNING_RATE * FINE_TUNE_RATE,
-                    seed,
-                )
-                rows["conv"]["adapt_seconds"].append(time.perf_counter() - started)
-                conv_reading = read(
-                    adapted.predict(rest_rows, batch_size=2048, verbose=0), len(rest)
-                )
-            else:
-                export_reading = read(shipped.predict_proba(rest_rows), len(rest))
-                rows["export"]["k"][0].append(
-                    float(np.mean(classes[export_reading] == labels[rest]))
-                )
-                conv_reading = read(net.predict(rest_rows, batch_size=2048, verbose=0), len(rest))
-            rows["conv"]["k"][k].append(float(np.mean(classes[conv_reading] == labels[rest])))
-            print(
-                f"  k={k} draw {seed}: export {rows['export']['k'][k][-1]:.4f}, "
-                f"conv {rows['conv']['k'][k][-1]:.4f}",
-                flush=True,
+        if k == 0:
+            # As shipped: every picture, no draw.
+            every = np.arange(n)
+            export_probabilities = shipped.predict_proba(scaled.reshape(-1, n_features))
+            rows["export"]["k"][0] = [ow.pictures_accuracy(export_probabilities, classes, labels)]
+            rows["conv"]["k"][0] = [conv_accuracy(net, every)]
+            note(0, 0)
+            continue
+        rows["export"]["k"][k], rows["conv"]["k"][k] = [], []
+        for seed in range(budget["seeds"]):
+            few, rest = ow.draw(labels, k, seed)
+            accuracy, seconds = ow.adapted_export_accuracy(
+                metadata,
+                dataset,
+                pictures[few, 0],
+                labels[few],
+                pictures[rest],
+                labels[rest],
+                seed,
+                start,
             )
+            rows["export"]["k"][k].append(accuracy)
+            rows["export"]["adapt_seconds"].append(seconds)
+            copies = copies_for(dataset.y_train, labels[few], person_share(True))
+            x_extra, y_extra = person_copies(
+                pictures[few, 0],
+                labels[few],
+                copies,
+                dataset.pixel_max,
+                dataset.image_shape,
+                seed,
+            )
+            # The seed only sets the fine-tuning's dropout: the weights are the trained net's.
+            adapted = build_conv(budget["width"], side, len(classes), seed=seed + 7)
+            adapted.set_weights(trained)
+            started = time.perf_counter()
+            train(
+                adapted,
+                x_train,
+                y_train,
+                dataset.scale(x_extra).astype("float32"),
+                class_indices(y_extra),
+                FINE_TUNE_EPOCHS,
+                LEARNING_RATE * FINE_TUNE_RATE,
+                seed,
+            )
+            rows["conv"]["adapt_seconds"].append(time.perf_counter() - started)
+            rows["conv"]["k"][k].append(conv_accuracy(adapted, rest))
+            note(k, seed)
     return list(rows.values())
 
 

@@ -258,7 +258,6 @@ def adapted_export_accuracy(
     :func:`digits_zoo.ship.adapt.fit_adapted`); its accuracy on the rest, each picture read by
     its rows (``[n, n_rows, n_features]``) as the export reads pictures."""
     from digits_zoo.ship.adapt import copies_for, fit_adapted, person_share
-    from zoo.pictures import read_by_class
 
     copies = copies_for(dataset.y_train, y_few, person_share(start is not None))
     started = time.perf_counter()
@@ -268,9 +267,17 @@ def adapted_export_accuracy(
     probabilities = estimator.predict_proba(
         dataset.scale(pictures_rest.reshape(n * n_rows, n_features))
     )
-    read = read_by_class(np.asarray(probabilities).reshape(n, n_rows, -1))
-    predicted = np.asarray(estimator.classes_)[np.argmax(read, axis=1)]
-    return float(np.mean(predicted == y_rest)), seconds
+    return pictures_accuracy(probabilities, estimator.classes_, y_rest), seconds
+
+
+def pictures_accuracy(probabilities, classes, y: np.ndarray) -> float:
+    """The accuracy on ``len(y)`` pictures read class by class (:func:`zoo.pictures.read_by_class`)
+    from their rows' probabilities, ``[len(y) * n_rows, n_classes]``, picture after picture."""
+    from zoo.pictures import read_by_class
+
+    probabilities = np.asarray(probabilities)
+    read = read_by_class(probabilities.reshape(len(y), -1, probabilities.shape[-1]))
+    return float(np.mean(np.asarray(classes)[np.argmax(read, axis=1)] == y))
 
 
 def timed_adapt(
