@@ -25,12 +25,15 @@ from zoo.protocol import refit_and_test
 def leaderboard_name(trial: dict[str, Any]) -> str:
     """The leaderboard name of a trial's model.
 
-    ``search_<tuner>_<id>_<layers>x<units>_<activation>`` for a dense net,
+    ``search_<tuner>_<id>_<layers>x<units>_<activation>`` for a dense net
+    (``..._<id>_conv<filters>_<layers>x...`` with a convolutional stem),
     ``search_<tuner>_<family>_<id>`` for a classic model.
     """
     if trial.get("family", DENSE) != DENSE:
         return f"search_{trial['trial_id']}"
-    return f"search_{trial['trial_id']}_{trial['n_layers']}x{trial['units']}_{trial['activation']}"
+    stem = f"conv{trial['conv_filters']}_" if trial.get("conv_filters") else ""
+    shape = f"{trial['n_layers']}x{trial['units']}_{trial['activation']}"
+    return f"search_{trial['trial_id']}_{stem}{shape}"
 
 
 def refit_trial(

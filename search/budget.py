@@ -21,6 +21,7 @@ import keras
 from zoo.augment import n_copies
 from zoo.errors import ZooError
 from zoo.families import DENSE
+from zoo.network import CONV_KERNEL, conv_stem_layout, picture_side, stem_output_dim
 from zoo.space import DenseConfig
 
 # The dense nets' share of a budget shared with the classic families (--family all).
@@ -109,15 +110,36 @@ def carried_budget(shares: list[float], spent_before: float) -> float:
     return sum(shares) - spent_before
 
 
-def cost_shape(config: DenseConfig) -> tuple[int, int, int, int]:
-    """What sets a dense trial's cost: layers, units, batch size and copies of each row."""
-    return (config.n_layers, config.units, config.batch_size, n_copies(config.augment))
+def cost_shape(config: DenseConfig) -> tuple[int, ...]:
+    """What sets a dense trial's cost: convolutional stem, layers, units, batch size and
+    copies of each row."""
+    return (
+        config.conv_filters,
+        config.n_layers,
+        config.units,
+        config.batch_size,
+        n_copies(config.augment),
+    )
 
 
 def training_work(config: DenseConfig, input_dim: int, n_classes: int, epochs: int) -> float:
-    """A dense trial's work in parameter-epochs: weights x copies of each row x epochs."""
-    widths = [int(input_dim), *([config.units] * config.n_layers), int(n_classes)]
-    parameters = sum(a * b + b for a, b in zip(widths[:-1], widths[1:], strict=True))
+    """A dense trial's work in parameter-epochs: weights x copies of each row x epochs.
+
+    A convolution's weights count once per pixel they slide over, as its
+    multiply-adds do.
+    """
+    width = int(input_dim)
+    parameters = 0
+    if config.conv_filters:
+        side, channels = picture_side(input_dim), 1
+        for index, filters in enumerate(conv_stem_layout(config.conv_filters)):
+            parameters += (CONV_KERNEL * CONV_KERNEL * channels + 1) * filters * side * side
+            channels = filters
+            if index % 2 == 1:
+                side //= 2
+        width = stem_output_dim(config.conv_filters, input_dim)
+    widths = [width, *([config.units] * config.n_layers), int(n_classes)]
+    parameters += sum(a * b + b for a, b in zip(widths[:-1], widths[1:], strict=True))
     return float(parameters * n_copies(config.augment) * int(epochs))
 
 

@@ -23,6 +23,7 @@ from digits_zoo.ship.layout import METADATA, version_folders
 from digits_zoo.ship.load import load_export
 from zoo import ZooError, create_model
 from zoo.data import load_dataset, load_optdigits
+from zoo.dense import DenseNetClassifier
 
 OTHER_WRITERS = load_optdigits()
 
@@ -149,3 +150,26 @@ def test_adapt_refuses_digits_of_another_format_and_a_bad_holdout(export_base, t
         adapt_export(export_base, wide, progress=lambda line: None)
     with pytest.raises(ZooError, match="--holdout must be a fraction"):
         adapt_export(export_base, wide, holdout=1.0, progress=lambda line: None)
+
+
+def test_a_convolutional_export_is_rebuilt_from_its_weights_and_fine_tuned(tmp_path):
+    dataset = load_dataset(seed=0)
+    estimator = DenseNetClassifier(
+        conv_filters=8, n_layers=1, units=32, learning_rate=3e-3, epochs=12, seed=0
+    )
+    estimator.fit(dataset.scale(dataset.x_train), dataset.y_train)
+    base = tmp_path / "conv"
+    info = {"seed": 0, "data": {"sources": None, "test_size": 0.2}}
+    export_estimator(estimator, dataset, base, name="conv", kind="keras", info=info)
+    loaded = load_export(base / "1")
+    assert loaded.metadata["config"]["conv_filters"] == 8
+    # Rebuilt with the SavedModel's weights, the network gives the export's own probabilities.
+    start, why = exported_networks(base / "1", loaded, export_training_data(loaded.metadata))
+    assert start is not None and why == "its networks rebuilt from its weights"
+    digits = other_writers_csv(tmp_path / "collected.csv", per_class=20)
+    lines: list[str] = []
+    result = adapt_export(base, digits, progress=lines.append)
+    assert "fine-tuning its networks rebuilt from its weights" in lines[0]
+    # Kept or not, the fine-tuned convolutional network was trained and measured.
+    assert result.training == "fine-tuned" or lines[1].startswith("fine-tuned, not kept")
+    assert result.n_person == 200 and 0.5 < result.after.person <= 1.0

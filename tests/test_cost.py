@@ -28,6 +28,7 @@ from search.spec import (
     prepare_search,
     read_spec,
 )
+from zoo.augment import n_copies
 from zoo.errors import ZooError
 from zoo.space import DenseConfig
 
@@ -89,6 +90,17 @@ def test_estimate_of_a_new_shape_scales_seconds_per_parameter_epoch():
     # Copies of each row count: no augmentation is cheaper than the same net with it.
     plain = dataclasses.replace(CHEAP, augment="none")
     assert training_work(plain, 64, 10, EPOCHS) < training_work(CHEAP, 64, 10, EPOCHS)
+
+
+def test_a_convolutional_stem_is_its_own_cost_shape_and_counts_each_pixel_it_slides_over():
+    conv = dataclasses.replace(CHEAP, conv_filters=16)
+    assert cost_shape(conv) != cost_shape(CHEAP)
+    # 3x3 kernels over 8x8 pixels (16 and 16 filters), then 4x4 (32 and 32), then 2x2x32 in.
+    stem = (10 * 16 + 145 * 16) * 64 + (145 * 32 + 289 * 32) * 16
+    dense_part = training_work(CHEAP, 2 * 2 * 32, 10, 1) / n_copies(CHEAP.augment)
+    assert training_work(conv, 64, 10, 1) == pytest.approx(
+        (stem + dense_part) * n_copies(CHEAP.augment)
+    )
 
 
 def test_overrun_is_more_than_a_third_of_the_budget_left():

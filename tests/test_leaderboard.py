@@ -18,6 +18,7 @@ from digits_zoo.leaderboard import (
     to_csv,
 )
 from digits_zoo.rundir import LEADERBOARD
+from digits_zoo.trial_rows import leaderboard_name
 from helpers import read_csv
 from zoo.errors import ZooError
 from zoo.files import atomic_write_text
@@ -252,3 +253,11 @@ def test_a_damaged_number_in_the_leaderboard_is_a_one_line_error(board_dir, cli_
     path = board_dir / LEADERBOARD
     path.write_text(path.read_text().replace("0.98", "n/a", 1))
     cli_error("leaderboard", board_dir, match=str(path))
+
+
+def test_a_trials_leaderboard_name_spells_its_network_shape():
+    trial = {"trial_id": "random_0", "n_layers": 1, "units": 16, "activation": "relu"}
+    assert leaderboard_name(trial) == "search_random_0_1x16_relu"
+    assert leaderboard_name({**trial, "conv_filters": 0}) == "search_random_0_1x16_relu"
+    assert leaderboard_name({**trial, "conv_filters": 64}) == "search_random_0_conv64_1x16_relu"
+    assert leaderboard_name({"trial_id": "random_svc_3", "family": "svc"}) == "search_random_svc_3"

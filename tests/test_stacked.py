@@ -136,6 +136,49 @@ def test_every_option_of_the_space_trains_stacked(small, options):
         assert np.abs(moving_mean).max() > 0
 
 
+# A convolutional stem of 8 and 16 filters before one hidden layer, with an L2 penalty on
+# every kernel.
+CONV = {**EXACT, "conv_filters": 8, "n_layers": 1, "l2": 1e-4, "learning_rate": 3e-3}
+
+
+def test_a_convolutional_stem_trains_stacked_as_single_fits_and_as_plain_networks(data):
+    X, y = data
+    folds = make_folds(y, 3, 0)
+    members = DenseNetClassifier(**CONV).fit_folds(X, y, folds)
+    member, (train, val) = members[2], folds[2]
+    single = DenseNetClassifier(**CONV).fit(X[train], y[train], validation_data=(X[val], y[val]))
+    np.testing.assert_allclose(
+        member.predict_proba(X[val]), single.predict_proba(X[val]), atol=1e-4
+    )
+    np.testing.assert_allclose(member.history_["loss"], single.history_["loss"], atol=1e-4)
+    assert member.history_["loss"][-1] < member.history_["loss"][0]
+    assert member.score(X[val], y[val]) > 0.3
+    # The member's weights drop into the plain network: pictures of 8x8, convolutions, pooling.
+    plain = member.model_.to_keras()
+    assert [layer.name for layer in plain.layers][:8] == [
+        "pixels",
+        "picture",
+        "conv_0",
+        "conv_relu_0",
+        "conv_1",
+        "conv_relu_1",
+        "pool_0",
+        "conv_2",
+    ]
+    assert plain.get_layer("conv_3").kernel.shape == (3, 3, 16, 16)
+    assert plain.get_layer("hidden_0").kernel.shape == (2 * 2 * 16, 16)
+    np.testing.assert_allclose(
+        plain.predict(X[val], verbose=0), member.predict_proba(X[val]), atol=1e-5
+    )
+    assert member.model_.count_params() == plain.count_params()
+
+
+def test_a_convolutional_stem_needs_square_pictures(data):
+    X, y = data
+    with pytest.raises(ZooError, match=r"conv_filters needs square pictures .* 60 features"):
+        DenseNetClassifier(**CONV).fit(X[:, :60], y)
+
+
 def test_the_same_seed_gives_the_same_members(small):
     X, y = small
     folds = make_folds(y, 3, 0)
@@ -436,8 +479,11 @@ from zoo import load_dataset
 from zoo.dense import DenseNetClassifier
 dataset = load_dataset(seed=0)
 X, y = dataset.scale(dataset.x_train), dataset.y_train
-members = DenseNetClassifier(**json.loads(sys.argv[1])).fit_folds(X, y, make_folds(y, 3, 0))
-print(json.dumps({"backend": keras.backend.backend(), "histories": [m.history_ for m in members]}))
+runs = []
+for params in json.loads(sys.argv[1]):
+    members = DenseNetClassifier(**params).fit_folds(X, y, make_folds(y, 3, 0))
+    runs.append([m.history_ for m in members])
+print(json.dumps({"backend": keras.backend.backend(), "runs": runs}))
 """
 
 
@@ -445,10 +491,10 @@ print(json.dumps({"backend": keras.backend.backend(), "histories": [m.history_ f
 def test_stacked_training_runs_on_tensorflow_too(data):
     # The backend is chosen when keras is imported, so TensorFlow needs its own process.
     X, y = data
-    params = {**EXACT, "normalization": "batch", "optimizer": "rmsprop"}
+    runs = [{**EXACT, "normalization": "batch", "optimizer": "rmsprop"}, CONV]
     env = {**os.environ, "KERAS_BACKEND": "tensorflow", "PYTHONPATH": str(ROOT)}
     finished = subprocess.run(
-        [sys.executable, "-c", TENSORFLOW_RUN, json.dumps(params)],
+        [sys.executable, "-c", TENSORFLOW_RUN, json.dumps(runs)],
         capture_output=True,
         text=True,
         env=env,
@@ -459,7 +505,8 @@ def test_stacked_training_runs_on_tensorflow_too(data):
     assert finished.returncode == 0, finished.stderr[-3000:]
     result = json.loads(finished.stdout.strip().splitlines()[-1])
     assert result["backend"] == "tensorflow"
-    members = DenseNetClassifier(**params).fit_folds(X, y, make_folds(y, 3, 0))
-    for here, there in zip(members, result["histories"], strict=True):
-        for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
-            np.testing.assert_allclose(here.history_[key], there[key], atol=2e-3)
+    for params, histories in zip(runs, result["runs"], strict=True):
+        members = DenseNetClassifier(**params).fit_folds(X, y, make_folds(y, 3, 0))
+        for here, there in zip(members, histories, strict=True):
+            for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+                np.testing.assert_allclose(here.history_[key], there[key], atol=2e-3)

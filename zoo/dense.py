@@ -31,7 +31,7 @@ class DenseNetClassifier(ClassifierMixin, BaseEstimator):
     Args:
         n_layers, units, activation, dropout_rate, normalization, l2, optimizer,
             learning_rate, batch_size, label_smoothing, lr_schedule, augment,
-            augment_strength: see ``DenseConfig``. Augmentation copies only the training rows
+            augment_strength, conv_filters: see ``DenseConfig``. Augmentation copies only the training rows
             (:mod:`zoo.augment`); validation and prediction see the inputs as given.
         epochs: passes over the training data; an epoch is
             ``ceil(n / batch_size)`` steps of equal size (at most
@@ -55,6 +55,7 @@ class DenseNetClassifier(ClassifierMixin, BaseEstimator):
         lr_schedule: str = _DEFAULTS.lr_schedule,
         augment: str = _DEFAULTS.augment,
         augment_strength: float = _DEFAULTS.augment_strength,
+        conv_filters: int = _DEFAULTS.conv_filters,
         epochs: int = 30,
         seed: int = 0,
         verbose: int = 0,
@@ -72,6 +73,7 @@ class DenseNetClassifier(ClassifierMixin, BaseEstimator):
         self.lr_schedule = lr_schedule
         self.augment = augment
         self.augment_strength = augment_strength
+        self.conv_filters = conv_filters
         self.epochs = epochs
         self.seed = seed
         self.verbose = verbose

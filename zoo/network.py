@@ -6,12 +6,46 @@ its backend when first imported), so ``import zoo`` stays free of it.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 
 from zoo.errors import ZooError
 from zoo.space import DenseConfig
+
+# The convolutional stem: 3x3 kernels, "same" padding, 2x2 max pooling after each pair.
+CONV_KERNEL = 3
+CONV_MIN_SIDE = 4
+
+
+def conv_stem_layout(filters: int) -> tuple[int, ...]:
+    """The filters of each convolution of a stem of ``filters``: two of them, pooling, two
+    of twice as many, pooling (the classic small net for 28x28 digits, kept at 8x8)."""
+    return (filters, filters, 2 * filters, 2 * filters)
+
+
+def picture_side(input_dim: int) -> int:
+    """The side of the square picture a convolutional stem reads a flat row as.
+
+    Raises:
+        ZooError: ``input_dim`` is not the square of a side of at least 4.
+    """
+    side = math.isqrt(int(input_dim))
+    if side * side != int(input_dim) or side < CONV_MIN_SIDE:
+        raise ZooError(
+            f"conv_filters needs square pictures of at least {CONV_MIN_SIDE}x{CONV_MIN_SIDE} "
+            f"pixels (got rows of {input_dim} features); use conv_filters=0 for other data"
+        )
+    return side
+
+
+def stem_output_dim(filters: int, input_dim: int) -> int:
+    """The features a stem of ``filters`` hands the hidden layers for rows of ``input_dim``."""
+    side = picture_side(input_dim)
+    for _ in range(len(conv_stem_layout(filters)) // 2):
+        side //= 2
+    return side * side * conv_stem_layout(filters)[-1]
 
 
 class TrainingDiverged(ArithmeticError):
@@ -28,13 +62,15 @@ def build_dense_model(
     """Builds and compiles the dense network a config describes.
 
     The network takes flat inputs already scaled to ``[0, 1]`` and returns
-    class probabilities (softmax).
+    class probabilities (softmax). With ``config.conv_filters`` the flat row is
+    first read as a square picture by a convolutional stem
+    (:func:`conv_stem_layout`), whose flattened output feeds the hidden layers.
 
     Args:
         config: the hyperparameters.
         input_dim: number of input features (64 for the bundled 8x8 digits).
         n_classes: number of classes.
-        weights: optional trained weights by layer name (``hidden_0``,
+        weights: optional trained weights by layer name (``conv_0``, ``hidden_0``,
             ``batch_norm_0``, ``layer_norm_0``, ``probabilities``), in each
             layer's Keras order, to start from instead of fresh ones.
         seed: seeds the dropout layers (``None``: Keras's global seed).
@@ -56,6 +92,24 @@ def build_dense_model(
     regularizer = keras.regularizers.L2(config.l2) if config.l2 else None
     inputs = keras.Input(shape=(input_dim,), name="pixels")
     x = inputs
+    if config.conv_filters:
+        side = picture_side(input_dim)
+        x = keras.layers.Reshape((side, side, 1), name="picture")(x)
+        for index, filters in enumerate(conv_stem_layout(config.conv_filters)):
+            x = keras.layers.Conv2D(
+                filters,
+                CONV_KERNEL,
+                padding="same",
+                kernel_initializer=kernel_initializer,
+                kernel_regularizer=regularizer,
+                name=f"conv_{index}",
+            )(x)
+            x = keras.layers.Activation(
+                config.activation, name=f"conv_{config.activation}_{index}"
+            )(x)
+            if index % 2 == 1:
+                x = keras.layers.MaxPooling2D(2, name=f"pool_{index // 2}")(x)
+        x = keras.layers.Flatten(name="flatten")(x)
     for index in range(config.n_layers):
         x = keras.layers.Dense(
             config.units,
@@ -86,7 +140,7 @@ def build_dense_model(
         for name, values in weights.items():
             layer = model.get_layer(name)
             layer.set_weights(values)
-            if isinstance(layer, keras.layers.Dense):
+            if isinstance(layer, (keras.layers.Dense, keras.layers.Conv2D)):
                 layer.kernel_initializer = keras.initializers.GlorotUniform()
     compile_dense(model, config)
     return model

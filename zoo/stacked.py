@@ -6,7 +6,8 @@ than in arithmetic, and every new network costs seconds of XLA compilation,
 so the zoo trains the k copies ("members") together:
 
 * every weight has a leading member axis (a hidden kernel is
-  ``(k, inputs, units)``) and a layer is one batched ``keras.ops.matmul``,
+  ``(k, inputs, units)``) and a layer is one batched ``keras.ops.matmul``
+  (a convolution of the optional stem too, over every pixel's neighbourhood),
   so one step advances all k fits and one compilation serves them all;
 * each member draws its batches from its own training rows only: the data
   stay on the device as two non-trainable variables (features and labels)
@@ -35,7 +36,7 @@ Compiled once per shape: the hyperparameters that change no array shape
 and adam's or adamw's weight decay) are values of variables that the
 compiled step reads, not constants compiled into it. The network, its
 trainer, optimizer and predictor are kept per shape (:class:`ShapeKey`:
-layers, width, activation, normalization, dropout or none, optimizer
+convolutional stem, layers, width, activation, normalization, dropout or none, optimizer
 family, data and stack sizes) in a small cache, and a fit of a cached shape
 resets every variable to the fresh start a new build with its seed has
 (:meth:`StackedNetwork.reset`), then trains with the program already
@@ -64,7 +65,14 @@ from keras import ops
 
 from zoo.augment import augment_bank, expand_rows, n_copies
 from zoo.errors import ZooError
-from zoo.network import TrainingDiverged, build_dense_model
+from zoo.network import (
+    CONV_KERNEL,
+    TrainingDiverged,
+    build_dense_model,
+    conv_stem_layout,
+    picture_side,
+    stem_output_dim,
+)
 from zoo.space import DenseConfig
 
 # Keras's BatchNormalization and LayerNormalization defaults, so a member's
@@ -75,6 +83,8 @@ NORM_EPSILON = 1e-3
 # different sizes reuse one compiled prediction function.
 PREDICT_ROUNDING = 256
 PREDICT_CHUNK = 8192
+# A convolutional stem holds every pixel's filters: its chunks are this many times smaller.
+CONV_PREDICT_CHUNK_DIVISOR = 8
 # keras.optimizers.AdamW's default decay: adamw trains as Adam with it, adam with 0.
 ADAMW_WEIGHT_DECAY = 0.004
 # The momentum zoo.network.make_optimizer gives SGD.
@@ -139,6 +149,82 @@ class StackedDense(keras.layers.Layer):
         if self.bias is not None:
             y = y + ops.expand_dims(self.bias, 1)
         return y
+
+
+class StackedConv2D(keras.layers.Layer):
+    """A 3x3 convolution per member, "same" padding: ``(k, n, H, W, c) -> (k, n, H, W, filters)``.
+
+    :meth:`reset` gives every member the same Glorot-uniform kernel (the draw
+    ``keras.layers.Conv2D`` makes: fans of ``9 * channels`` and ``9 * filters``) and a zero
+    bias. The convolution is computed as a batched matmul over every pixel's 3x3
+    neighbourhood: on the CPU, XLA ran that 15-25 times faster than a ``keras.ops.conv``
+    per member or one grouped convolution for the k members (JAX, 64 filters, 2 members).
+
+    Args:
+        n_members: k.
+        filters: output channels.
+    """
+
+    def __init__(self, n_members: int, filters: int, **kwargs):
+        super().__init__(**kwargs)
+        self.n_members = n_members
+        self.filters = filters
+
+    def build(self, input_shape) -> None:
+        channels = int(input_shape[-1])
+        zero = _filled(np.float32(0.0))
+        self.kernel = self.add_weight(
+            shape=(self.n_members, CONV_KERNEL, CONV_KERNEL, channels, self.filters),
+            initializer=zero,
+            name="kernel",
+        )
+        self.bias = self.add_weight(
+            shape=(self.n_members, self.filters), initializer=zero, name="bias"
+        )
+
+    def reset(self, generator: np.random.Generator) -> None:
+        """Sets the fresh start: one kernel drawn from ``generator`` for every member, zero bias."""
+        shape = tuple(self.kernel.shape[1:])
+        receptive = CONV_KERNEL * CONV_KERNEL
+        limit = math.sqrt(6.0 / (receptive * shape[2] + receptive * shape[3]))
+        one = generator.uniform(-limit, limit, shape).astype("float32")
+        self.kernel.assign(np.broadcast_to(one, self.kernel.shape))
+        self.bias.assign(np.zeros(self.bias.shape, dtype="float32"))
+
+    def call(self, x):
+        n_members, _, height, width, channels = x.shape
+        # Every pixel's 3x3 neighbourhood side by side, in the kernel's (row, column,
+        # channel) order: the convolution is then one batched matmul, as a dense layer is.
+        pad = CONV_KERNEL // 2
+        padded = ops.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad), (0, 0)))
+        patches = ops.concatenate(
+            [
+                padded[:, :, row : row + height, column : column + width, :]
+                for row in range(CONV_KERNEL)
+                for column in range(CONV_KERNEL)
+            ],
+            axis=-1,
+        )
+        receptive = CONV_KERNEL * CONV_KERNEL * channels
+        y = ops.matmul(
+            ops.reshape(patches, (n_members, -1, receptive)),
+            ops.reshape(self.kernel, (n_members, receptive, self.filters)),
+        )
+        y = y + ops.expand_dims(self.bias, 1)
+        return ops.reshape(y, (n_members, -1, height, width, self.filters))
+
+
+def _max_pool(x):
+    """2x2 max pooling of every member's pictures: ``(k, n, H, W, c) -> (k, n, H/2, W/2, c)``."""
+    n_members, _, height, width, channels = x.shape
+    pooled = ops.max_pool(
+        ops.reshape(x, (-1, height, width, channels)),
+        pool_size=2,
+        strides=2,
+        padding="valid",
+        data_format="channels_last",
+    )
+    return ops.reshape(pooled, (n_members, -1, height // 2, width // 2, channels))
 
 
 class StackedBatchNormalization(keras.layers.Layer):
@@ -278,6 +364,14 @@ class StackedNetwork(keras.layers.Layer):
         self.units = config.units
         self.normalization = config.normalization
         use_bias = config.normalization == "none"
+        self.convs = []
+        self.conv_filters = config.conv_filters
+        if config.conv_filters:
+            self.side = picture_side(input_dim)
+            self.convs = [
+                StackedConv2D(n_members, filters, name=f"conv_{index}")
+                for index, filters in enumerate(conv_stem_layout(config.conv_filters))
+            ]
         self.hidden = [
             StackedDense(n_members, config.units, use_bias, name=f"hidden_{index}")
             for index in range(config.n_layers)
@@ -313,6 +407,14 @@ class StackedNetwork(keras.layers.Layer):
         )
         self.l2 = self.add_weight(shape=(), initializer=zero, trainable=False, name="l2")
         width = self.input_dim
+        if self.convs:
+            side, channels = self.side, 1
+            for index, conv in enumerate(self.convs):
+                conv.build((self.n_members, None, side, side, channels))
+                channels = conv.filters
+                if index % 2 == 1:
+                    side //= 2
+            width = stem_output_dim(self.conv_filters, self.input_dim)
         for index, dense in enumerate(self.hidden):
             dense.build((self.n_members, None, width))
             width = self.units
@@ -337,8 +439,8 @@ class StackedNetwork(keras.layers.Layer):
             )
         generator = np.random.default_rng(seed)
         seeds = [int(generator.integers(2**31)) for _ in self.dropout_seeds]
-        for dense in (*self.hidden, self.output_layer):
-            dense.reset(generator)
+        for layer in (*self.convs, *self.hidden, self.output_layer):
+            layer.reset(generator)
         for norm in self.norms:
             norm.reset()
         for seed_generator, layer_seed in zip(self.dropout_seeds, seeds, strict=True):
@@ -348,6 +450,14 @@ class StackedNetwork(keras.layers.Layer):
         self.l2.assign(np.float32(config.l2))
 
     def call(self, x, valid=None, training=False):
+        if self.convs:
+            x = ops.reshape(x, (self.n_members, -1, self.side, self.side, 1))
+            for index, conv in enumerate(self.convs):
+                x = self.activation(conv(x))
+                if index % 2 == 1:
+                    x = _max_pool(x)
+            # Flattened as keras.layers.Flatten flattens a picture: rows, columns, channels.
+            x = ops.reshape(x, (self.n_members, -1, int(np.prod(x.shape[2:]))))
         for index, dense in enumerate(self.hidden):
             x = dense(x)
             if self.normalization == "batch":
@@ -360,16 +470,17 @@ class StackedNetwork(keras.layers.Layer):
         return self.output_layer(x)
 
     def l2_penalty(self):
-        """Returns each member's L2 penalty on its hidden kernels, shape ``(k,)``."""
+        """Returns each member's L2 penalty on its convolution and hidden kernels, shape ``(k,)``."""
         l2 = self.l2.value
         total = ops.zeros((self.n_members,))
-        for dense in self.hidden:
-            total = total + l2 * ops.sum(ops.square(dense.kernel), axis=(1, 2))
+        for layer in (*self.convs, *self.hidden):
+            axes = tuple(range(1, len(layer.kernel.shape)))
+            total = total + l2 * ops.sum(ops.square(layer.kernel), axis=axes)
         return total
 
     def member_weights(self, index: int) -> dict[str, list[np.ndarray]]:
         """Returns member ``index``'s weights by layer name, in Keras layer order."""
-        layers = [*self.hidden, *self.norms, self.output_layer]
+        layers = [*self.convs, *self.hidden, *self.norms, self.output_layer]
         return {
             layer.name: [np.asarray(ops.convert_to_numpy(w))[index] for w in layer.weights]
             for layer in layers
@@ -381,8 +492,9 @@ class StackedNetwork(keras.layers.Layer):
 
 
 def _network_shape(config: DenseConfig) -> tuple:
-    """Layers, width, activation, normalization and whether there is dropout."""
+    """Convolutional stem, layers, width, activation, normalization and whether there is dropout."""
     return (
+        config.conv_filters,
         config.n_layers,
         config.units,
         config.activation,
@@ -696,6 +808,7 @@ class ShapeKey(NamedTuple):
     """
 
     trainer: type
+    conv_filters: int
     n_layers: int
     units: int
     activation: str
@@ -898,9 +1011,10 @@ class StackedFit:
             predictor = self._own_predictor
         X = np.asarray(X, dtype="float32")
         n_members = network.n_members
+        size = PREDICT_CHUNK // (CONV_PREDICT_CHUNK_DIVISOR if network.convs else 1)
         parts = []
-        for start in range(0, max(len(X), 1), PREDICT_CHUNK):
-            chunk = X[start : start + PREDICT_CHUNK]
+        for start in range(0, max(len(X), 1), size):
+            chunk = X[start : start + size]
             padded = -(-max(len(chunk), 1) // PREDICT_ROUNDING) * PREDICT_ROUNDING
             batch = np.zeros((n_members, padded, X.shape[1]), dtype="float32")
             batch[:, : len(chunk)] = chunk
@@ -1078,6 +1192,7 @@ def fit_stacked(
 
     shape = ShapeKey(
         StackTrainer,
+        config.conv_filters,
         config.n_layers,
         config.units,
         config.activation,
