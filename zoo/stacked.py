@@ -83,8 +83,9 @@ NORM_EPSILON = 1e-3
 # different sizes reuse one compiled prediction function.
 PREDICT_ROUNDING = 256
 PREDICT_CHUNK = 8192
-# A convolutional stem holds every pixel's filters: its chunks are this many times smaller.
-CONV_PREDICT_CHUNK_DIVISOR = 8
+# A convolutional stem holds every pixel's neighbourhoods and filters: its chunks hold at most
+# this many pixel-filters per member (1,024 rows of 8x8 pictures at 64 filters).
+CONV_PREDICT_PIXEL_FILTERS = 2**22
 # keras.optimizers.AdamW's default decay: adamw trains as Adam with it, adam with 0.
 ADAMW_WEIGHT_DECAY = 0.004
 # The momentum zoo.network.make_optimizer gives SGD.
@@ -334,8 +335,8 @@ class StackedNetwork(keras.layers.Layer):
     The layers mirror :func:`zoo.network.build_dense_model` one for one (same
     names, same initial values), so a member's weights drop into the plain
     network unchanged (:meth:`member_weights`). Only the config's shape
-    hyperparameters (layers, width, activation, normalization, dropout or
-    none) fix the network; the dropout rate and the L2 penalty are
+    hyperparameters (convolutional stem, layers, width, activation,
+    normalization, dropout or none) fix the network; the dropout rate and the L2 penalty are
     non-trainable variables, set with the initial weights by :meth:`reset`.
 
     Args:
@@ -1011,7 +1012,10 @@ class StackedFit:
             predictor = self._own_predictor
         X = np.asarray(X, dtype="float32")
         n_members = network.n_members
-        size = PREDICT_CHUNK // (CONV_PREDICT_CHUNK_DIVISOR if network.convs else 1)
+        size = PREDICT_CHUNK
+        if network.convs:
+            per_row = network.input_dim * network.conv_filters
+            size = max(PREDICT_ROUNDING, min(size, CONV_PREDICT_PIXEL_FILTERS // per_row))
         parts = []
         for start in range(0, max(len(X), 1), size):
             chunk = X[start : start + size]
