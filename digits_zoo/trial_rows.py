@@ -31,7 +31,9 @@ def leaderboard_name(trial: dict[str, Any]) -> str:
     """
     if trial.get("family", DENSE) != DENSE:
         return f"search_{trial['trial_id']}"
-    stem = f"conv{trial['conv_filters']}_" if trial.get("conv_filters") else ""
+    # A record read back from trials.csv spells the filters as text ("0" for no stem).
+    filters = int(float(trial.get("conv_filters") or 0))
+    stem = f"conv{filters}_" if filters else ""
     shape = f"{trial['n_layers']}x{trial['units']}_{trial['activation']}"
     return f"search_{trial['trial_id']}_{stem}{shape}"
 

@@ -260,4 +260,8 @@ def test_a_trials_leaderboard_name_spells_its_network_shape():
     assert leaderboard_name(trial) == "search_random_0_1x16_relu"
     assert leaderboard_name({**trial, "conv_filters": 0}) == "search_random_0_1x16_relu"
     assert leaderboard_name({**trial, "conv_filters": 64}) == "search_random_0_conv64_1x16_relu"
+    # As trials.csv gives them back: text, empty where a trial had no such hyperparameter.
+    assert leaderboard_name({**trial, "conv_filters": "0"}) == "search_random_0_1x16_relu"
+    assert leaderboard_name({**trial, "conv_filters": ""}) == "search_random_0_1x16_relu"
+    assert leaderboard_name({**trial, "conv_filters": "64"}) == "search_random_0_conv64_1x16_relu"
     assert leaderboard_name({"trial_id": "random_svc_3", "family": "svc"}) == "search_random_svc_3"

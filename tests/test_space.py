@@ -128,26 +128,24 @@ def test_a_float32_round_trip_of_a_range_end_is_accepted_and_clamped():
     assert config.learning_rate == 1e-4
 
 
-def searched_names() -> list[str]:
-    return [f.name for f in dataclasses.fields(DenseConfig) if f.metadata["searched"]]
-
-
 def test_from_hp_on_fresh_hyperparameters_gives_the_defaults():
     hp = kt.HyperParameters()
     assert DenseConfig.from_hp(hp) == DenseConfig()
-    assert list(hp.values) == searched_names()
+    assert list(hp.values) == DenseConfig.searched_names()
 
 
 def test_the_convolutional_stem_joins_the_tuners_space_only_when_pinned():
     # keras-tuner's random oracle draws a seed per declared name: an undeclared one leaves
     # every seeded search's trials as they were.
-    assert [name for name in space_names() if name not in searched_names()] == ["conv_filters"]
+    assert [name for name in space_names() if name not in DenseConfig.searched_names()] == [
+        "conv_filters"
+    ]
     hp = kt.HyperParameters()
     assert DenseConfig.from_hp(hp).conv_filters == 0
     assert "conv_filters" not in hp.values
     pinned = kt.HyperParameters()
     assert DenseConfig.from_hp(pinned, fixed={"conv_filters": 64}).conv_filters == 64
-    assert [p.name for p in pinned.space] == [*searched_names(), "conv_filters"]
+    assert [p.name for p in pinned.space] == [*DenseConfig.searched_names(), "conv_filters"]
     assert type(pinned.space[-1]).__name__ == "Fixed"
     described = {row[0]: row[1] for row in describe_space()}
     assert described["conv_filters"].endswith("; not searched")
@@ -209,7 +207,7 @@ def test_one_set_of_names_for_config_estimator_tuner_leaderboard_and_fix_flag():
     # keras-tuner's hyperparameter names.
     hp = kt.HyperParameters()
     DenseConfig.from_hp(hp)
-    assert [parameter.name for parameter in hp.space] == searched_names()
+    assert [parameter.name for parameter in hp.space] == DenseConfig.searched_names()
     # The leaderboard's config column of a network.
     column = json.loads(config_json(DenseNetClassifier()))
     assert set(column) - TRAINING_PARAMS == set(names)

@@ -25,7 +25,7 @@ from search.records import read_trials
 from search.spec import SearchSpec, read_spec
 from search.tuner import make_tuner
 from zoo.protocol import make_folds
-from zoo.space import DenseConfig, space_names
+from zoo.space import DenseConfig
 
 # A cheap corner of the space, so each trial costs a few seconds.
 SMALL = {"n_layers": 1, "units": 32, "batch_size": 128, "augment": "none"}
@@ -56,7 +56,7 @@ def test_hypermodel_default_build_and_names():
     hp = kt.HyperParameters()
     model = hypermodel.build(hp)
     assert model.output_shape == (None, 10)
-    assert sorted(hp.values) == sorted(space_names())
+    assert sorted(hp.values) == sorted(DenseConfig.searched_names())
     assert DenseConfig.from_dict(hp.values) == DenseConfig()
 
 

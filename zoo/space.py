@@ -174,6 +174,11 @@ class SpaceConfig:
         return [f.name for f in dataclasses.fields(cls)]
 
     @classmethod
+    def searched_names(cls) -> list[str]:
+        """Returns the names a search declares when none is pinned, in declaration order."""
+        return [f.name for f in dataclasses.fields(cls) if f.metadata["searched"]]
+
+    @classmethod
     def specs(cls) -> dict[str, IntSpec | FloatSpec | ChoiceSpec]:
         """Returns each hyperparameter's declaration, by name."""
         return {f.name: f.metadata["spec"] for f in dataclasses.fields(cls)}
