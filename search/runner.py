@@ -17,6 +17,7 @@ from search.spec import BUDGET_ONE_PROCESS, SearchContext, SearchSpec, prepare_s
 from search.tuner import make_tuner, quiet_search_warnings
 from zoo.errors import ZooError
 from zoo.files import read_json
+from zoo.network import picture_side
 from zoo.validation import check_integer
 
 WORKERS_LIMIT = ", one per core this process may use"
@@ -34,14 +35,18 @@ def max_workers() -> int:
 
 
 def check_data_fits_space(context: SearchContext, spec: SearchSpec) -> None:
-    """Refuses, before any trial, a search whose space holds augmentation the data cannot take.
+    """Refuses, before any trial, a search whose space holds augmentation or a convolutional
+    stem the data cannot take.
 
     Raises:
-        ZooError: the images are not square and ``augment`` is not pinned to ``none``.
+        ZooError: the images are not square and ``augment`` is not pinned to ``none``, or
+            ``conv_filters`` is pinned for rows that are not square pictures of side 4 or more.
     """
     n_features = context.dataset.n_features
     if "augment" not in spec.model_family.config.names():
         return  # a classic family copies no images
+    if spec.fixed.get("conv_filters"):
+        picture_side(n_features)
     if math.isqrt(n_features) ** 2 == n_features and n_features >= 4:
         return
     if spec.fixed.get("augment", None) != "none":

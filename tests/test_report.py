@@ -13,11 +13,20 @@ from PIL import Image
 from digits_zoo import cli
 from digits_zoo.baselines import run_baselines
 from digits_zoo.leaderboard import read_leaderboard
+from digits_zoo.report.figures.search import completed_trials
 from digits_zoo.report.figures.style import new_figure
 from digits_zoo.report.figures.sweeps import plot_sweep
-from digits_zoo.report.report import FIGURES, NO_SEARCH, predict_test_split, write_report
+from digits_zoo.report.report import (
+    FIGURES,
+    NO_SEARCH,
+    _short_config,
+    predict_test_split,
+    write_report,
+)
 from digits_zoo.runs import open_run
+from helpers import read_csv
 from zoo.errors import ZooError
+from zoo.space import DenseConfig
 
 BASELINES = ["knn_k1", "decision_tree"]
 BEST_MODEL_FIGURES = {
@@ -90,6 +99,16 @@ def test_report_of_a_search_run_draws_every_figure(search_run):
         assert f">{row['model']}<" in page
     assert NO_SEARCH not in page
     assert any(row["source"] == "search" for row in read_leaderboard(search_run))
+
+
+@pytest.mark.slow
+def test_a_learning_curves_label_is_the_trials_whole_config(search_run):
+    _, trials = read_csv(search_run / "trials.csv")
+    for trial in completed_trials(trials):
+        # Every cell of trials.csv is text: the parsed trial reads as a whole config.
+        config = DenseConfig.from_dict(trial)
+        label = _short_config(trial).replace("\n", " ")
+        assert config.short().startswith(label) and "drop" in label
 
 
 @pytest.mark.slow

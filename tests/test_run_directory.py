@@ -119,6 +119,14 @@ def test_search_refuses_augmentation_on_images_that_are_not_square(tmp_path, cli
     assert status == 2 and err.count("\n") == 1
     assert "augmentation needs square images" in err and "--fix augment=none" in err
     assert not (tmp_path / "run" / "tuner").exists()
+    # A pinned convolutional stem is refused the same way, even without copies.
+    status, _, err = cli(
+        "search", "--data", data, "--run-dir", tmp_path / "run", "--folds", "2",
+        "--max-trials", "1", "--epochs", "1", "--fix", "augment=none", "--fix", "conv_filters=8",
+    )  # fmt: skip
+    assert status == 2 and err.count("\n") == 1
+    assert "conv_filters needs square pictures" in err and "65 features" in err
+    assert not (tmp_path / "run" / "tuner").exists()
 
 
 @pytest.fixture(scope="module")

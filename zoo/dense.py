@@ -31,8 +31,9 @@ class DenseNetClassifier(ClassifierMixin, BaseEstimator):
     Args:
         n_layers, units, activation, dropout_rate, normalization, l2, optimizer,
             learning_rate, batch_size, label_smoothing, lr_schedule, augment,
-            augment_strength, conv_filters: see ``DenseConfig``. Augmentation copies only the training rows
-            (:mod:`zoo.augment`); validation and prediction see the inputs as given.
+            augment_strength, conv_filters: see ``DenseConfig``. Augmentation copies only
+            the training rows (:mod:`zoo.augment`); validation and prediction see the
+            inputs as given.
         epochs: passes over the training data; an epoch is
             ``ceil(n / batch_size)`` steps of equal size (at most
             ``batch_size`` rows each) rather than full batches and a short one.
@@ -169,8 +170,8 @@ class DenseNetClassifier(ClassifierMixin, BaseEstimator):
 
         The k networks are the members of one :mod:`zoo.stacked` model: one
         compilation and one dispatch per epoch serve them all, and a later
-        call with the same shapes (layers, width, activation, normalization,
-        optimizer family, data) reuses that compilation. Each member
+        call with the same shapes (convolutional stem, layers, width, activation,
+        normalization, optimizer family, data) reuses that compilation. Each member
         starts from the initial weights a fresh fit with this ``seed`` has,
         trains only on its own fold's training part (in full; folds of
         different sizes are padded and masked) and is scored on its own

@@ -100,6 +100,7 @@ def build_dense_model(
                 filters,
                 CONV_KERNEL,
                 padding="same",
+                data_format="channels_last",
                 kernel_initializer=kernel_initializer,
                 kernel_regularizer=regularizer,
                 name=f"conv_{index}",
@@ -108,8 +109,10 @@ def build_dense_model(
                 config.activation, name=f"conv_{config.activation}_{index}"
             )(x)
             if index % 2 == 1:
-                x = keras.layers.MaxPooling2D(2, name=f"pool_{index // 2}")(x)
-        x = keras.layers.Flatten(name="flatten")(x)
+                x = keras.layers.MaxPooling2D(
+                    2, data_format="channels_last", name=f"pool_{index // 2}"
+                )(x)
+        x = keras.layers.Flatten(data_format="channels_last", name="flatten")(x)
     for index in range(config.n_layers):
         x = keras.layers.Dense(
             config.units,

@@ -84,7 +84,8 @@ NORM_EPSILON = 1e-3
 PREDICT_ROUNDING = 256
 PREDICT_CHUNK = 8192
 # A convolutional stem holds every pixel's neighbourhoods and filters: its chunks hold at most
-# this many pixel-filters per member (1,024 rows of 8x8 pictures at 64 filters).
+# this many pixel-filters per member (1,024 rows of 8x8 pictures at 64 filters), and never
+# fewer than PREDICT_ROUNDING rows.
 CONV_PREDICT_PIXEL_FILTERS = 2**22
 # keras.optimizers.AdamW's default decay: adamw trains as Adam with it, adam with 0.
 ADAMW_WEIGHT_DECAY = 0.004
@@ -471,7 +472,7 @@ class StackedNetwork(keras.layers.Layer):
         return self.output_layer(x)
 
     def l2_penalty(self):
-        """Returns each member's L2 penalty on its convolution and hidden kernels, shape ``(k,)``."""
+        """Returns each member's L2 penalty on its convolution and hidden kernels: ``(k,)``."""
         l2 = self.l2.value
         total = ops.zeros((self.n_members,))
         for layer in (*self.convs, *self.hidden):
@@ -1014,8 +1015,10 @@ class StackedFit:
         n_members = network.n_members
         size = PREDICT_CHUNK
         if network.convs:
+            # Whole multiples of the rounding, and at least one of them (256 rows).
             per_row = network.input_dim * network.conv_filters
-            size = max(PREDICT_ROUNDING, min(size, CONV_PREDICT_PIXEL_FILTERS // per_row))
+            rows = min(size, CONV_PREDICT_PIXEL_FILTERS // per_row)
+            size = max(PREDICT_ROUNDING, rows // PREDICT_ROUNDING * PREDICT_ROUNDING)
         parts = []
         for start in range(0, max(len(X), 1), size):
             chunk = X[start : start + size]

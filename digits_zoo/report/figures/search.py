@@ -108,7 +108,7 @@ def completed_trials(trials: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         for key in (*floats, "label_smoothing"):
             if parsed.get(key) not in (None, ""):
                 parsed[key] = float(parsed[key])
-        for key in ("n_layers", "units", "batch_size"):
+        for key in ("n_layers", "units", "batch_size", "conv_filters"):
             if parsed.get(key) not in (None, ""):
                 parsed[key] = int(float(parsed[key]))
         done.append(parsed)
