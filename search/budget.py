@@ -21,7 +21,7 @@ import keras
 from zoo.augment import n_copies
 from zoo.errors import ZooError
 from zoo.families import DENSE
-from zoo.network import CONV_KERNEL, conv_stem_layout, picture_side, stem_output_dim
+from zoo.network import CONV_KERNEL, conv_stem, stem_output_dim
 from zoo.space import DenseConfig
 
 # The dense nets' share of a budget shared with the classic families (--family all).
@@ -131,12 +131,10 @@ def training_work(config: DenseConfig, input_dim: int, n_classes: int, epochs: i
     width = int(input_dim)
     parameters = 0
     if config.conv_filters:
-        side, channels = picture_side(input_dim), 1
-        for index, filters in enumerate(conv_stem_layout(config.conv_filters)):
-            parameters += (CONV_KERNEL * CONV_KERNEL * channels + 1) * filters * side * side
-            channels = filters
-            if index % 2 == 1:
-                side //= 2
+        parameters = sum(
+            (CONV_KERNEL * CONV_KERNEL * c.channels + 1) * c.filters * c.side * c.side
+            for c in conv_stem(config.conv_filters, input_dim)
+        )
         width = stem_output_dim(config.conv_filters, input_dim)
     widths = [width, *([config.units] * config.n_layers), int(n_classes)]
     parameters += sum(a * b + b for a, b in zip(widths[:-1], widths[1:], strict=True))

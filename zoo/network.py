@@ -7,7 +7,7 @@ its backend when first imported), so ``import zoo`` stays free of it.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -23,6 +23,31 @@ def conv_stem_layout(filters: int) -> tuple[int, ...]:
     """The filters of each convolution of a stem of ``filters``: two of them, pooling, two
     of twice as many, pooling (the classic small net for 28x28 digits, kept at 8x8)."""
     return (filters, filters, 2 * filters, 2 * filters)
+
+
+class StemConvolution(NamedTuple):
+    """One convolution of a stem: the side of the picture it reads, its input channels, its
+    filters, and whether 2x2 max pooling follows it."""
+
+    side: int
+    channels: int
+    filters: int
+    pooled: bool
+
+
+def conv_stem(filters: int, input_dim: int) -> list[StemConvolution]:
+    """The convolutions of a stem of ``filters`` over rows of ``input_dim`` pixels, in order.
+
+    Raises:
+        ZooError: the rows are not square pictures of side 4 or more (:func:`picture_side`).
+    """
+    side, channels, stem = picture_side(input_dim), 1, []
+    for index, out in enumerate(conv_stem_layout(filters)):
+        pooled = index % 2 == 1
+        stem.append(StemConvolution(side, channels, out, pooled))
+        channels = out
+        side = side // 2 if pooled else side
+    return stem
 
 
 def picture_side(input_dim: int) -> int:
@@ -42,10 +67,9 @@ def picture_side(input_dim: int) -> int:
 
 def stem_output_dim(filters: int, input_dim: int) -> int:
     """The features a stem of ``filters`` hands the hidden layers for rows of ``input_dim``."""
-    side = picture_side(input_dim)
-    for _ in range(len(conv_stem_layout(filters)) // 2):
-        side //= 2
-    return side * side * conv_stem_layout(filters)[-1]
+    last = conv_stem(filters, input_dim)[-1]
+    side = last.side // 2 if last.pooled else last.side
+    return side * side * last.filters
 
 
 class TrainingDiverged(ArithmeticError):
@@ -64,7 +88,7 @@ def build_dense_model(
     The network takes flat inputs already scaled to ``[0, 1]`` and returns
     class probabilities (softmax). With ``config.conv_filters`` the flat row is
     first read as a square picture by a convolutional stem
-    (:func:`conv_stem_layout`), whose flattened output feeds the hidden layers.
+    (:func:`conv_stem`), whose flattened output feeds the hidden layers.
 
     Args:
         config: the hyperparameters.
@@ -95,9 +119,9 @@ def build_dense_model(
     if config.conv_filters:
         side = picture_side(input_dim)
         x = keras.layers.Reshape((side, side, 1), name="picture")(x)
-        for index, filters in enumerate(conv_stem_layout(config.conv_filters)):
+        for index, convolution in enumerate(conv_stem(config.conv_filters, input_dim)):
             x = keras.layers.Conv2D(
-                filters,
+                convolution.filters,
                 CONV_KERNEL,
                 padding="same",
                 data_format="channels_last",
@@ -108,7 +132,7 @@ def build_dense_model(
             x = keras.layers.Activation(
                 config.activation, name=f"conv_{config.activation}_{index}"
             )(x)
-            if index % 2 == 1:
+            if convolution.pooled:
                 x = keras.layers.MaxPooling2D(
                     2, data_format="channels_last", name=f"pool_{index // 2}"
                 )(x)

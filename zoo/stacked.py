@@ -69,7 +69,7 @@ from zoo.network import (
     CONV_KERNEL,
     TrainingDiverged,
     build_dense_model,
-    conv_stem_layout,
+    conv_stem,
     picture_side,
     stem_output_dim,
 )
@@ -366,14 +366,12 @@ class StackedNetwork(keras.layers.Layer):
         self.units = config.units
         self.normalization = config.normalization
         use_bias = config.normalization == "none"
-        self.convs = []
         self.conv_filters = config.conv_filters
-        if config.conv_filters:
-            self.side = picture_side(input_dim)
-            self.convs = [
-                StackedConv2D(n_members, filters, name=f"conv_{index}")
-                for index, filters in enumerate(conv_stem_layout(config.conv_filters))
-            ]
+        self.stem = conv_stem(config.conv_filters, input_dim) if config.conv_filters else []
+        self.convs = [
+            StackedConv2D(n_members, convolution.filters, name=f"conv_{index}")
+            for index, convolution in enumerate(self.stem)
+        ]
         self.hidden = [
             StackedDense(n_members, config.units, use_bias, name=f"hidden_{index}")
             for index in range(config.n_layers)
@@ -409,13 +407,10 @@ class StackedNetwork(keras.layers.Layer):
         )
         self.l2 = self.add_weight(shape=(), initializer=zero, trainable=False, name="l2")
         width = self.input_dim
+        for conv, convolution in zip(self.convs, self.stem, strict=True):
+            side = convolution.side
+            conv.build((self.n_members, None, side, side, convolution.channels))
         if self.convs:
-            side, channels = self.side, 1
-            for index, conv in enumerate(self.convs):
-                conv.build((self.n_members, None, side, side, channels))
-                channels = conv.filters
-                if index % 2 == 1:
-                    side //= 2
             width = stem_output_dim(self.conv_filters, self.input_dim)
         for index, dense in enumerate(self.hidden):
             dense.build((self.n_members, None, width))
@@ -453,10 +448,11 @@ class StackedNetwork(keras.layers.Layer):
 
     def call(self, x, valid=None, training=False):
         if self.convs:
-            x = ops.reshape(x, (self.n_members, -1, self.side, self.side, 1))
-            for index, conv in enumerate(self.convs):
+            side = picture_side(self.input_dim)
+            x = ops.reshape(x, (self.n_members, -1, side, side, 1))
+            for conv, convolution in zip(self.convs, self.stem, strict=True):
                 x = self.activation(conv(x))
-                if index % 2 == 1:
+                if convolution.pooled:
                     x = _max_pool(x)
             # Flattened as keras.layers.Flatten flattens a picture: rows, columns, channels.
             x = ops.reshape(x, (self.n_members, -1, int(np.prod(x.shape[2:]))))
