@@ -5,6 +5,8 @@ Runs, in one run directory and one process, what a user would type:
     digits-zoo baselines --run-dir DIR
     digits-zoo search --run-dir DIR --family all --tuner bayesian --max-trials 500 \\
         --epochs 20 --top-k 5 --budget-minutes 24
+    digits-zoo search --run-dir DIR --tuner random --max-trials 1 --epochs 3 --top-k 1 \\
+        --ensemble 25 --fix conv_filters=64 --fix n_layers=1 ... (every hyperparameter)
 
 on the bundled digits (seed 0, stratified 5-fold CV of the training part, a
 20% test split no search sees). The search spaces are the zoo's default ones:
@@ -17,6 +19,14 @@ rest (at least 19.2 minutes; a network trial still training at the end is
 stopped and not scored). So the leaderboard holds the fixed baselines, the
 tuned ones (``search_bayesian_<family>_<trial>``) and the networks, all on the
 same folds and test split.
+
+Then, outside the 30 minutes, the convolutional stem's search: one trial of
+``search.spec.CONV_STEM_TRIAL`` (64 filters, then 1x256 ReLU), every
+hyperparameter pinned, for its own 3 epochs where the networks' trials train
+20 (7.5 minutes of CV on optdigits, 2 cores), refit, and the greedy ensemble of
+the run's networks selected again with it among them
+(``ensemble_random_greedy``). ``--no-stem`` leaves it out; ``--quick`` trains
+it with 8 filters for 1 epoch.
 
 ``--family classic --search-minutes 4.8`` runs the classic part alone (the
 same shares); ``--family dense`` the benchmark as it was before there were
@@ -39,7 +49,7 @@ baseline's and each tuned family's CV and test accuracy; ``--json`` ends with
 one JSON line of the figures, ``run_dir`` included.
 
     .venv/bin/python benchmarks/accuracy.py [--quick] [--json] [--run-dir DIR]
-        [--family NAME] [--search-minutes M] [--data digits|optdigits]
+        [--family NAME] [--search-minutes M] [--data digits|optdigits] [--no-stem]
 """
 
 from __future__ import annotations
@@ -53,6 +63,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from search.spec import CONV_STEM_EPOCHS, CONV_STEM_TRIAL  # noqa: E402
+from zoo.families import DENSE  # noqa: E402
+
 FULL = {
     "budget_minutes": 30.0,
     "search_minutes": 24.0,
@@ -60,6 +73,8 @@ FULL = {
     "max_trials": 500,
     "top_k": 5,
     "baselines": None,
+    # The convolutional stem's pinned search (search.spec.CONV_STEM_TRIAL): its epochs, filters.
+    "stem": (CONV_STEM_EPOCHS, CONV_STEM_TRIAL["conv_filters"]),
 }
 QUICK = {
     "budget_minutes": 3.0,
@@ -68,6 +83,7 @@ QUICK = {
     "max_trials": 4,
     "top_k": 2,
     "baselines": "knn_k1,logistic_regression",
+    "stem": (1, 8),
 }
 SEED = 0
 
@@ -117,6 +133,34 @@ def shipped_winner(run_dir: Path) -> dict:
     }
 
 
+def stem_search(stem: tuple[int, int], common: list[str]) -> list[str]:
+    """The convolutional stem's search: one trial of :data:`search.spec.CONV_STEM_TRIAL`, every
+    hyperparameter pinned, ``stem`` its epochs and filters, then the greedy ensemble of the
+    run's networks again, the stem's trial among them (``ensemble_random_greedy``)."""
+    from zoo.selection import DEFAULT_ROUNDS
+
+    epochs, filters = stem
+    values = {**CONV_STEM_TRIAL, "conv_filters": filters}
+    fixed = [part for name, value in values.items() for part in ("--fix", f"{name}={value}")]
+    return [
+        "search",
+        *common,
+        "--family",
+        DENSE,
+        "--tuner",
+        "random",
+        "--max-trials",
+        "1",
+        "--epochs",
+        str(epochs),
+        "--top-k",
+        "1",
+        "--ensemble",
+        str(DEFAULT_ROUNDS),
+        *fixed,
+    ]
+
+
 def run(settings: dict, run_dir: Path, family: str, data: str) -> dict:
     from digits_zoo.cli import main
     from digits_zoo.leaderboard import format_table, read_leaderboard
@@ -150,6 +194,11 @@ def run(settings: dict, run_dir: Path, family: str, data: str) -> dict:
     if main(search) != 0:
         raise SystemExit("the search failed")
     wall = time.monotonic() - started
+    stem_wall = None
+    if settings["stem"] and DENSE in expand_families(family):
+        if main(stem_search(settings["stem"], common)) != 0:
+            raise SystemExit("the convolutional stem's search failed")
+        stem_wall = time.monotonic() - started - wall
     rows = read_leaderboard(run_dir)
     dense = [r for r in rows if r["kind"] == "keras"]
     fixed = [r for r in rows if r["source"] == "baselines" and r["kind"] != "keras"]
@@ -188,6 +237,10 @@ def run(settings: dict, run_dir: Path, family: str, data: str) -> dict:
                 for k in ("cv_accuracy_mean", "test_accuracy")
             ),
         )
+    stem = next((r for r in dense if r["model"].startswith("search_random_")), None)
+    if stem is not None:
+        print(_line("convolutional stem", stem))
+        figures["stem"] = _figures(stem)
     print(_line("best fixed baseline", best_fixed))
     print(f"{'best fixed baseline test':<24} {best_fixed_test['model']:<40} test "
           f"{best_fixed_test['test_accuracy']:.4f}")  # fmt: skip
@@ -206,6 +259,7 @@ def run(settings: dict, run_dir: Path, family: str, data: str) -> dict:
         + ", ".join(f"{k} {scored[k]} in {spent[k]:.0f} s" for k in by_family)
         + f"; wall time {wall / 60:.1f} min against a budget of {settings['budget_minutes']:g} "
         f"min ({settings['search_minutes']:g} for the searches' trials)"
+        + ("" if stem_wall is None else f", then the stem's search {stem_wall / 60:.1f} min")
     )
     from digits_zoo.rundir import ensembles_path
 
@@ -239,6 +293,7 @@ def run(settings: dict, run_dir: Path, family: str, data: str) -> dict:
         budget_seconds=settings["budget_minutes"] * 60,
         search_budget_seconds=settings["search_minutes"] * 60,
         wall_seconds=round(wall, 1),
+        stem_wall_seconds=None if stem_wall is None else round(stem_wall, 1),
         seed=SEED,
         run_dir=str(run_dir.resolve()),
     )
@@ -270,8 +325,15 @@ def main() -> int:
         help="digits (default: the bundled digits, a random split of 13 writers) or "
         "optdigits (UCI's writer-independent protocol: 30 writers to train, 13 new to test)",
     )
+    parser.add_argument(
+        "--no-stem",
+        action="store_true",
+        help="leave out the convolutional stem's pinned search (the job as it was before it)",
+    )
     args = parser.parse_args()
     settings = dict(QUICK if args.quick else FULL)
+    if args.no_stem:
+        settings["stem"] = None
     if args.search_minutes is not None:
         # The rest of the job (baselines, refits) keeps its time.
         extra = settings["budget_minutes"] - settings["search_minutes"]
