@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
+from pathlib import Path
 
 import keras_tuner as kt
 import pytest
@@ -21,6 +23,8 @@ from search.budget import (
 from search.oracles import CostRule, make_oracle
 from search.records import trial_records, write_record
 from search.spec import (
+    CONV_STEM_EPOCHS,
+    CONV_STEM_TRIAL,
     DENSE_FIRST_TRIALS,
     DENSE_WIDE_FIRST_TRIAL,
     ROOMY_BUDGET_MINUTES,
@@ -214,3 +218,28 @@ def test_a_roomy_budget_starts_with_a_two_layer_network(tmp_path, monkeypatch):
     assert short == unbounded == list(DENSE_FIRST_TRIALS)
     assert roomy == [*DENSE_FIRST_TRIALS[:2], DENSE_WIDE_FIRST_TRIAL]
     assert DENSE_WIDE_FIRST_TRIAL == {**DENSE_FIRST_TRIALS[1], "n_layers": 2}
+
+
+def test_the_jobs_stem_search_pins_every_hyperparameter(tmp_path, monkeypatch):
+    # benchmarks/accuracy.py's search of the convolutional stem, parsed by the command line.
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "accuracy.py"
+    loader = importlib.util.spec_from_file_location("accuracy_job", script)
+    job = importlib.util.module_from_spec(loader)
+    loader.loader.exec_module(job)
+    ran = []
+    monkeypatch.setattr(
+        digits_zoo.searching, "run_searches", lambda run, specs, **kwargs: ran.append(specs) or []
+    )
+    common = ["--run-dir", str(tmp_path), "--seed", "0"]
+    assert main(job.stem_search(job.FULL["stem"], common)) == 0
+    (spec,) = ran[0]
+    assert spec.fixed == CONV_STEM_TRIAL
+    assert set(DenseConfig.searched_names()) | {"conv_filters"} == set(spec.fixed)
+    assert (spec.tuner, spec.max_trials, spec.epochs, spec.top_k) == (
+        "random",
+        1,
+        CONV_STEM_EPOCHS,
+        1,
+    )
+    assert spec.ensemble is not None and spec.ensemble >= 2
+    assert DenseConfig(**CONV_STEM_TRIAL).conv_filters == 64
