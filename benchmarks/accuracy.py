@@ -328,7 +328,7 @@ def main() -> int:
     parser.add_argument(
         "--no-stem",
         action="store_true",
-        help="leave out the convolutional stem's pinned search (the job as it was before it)",
+        help="leave out the convolutional stem's pinned search: the budgeted searches alone",
     )
     args = parser.parse_args()
     settings = dict(QUICK if args.quick else FULL)
