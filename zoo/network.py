@@ -117,9 +117,10 @@ def build_dense_model(
     inputs = keras.Input(shape=(input_dim,), name="pixels")
     x = inputs
     if config.conv_filters:
-        side = picture_side(input_dim)
+        stem = conv_stem(config.conv_filters, input_dim)
+        side = stem[0].side
         x = keras.layers.Reshape((side, side, 1), name="picture")(x)
-        for index, convolution in enumerate(conv_stem(config.conv_filters, input_dim)):
+        for index, convolution in enumerate(stem):
             x = keras.layers.Conv2D(
                 convolution.filters,
                 CONV_KERNEL,

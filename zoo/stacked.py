@@ -70,7 +70,6 @@ from zoo.network import (
     TrainingDiverged,
     build_dense_model,
     conv_stem,
-    picture_side,
     stem_output_dim,
 )
 from zoo.space import DenseConfig
@@ -448,7 +447,7 @@ class StackedNetwork(keras.layers.Layer):
 
     def call(self, x, valid=None, training=False):
         if self.convs:
-            side = picture_side(self.input_dim)
+            side = self.stem[0].side
             x = ops.reshape(x, (self.n_members, -1, side, side, 1))
             for conv, convolution in zip(self.convs, self.stem, strict=True):
                 x = self.activation(conv(x))
