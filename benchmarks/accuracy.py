@@ -86,6 +86,9 @@ QUICK = {
     "stem": (1, 8),
 }
 SEED = 0
+# The tuner of the stem's search: its trial is named search_<tuner>_0_conv..., its ensemble
+# ensemble_<tuner>_greedy.
+STEM_TUNER = "random"
 
 
 def _line(label: str, row: dict) -> str:
@@ -148,7 +151,7 @@ def stem_search(stem: tuple[int, int], common: list[str]) -> list[str]:
         "--family",
         DENSE,
         "--tuner",
-        "random",
+        STEM_TUNER,
         "--max-trials",
         "1",
         "--epochs",
@@ -237,7 +240,7 @@ def run(settings: dict, run_dir: Path, family: str, data: str) -> dict:
                 for k in ("cv_accuracy_mean", "test_accuracy")
             ),
         )
-    stem = next((r for r in dense if r["model"].startswith("search_random_")), None)
+    stem = next((r for r in dense if r["model"].startswith(f"search_{STEM_TUNER}_")), None)
     if stem is not None:
         print(_line("convolutional stem", stem))
         figures["stem"] = _figures(stem)
