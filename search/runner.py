@@ -4,7 +4,6 @@ process of a search spread over hosts by keras-tuner's environment variables."""
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -18,7 +17,7 @@ from search.tuner import make_tuner, quiet_search_warnings
 from zoo.errors import ZooError
 from zoo.files import read_json
 from zoo.network import picture_side
-from zoo.validation import check_integer
+from zoo.validation import check_integer, square_side
 
 WORKERS_LIMIT = ", one per core this process may use"
 
@@ -47,7 +46,7 @@ def check_data_fits_space(context: SearchContext, spec: SearchSpec) -> None:
         return  # a classic family copies no images
     if spec.fixed.get("conv_filters"):
         picture_side(n_features)
-    if math.isqrt(n_features) ** 2 == n_features and n_features >= 4:
+    if square_side(n_features, 2) is not None:
         return
     if spec.fixed.get("augment", None) != "none":
         raise ZooError(

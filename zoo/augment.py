@@ -35,11 +35,10 @@ the random copies are the originals.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from zoo.errors import ZooError
+from zoo.validation import square_side
 
 KINDS = ("none", "shift", "affine", "handwriting")
 # The transforms of the random copies, in the order their amounts are drawn.
@@ -89,8 +88,8 @@ def square_shape(n_features: int) -> tuple[int, int]:
         ZooError: ``n_features`` is not a perfect square, so the rows are not
             images this module can transform.
     """
-    side = math.isqrt(int(n_features))
-    if side * side != n_features or side < 2:
+    side = square_side(n_features, 2)
+    if side is None:
         raise ZooError(
             f"augmentation needs square images, but rows have {n_features} features; "
             "train with augment=none"

@@ -6,13 +6,13 @@ its backend when first imported), so ``import zoo`` stays free of it.
 
 from __future__ import annotations
 
-import math
 from typing import Any, NamedTuple
 
 import numpy as np
 
 from zoo.errors import ZooError
 from zoo.space import DenseConfig
+from zoo.validation import square_side
 
 # The convolutional stem: 3x3 kernels, "same" padding, 2x2 max pooling after each pair.
 CONV_KERNEL = 3
@@ -56,8 +56,8 @@ def picture_side(input_dim: int) -> int:
     Raises:
         ZooError: ``input_dim`` is not the square of a side of at least 4.
     """
-    side = math.isqrt(int(input_dim))
-    if side * side != int(input_dim) or side < CONV_MIN_SIDE:
+    side = square_side(input_dim, CONV_MIN_SIDE)
+    if side is None:
         raise ZooError(
             f"conv_filters needs square pictures of at least {CONV_MIN_SIDE}x{CONV_MIN_SIDE} "
             f"pixels (got rows of {input_dim} features); use conv_filters=0 for other data"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -41,3 +42,14 @@ def check_seed(seed: Any) -> int:
     if seed > MAX_SEED:
         raise ZooError(f"--seed must be at most {MAX_SEED} (got {seed!r})")
     return int(seed)
+
+
+def square_side(n_features: Any, minimum: int = 1) -> int | None:
+    """The side of the square image a flat row of ``n_features`` pixels is, if it is one.
+
+    Returns:
+        The side, or ``None`` when ``n_features`` is not the square of a side of at
+        least ``minimum``.
+    """
+    side = math.isqrt(int(n_features))
+    return side if side * side == int(n_features) and side >= minimum else None
