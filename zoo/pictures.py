@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from zoo.errors import ZooError
+from zoo.validation import square_side
 
 # The most steps a stroke is thickened by to reach a recipe's ink fraction: each step
 # adds about a pixel on each side, and the box shrinks by as much to leave room for it.
@@ -208,8 +209,7 @@ def recipe_from_counts(
     Returns:
         A :class:`PictureRecipe`, or ``None`` for data that are not counted bitmaps.
     """
-    block = math.isqrt(int(pixel_max))
-    if len(image_shape) != 2 or block < 2 or block * block != pixel_max:
+    if len(image_shape) != 2 or not _is_counted(pixel_max):
         return None
     counts = np.asarray(x_train, dtype="float64")
     ink = float(counts.mean() / pixel_max)
@@ -387,8 +387,7 @@ def _check_images(image_shape: tuple[int, ...]) -> None:
 
 def _is_counted(pixel_max: float) -> bool:
     """Counted bitmaps: ``pixel_max`` a square of whole blocks (16: 4x4 blocks)."""
-    block = math.isqrt(int(pixel_max))
-    return block > 1 and block * block == pixel_max
+    return square_side(pixel_max, 2) is not None
 
 
 def _pixels(
@@ -400,8 +399,8 @@ def _pixels(
 ) -> np.ndarray:
     """The row of ``ink`` by the recipe, sheared to ``slant`` (counted bitmaps only)."""
     height, width = image_shape
-    block = math.isqrt(int(pixel_max))
-    counted = _is_counted(pixel_max)
+    block = square_side(pixel_max, 2)
+    counted = block is not None
     if counted and slant is not None:
         # The ink's peak (1) lands between two canvas pixels, one of which keeps half of it
         # or more: the sheared ink still has pixels to crop to.

@@ -44,12 +44,13 @@ def check_seed(seed: Any) -> int:
     return int(seed)
 
 
-def square_side(n_features: Any, minimum: int = 1) -> int | None:
-    """The side of the square image a flat row of ``n_features`` pixels is, if it is one.
+def square_side(n: Any, minimum: int = 1) -> int | None:
+    """The whole side whose square ``n`` is, such as the side of the square image a flat row
+    of ``n`` pixels is, or of the square blocks a count range ``n`` counts (16: 4x4).
 
     Returns:
-        The side, or ``None`` when ``n_features`` is not the square of a side of at
-        least ``minimum``.
+        The side, or ``None`` when ``n`` is not the square of a whole side of at least
+        ``minimum`` (16.5 is not).
     """
-    side = math.isqrt(int(n_features))
-    return side if side * side == int(n_features) and side >= minimum else None
+    side = math.isqrt(int(n))
+    return side if side * side == n and side >= minimum else None
