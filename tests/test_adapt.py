@@ -11,6 +11,7 @@ import pytest
 
 from digits_zoo import cli
 from digits_zoo.ship.adapt import (
+    EXTRAPOLATION_FACTORS,
     FINE_TUNE_EPOCHS,
     adapt_export,
     copies_for,
@@ -71,10 +72,19 @@ def test_adapt_writes_the_next_version_when_it_reads_the_person_better(export_ba
     assert result.written is not None and result.written.version == 2 == newest(export_base)
     metadata = json.loads((export_base / "2" / METADATA).read_text())
     (adapted,) = metadata["adapted"]
-    assert adapted["data"] == str(digits.resolve()) and len(adapted["held_out"]) == 60
+    # Measured on 60 held out, then trained on all 200: none is left out of its training data.
+    assert adapted["data"] == str(digits.resolve()) and adapted["held_out"] == []
     assert (adapted["training"], adapted["epochs"]) == ("fine-tuned", FINE_TUNE_EPOCHS)
     assert metadata["refit"] is False and metadata["adaptation"]["training"] == "fine-tuned"
-    assert metadata["dataset"]["n_train"] == 1437 + 140
+    assert metadata["dataset"]["n_train"] == 1437 + 200
+    # The factor kept reads the held-out digits best of those within the test allowance.
+    factors = metadata["adaptation"]["factors"]
+    assert set(factors) == {f"{f:g}" for f in EXTRAPOLATION_FACTORS}
+    kept = adapted["extrapolation"]
+    assert kept == result.factor == metadata["adaptation"]["extrapolation"]
+    allowed = [f for f in factors.values() if f["test"] >= result.before.test - 0.002 - 1e-9]
+    assert factors[f"{kept:g}"]["held_out"] == max(f["held_out"] for f in allowed)
+    assert factors[f"{kept:g}"]["held_out"] == result.after.person
     assert metadata["temperature"] == pytest.approx(result.temperature)
     assert metadata["adaptation"]["before"]["person"] == result.before.person
     # The new version's training data is rebuilt from what it records, held-out rows left out.

@@ -8,7 +8,7 @@ import pytest
 from zoo import ZooError
 from zoo.dense import DenseNetClassifier
 from zoo.ensemble import DenseEnsembleClassifier
-from zoo.fine_tune import fine_tune, networks, with_weights
+from zoo.fine_tune import extrapolate, fine_tune, network_weights, networks, with_weights
 
 SMALL = {"n_layers": 1, "units": 16, "epochs": 30, "learning_rate": 0.01, "augment": "none"}
 
@@ -99,3 +99,41 @@ def test_fine_tuning_checks_its_labels_and_parameters(fitted, small_digits):
         fine_tune(network, X, y, n_base=5, epochs=1, learning_rate_scale=2, seed=0)
     with pytest.raises(ZooError, match="at most 10 base rows"):
         fine_tune(network, X, y, n_base=11, epochs=1, learning_rate_scale=1, seed=0)
+
+
+def test_extrapolating_scales_the_change_of_the_trained_weights(fitted, small_digits):
+    a, b = fitted
+    X, y = small_digits.scale(small_digits.x_train), small_digits.y_train
+    ensemble = DenseEnsembleClassifier.from_fitted([a, b], weights=[1.0, 1.0])
+    rebuilt = DenseEnsembleClassifier(members=ensemble.members, weights=ensemble.weights)
+    network = with_weights(rebuilt, a.classes_, 64, arrays(ensemble.model_))
+    start = network_weights(network)
+    fine_tune(network, X, y, n_base=len(y), epochs=2, learning_rate_scale=1.0, seed=0)
+    end = network_weights(network)
+    X_test = small_digits.scale(small_digits.x_test)
+    tuned = network.predict_proba(X_test)
+    # Factor 1 keeps the fine-tuned weights, 0 restores the ones it started from.
+    np.testing.assert_allclose(
+        extrapolate(network, start, end, 1.0).predict_proba(X_test), tuned, atol=1e-6
+    )
+    # (The network without batch normalization: the other keeps its moving statistics.)
+    extrapolate(network, start, end, 0.0)
+    np.testing.assert_allclose(
+        networks(network)[0].predict_proba(X_test), a.predict_proba(X_test), atol=1e-6
+    )
+    extrapolate(network, start, end, 1.5)
+    dense, batch_normed = networks(network)
+    for net, first, last in zip(networks(network), start, end, strict=True):
+        trained = {id(w) for w in net.model_.trainable_weights}
+        for weight, w0, w1 in zip(net.model_.weights, first, last, strict=True):
+            # Half as much change again; batch normalization's moving statistics as trained.
+            expected = w0 + 1.5 * (w1 - w0) if id(weight) in trained else w1
+            np.testing.assert_allclose(np.asarray(weight), expected, rtol=1e-5, atol=1e-6)
+    assert len(batch_normed.model_.weights) > len(batch_normed.model_.trainable_weights)
+    assert dense.model_ is not batch_normed.model_
+    with pytest.raises(ZooError, match="extrapolation factor must be a finite number"):
+        extrapolate(network, start, end, float("nan"))
+    with pytest.raises(ZooError, match="weights of 1 and 2 networks for an estimator of 2"):
+        extrapolate(network, start[:1], end, 1.0)
+    with pytest.raises(ZooError, match="not those of the estimator's networks"):
+        extrapolate(network, end[::-1], start, 1.0)

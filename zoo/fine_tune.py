@@ -7,7 +7,10 @@ arrays, such as an exported SavedModel's variables, without training.
 Keras users continue a trained model with ``fit``: a fresh optimizer of the
 config's kind at a fraction of its learning rate, for a few passes over the
 rows. It takes a small part of a fit's time, since it starts where that fit
-ended.
+ended. :func:`network_weights` and :func:`extrapolate` then scale the change
+the fine-tuning made to the weights, as task arithmetic scales a task vector:
+a factor of 1 keeps the fine-tuned weights, 0 the ones it started from, and a
+factor above 1 carries the change further.
 """
 
 from __future__ import annotations
@@ -28,6 +31,61 @@ def networks(estimator: DenseNetClassifier | DenseEnsembleClassifier) -> list[De
     if isinstance(estimator, DenseEnsembleClassifier):
         return list(estimator.estimators_)
     return [estimator]
+
+
+def network_weights(
+    estimator: DenseNetClassifier | DenseEnsembleClassifier,
+) -> list[list[np.ndarray]]:
+    """A copy of each network's weights (:func:`networks`' order, each in Keras's order)."""
+    return [[np.array(w) for w in network.model_.get_weights()] for network in networks(estimator)]
+
+
+def extrapolate(
+    estimator: DenseNetClassifier | DenseEnsembleClassifier,
+    start: Sequence[Sequence[np.ndarray]],
+    end: Sequence[Sequence[np.ndarray]],
+    factor: float,
+) -> DenseNetClassifier | DenseEnsembleClassifier:
+    """Gives each network the trainable weights ``start + factor * (end - start)``.
+
+    ``start`` and ``end`` are :func:`network_weights` of the same networks, for
+    example before and after :func:`fine_tune`: a factor of 1 gives ``end``, 0
+    ``start``, 1.5 half as much change again. Weights that are not trained
+    (batch normalization's moving statistics) take ``end``'s values. An
+    ensemble's averaging model shares its members' layers, so it follows.
+
+    Returns:
+        ``estimator``, its weights set in place.
+
+    Raises:
+        ZooError: ``factor`` is not a finite number, or the weights are not those
+            of the estimator's networks.
+    """
+    if isinstance(factor, bool) or not math.isfinite(float(factor)):
+        raise ZooError(f"the extrapolation factor must be a finite number (got {factor!r})")
+    members = networks(estimator)
+    if not len(members) == len(start) == len(end):
+        raise ZooError(
+            f"weights of {len(start)} and {len(end)} networks for an estimator of {len(members)}"
+        )
+    factor = float(factor)
+    for network, first, last in zip(members, start, end, strict=True):
+        shapes = [tuple(w.shape) for w in network.model_.weights]
+        if [np.shape(w) for w in first] != shapes or [np.shape(w) for w in last] != shapes:
+            raise ZooError("the weights are not those of the estimator's networks")
+        trained = {id(w) for w in network.model_.trainable_weights}
+        network.model_.set_weights(
+            [
+                (a + factor * (b - a)).astype(a.dtype) if id(w) in trained else b
+                for w, a, b in zip(
+                    network.model_.weights,
+                    map(np.asarray, first),
+                    map(np.asarray, last),
+                    strict=True,
+                )
+            ]
+        )
+    return estimator
 
 
 def with_weights(

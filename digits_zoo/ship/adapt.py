@@ -19,22 +19,32 @@ make up ``FINE_TUNE_PERSON_SHARE`` (fine-tuning) or ``PERSON_SHARE``
 
 What is measured decides what is written. Part of the person's digits is held
 out (``--holdout``); with fewer than ``CROSS_VALIDATE_BELOW`` digits of some
-class, every digit is held out once instead, by stratified cross-validation,
-and the model then written is refit on all of them. The adapted model's
+class, every digit is held out once instead, by stratified cross-validation.
+The model then written is trained on all of them, as scikit-learn's searches
+refit their best candidate on all the data (:func:`adapted_model`). A
+fine-tuned model's change to the export's weights is also carried further
+(:func:`zoo.fine_tune.extrapolate`, by each of ``EXTRAPOLATION_FACTORS``, as
+task arithmetic scales a task vector): the factor kept is the one that reads
+the held-out digits best, of those that read them at least as well as the
+fine-tuning as it ended and lose at most ``MAX_TEST_LOSS`` on the original
+test split. The adapted model's
 temperature is fitted on those held-out (out-of-fold) digits' probabilities,
 as an export fits it on out-of-fold probabilities, when there are at least
 ``MIN_CALIBRATION_DIGITS`` of them (fewer keep the export's temperature). The adapted model is
 written as the export's next version (the TensorFlow Serving layout, through
 :func:`digits_zoo.ship.export.export_estimator`, which checks the reloaded
-files) only when it reads the person's held-out digits better than the export
-does (or, where the export read them all, all of them too) and loses at most
-``MAX_TEST_LOSS`` (0.2 points) on the export's original test split. Otherwise
+files) only when, fine-tuned as it ended (factor 1), it reads the person's
+held-out digits better than the export does (or, where the export read them
+all, all of them too) and loses at most ``MAX_TEST_LOSS`` (0.2 points) on the
+export's original test split. Otherwise
 nothing is written; the command says so and still exits 0 (a refusal is an
 answer, not an error).
 
 The new version's metadata records the person's digits it trained on
-(``adapted``: their source, and the held-out rows left out), so that a later
-adaptation of it rebuilds the same training data and adds to it.
+(``adapted``: their source; ``held_out``, the rows left out, is empty since
+every digit trains, and lists them for versions written before), and the
+factors tried and kept (``adaptation``), so that a later adaptation of it
+rebuilds the same training data and adds to it.
 """
 
 from __future__ import annotations
@@ -73,7 +83,7 @@ from zoo.data import (
     with_test_in_training,
 )
 from zoo.errors import ZooError
-from zoo.fine_tune import fine_tune, with_weights
+from zoo.fine_tune import extrapolate, fine_tune, network_weights, with_weights
 from zoo.validation import check_seed
 
 DEFAULT_HOLDOUT = 0.3
@@ -88,6 +98,9 @@ MAX_COPIES = 50
 # Fine-tuning: passes over the rows, and the fraction of the config's learning rate it starts at.
 FINE_TUNE_EPOCHS = 5
 FINE_TUNE_RATE = 0.3
+# The factors the fine-tuning's change to the weights is scaled by (zoo.fine_tune.extrapolate);
+# the one that reads the held-out digits best, within the test split's allowance, is kept.
+EXTRAPOLATION_FACTORS = (1.0, 1.25, 1.5, 1.75, 2.0)
 # How far the rebuilt networks' probabilities may be from the export's own for it to be fine-tuned.
 REBUILD_TOLERANCE = 1e-4
 # The copies' turn, scale and shift, as the affine augmentation's at this strength.
@@ -123,6 +136,8 @@ class AdaptResult:
         copies: how many rows each of the person's digits trained as, by class.
         before, after: the export's and the adapted model's figures.
         temperature: the adapted model's temperature.
+        factor: the factor its fine-tuning's change to the weights was scaled by (1: as
+            fine-tuned, or retrained).
         written: the new version, or ``None`` when it was refused.
         reason: why it was refused (``None`` when written).
         seconds: the adaptation's wall time.
@@ -139,6 +154,7 @@ class AdaptResult:
     before: Figures
     after: Figures
     temperature: float
+    factor: float = 1.0
     written: ExportResult | None = None
     reason: str | None = None
     seconds: float = 0.0
@@ -146,14 +162,33 @@ class AdaptResult:
 
 @dataclass
 class _Attempt:
-    """One training of the adapted model and its figures (``reason``: why not to write it)."""
+    """One training of the adapted model and its figures (``reason``: why not to write it).
+
+    Attributes:
+        training: ``fine-tuned`` or ``retrained``.
+        copies: how many rows each of the person's digits trained as, by class, in the model
+            kept (trained on all of them).
+        estimator: that model, its fine-tuning's change scaled by ``factor``.
+        held_probabilities: each held-out digit's probabilities from the model that did not
+            train on it (rows of digits never held out: zeros), at ``factor``.
+        after: the held-out digits' accuracy and the kept model's on the original test split.
+        plain: the same figures at factor 1, the fine-tuning as it ended: whether to write
+            the model is decided on them, since the best of several factors on the same
+            held-out digits reads them better partly by chance.
+        factor: the extrapolation factor kept (1 for a retrained model).
+        factors: each factor tried: its held-out accuracy, held-out log-loss and test accuracy.
+        reason: why not to write the model (``None``: it may be written).
+    """
 
     training: str
     copies: dict[int, int]
     estimator: Any
     held_probabilities: np.ndarray
     after: Figures
-    reason: str | None
+    plain: Figures
+    factor: float = 1.0
+    factors: dict[float, dict[str, float]] | None = None
+    reason: str | None = None
 
 
 def _refusal(before: Figures, after: Figures) -> str | None:
@@ -410,6 +445,101 @@ def _held_out_split(y: np.ndarray, holdout: float, seed: int) -> tuple[str, list
         return "cross-validation", [test for _, test in splitter.split(indices, y)]
 
 
+def _log_loss(probabilities: np.ndarray, classes: np.ndarray, y: np.ndarray) -> float:
+    rows = np.arange(len(y))
+    return float(-np.mean(np.log(probabilities[rows, np.searchsorted(classes, y)] + 1e-12)))
+
+
+def adapted_model(
+    metadata: dict[str, Any],
+    dataset: Dataset,
+    x_person: np.ndarray,
+    y_person: np.ndarray,
+    held_out_sets: list[np.ndarray],
+    seed: int,
+    start: Callable[[int], Any] | None,
+    test_before: float,
+) -> _Attempt:
+    """The model ``adapt`` writes, and its figures: what ``benchmarks/other_writers.py`` measures.
+
+    For each held-out set (:func:`_held_out_split`) the model is trained
+    (:func:`fit_adapted`) on the other digits and read on those; then it is
+    trained once more on all of them, the model kept, as scikit-learn's search
+    refits its best candidate on all the data. A fine-tuned model's change to
+    the export's weights is scaled by each of ``EXTRAPOLATION_FACTORS``
+    (:func:`zoo.fine_tune.extrapolate`): the factor kept is the one whose
+    held-out reading is best (the higher accuracy, then the lower log-loss; a tie
+    keeps the smaller factor) among those whose kept model loses at most
+    ``MAX_TEST_LOSS`` on the original test split against ``test_before`` and
+    read the held-out digits at least as well as factor 1 does (none: 1). A
+    retrained model has no change to scale (factor 1).
+
+    Returns:
+        The kept model and its figures; ``reason`` is left for the caller to set.
+    """
+    factors = EXTRAPOLATION_FACTORS if start is not None else (1.0,)
+    origin = network_weights(start(seed)) if start is not None else None
+    share = person_share(start is not None)
+
+    def trained(rows: np.ndarray, fit_seed: int) -> tuple[Any, Any, dict[int, int]]:
+        copies = copies_for(dataset.y_train, y_person[rows], share)
+        fitted = fit_adapted(
+            metadata, dataset, x_person[rows], y_person[rows], copies, fit_seed, start
+        )
+        return fitted, None if origin is None else network_weights(fitted), copies
+
+    def at(fitted: Any, end: Any, factor: float) -> Any:
+        return fitted if end is None else extrapolate(fitted, origin, end, factor)
+
+    everyone = np.arange(len(y_person))
+    held = {factor: None for factor in factors}
+    for fold, held_out in enumerate(held_out_sets):
+        fitted, end, _ = trained(np.setdiff1d(everyone, held_out), seed + fold)
+        for factor in factors:
+            probabilities = _probabilities(at(fitted, end, factor), dataset, x_person[held_out])
+            if held[factor] is None:
+                held[factor] = np.zeros((len(y_person), probabilities.shape[1]))
+            held[factor][held_out] = probabilities
+    estimator, end, copies = trained(everyone, seed + len(held_out_sets))
+    classes = np.asarray(estimator.classes_)
+    held_out_all = np.concatenate(held_out_sets)
+    y_held = y_person[held_out_all]
+    figures = {}
+    for factor in factors:
+        test = _accuracy(
+            _probabilities(at(estimator, end, factor), dataset, dataset.x_test),
+            classes,
+            dataset.y_test,
+        )
+        figures[factor] = {
+            "held_out": _accuracy(held[factor][held_out_all], classes, y_held),
+            "log_loss": _log_loss(held[factor][held_out_all], classes, y_held),
+            "test": test,
+        }
+    plain = figures[1.0]
+    allowed = [
+        factor
+        for factor in factors
+        if figures[factor]["held_out"] + _EPSILON >= plain["held_out"]
+        and not figures[factor]["test"] + MAX_TEST_LOSS + _EPSILON < test_before
+    ]
+    factor = min(
+        allowed or [1.0],
+        key=lambda f: (-figures[f]["held_out"], figures[f]["log_loss"], f),
+    )
+    estimator = at(estimator, end, factor)
+    return _Attempt(
+        "retrained" if start is None else "fine-tuned",
+        copies,
+        estimator,
+        held[factor],
+        Figures(figures[factor]["held_out"], figures[factor]["test"]),
+        Figures(plain["held_out"], plain["test"]),
+        factor,
+        figures,
+    )
+
+
 def adapt_export(
     export: str | Path,
     data: str | Path,
@@ -460,28 +590,26 @@ def adapt_export(
         )
     method, held_out_sets = _held_out_split(y_person, float(holdout), seed)
     classes = np.asarray(loaded.classes)
-    training_labels = np.delete(y_person, held_out_sets[0]) if method == "holdout" else y_person
     start, why = (None, "--retrain") if retrain else exported_networks(previous, loaded, dataset)
-
-    def copies_with(start: Callable[[int], Any] | None) -> dict[int, int]:
-        return copies_for(dataset.y_train, training_labels, person_share(start is not None))
-
-    copies = copies_with(start)
+    copies = copies_for(dataset.y_train, y_person, person_share(start is not None))
     fewest, most = min(copies.values()), max(copies.values())
     held_out_all = np.concatenate(held_out_sets)
     progress(
         f"adapting {metadata['model']} ({previous}) to {len(y_person)} digits of {data}: "
         + (
-            f"{len(training_labels)} to train on, {len(held_out_all)} held out"
+            f"{len(y_person) - len(held_out_all)} to train on, {len(held_out_all)} held out"
             if method == "holdout"
             else f"{len(held_out_sets)}-fold cross-validation (fewer than "
             f"{CROSS_VALIDATE_BELOW} digits in some class)"
         )
-        + f"; each trains as {fewest if fewest == most else f'{fewest}-{most}'} rows "
+        + f", then all {len(y_person)} trained on; each trains as "
+        f"{fewest if fewest == most else f'{fewest}-{most}'} rows "
         "(augmented copies, as many as keep the classes' balance) beside the export's "
         f"{len(dataset.y_train)} training rows; "
         + (
-            f"fine-tuning {why} ({FINE_TUNE_EPOCHS} epochs)"
+            f"fine-tuning {why} ({FINE_TUNE_EPOCHS} epochs, the change scaled by the factor "
+            f"of {', '.join(f'{f:g}' for f in EXTRAPOLATION_FACTORS)} that reads the held-out "
+            "digits best)"
             if start is not None
             else f"retraining its configuration from scratch ({why})"
         )
@@ -493,42 +621,20 @@ def adapt_export(
         _accuracy(before_test_probabilities, classes, dataset.y_test),
     )
 
-    def attempt(start: Callable[[int], Any] | None, copies: dict[int, int]) -> _Attempt:
+    def attempt(start: Callable[[int], Any] | None) -> _Attempt:
         """Trains (fine-tunes with ``start``), measures, and says why not to write, if so."""
-        held_probabilities = np.zeros((len(y_person), len(classes)))
-        estimator = None
-        for fold, held_out in enumerate(held_out_sets):
-            train = np.setdiff1d(np.arange(len(y_person)), held_out)
-            fitted = fit_adapted(
-                metadata, dataset, x_person[train], y_person[train], copies, seed + fold, start
-            )
-            held_probabilities[held_out] = _probabilities(fitted, dataset, x_person[held_out])
-            estimator = fitted
-        if method == "cross-validation":
-            progress(f"cross-validation done; refitting on all {len(y_person)} digits")
-            estimator = fit_adapted(
-                metadata, dataset, x_person, y_person, copies, seed + len(held_out_sets), start
-            )
-        model_classes = np.asarray(estimator.classes_)
-        after = Figures(
-            _accuracy(held_probabilities[held_out_all], model_classes, y_person[held_out_all]),
-            _accuracy(
-                _probabilities(estimator, dataset, dataset.x_test), model_classes, dataset.y_test
-            ),
+        tried = adapted_model(
+            metadata, dataset, x_person, y_person, held_out_sets, seed, start, before.test
         )
-        return _Attempt(
-            "retrained" if start is None else "fine-tuned",
-            copies,
-            estimator,
-            held_probabilities,
-            after,
-            _refusal(before, after),
-        )
+        # Decided at factor 1; the factor kept reads the held-out digits at least as well and
+        # stays within the test allowance too.
+        tried.reason = _refusal(before, tried.plain)
+        return tried
 
-    tried = attempt(start, copies)
+    tried = attempt(start)
     if tried.reason is not None and start is not None:
         progress(f"fine-tuned, not kept: {tried.reason}; retraining its configuration from scratch")
-        tried = attempt(None, copies_with(None))
+        tried = attempt(None)
     estimator, held_probabilities, copies = tried.estimator, tried.held_probabilities, tried.copies
     model_classes = np.asarray(estimator.classes_)
     if len(held_out_all) >= MIN_CALIBRATION_DIGITS:
@@ -558,13 +664,12 @@ def adapt_export(
         before=before,
         after=tried.after,
         temperature=temperature,
+        factor=tried.factor,
         reason=tried.reason,
     )
     if result.reason is None:
-        person_rows = np.arange(len(y_person))
-        if method == "holdout":
-            person_rows = np.setdiff1d(person_rows, held_out_all)
-        trained = _with_rows(dataset, x_person[person_rows], y_person[person_rows], str(data))
+        # The model kept trained on every digit of the person's, held out or not.
+        trained = _with_rows(dataset, x_person, y_person, str(data))
         source = str(data) if str(data) in DATASET_NAMES else str(Path(data).resolve())
         info = {
             "temperature": temperature,
@@ -593,12 +698,18 @@ def adapt_export(
                 {
                     "data": source,
                     "rows": int(len(y_person)),
-                    "held_out": [int(i) for i in held_out_all] if method == "holdout" else [],
+                    # Rows left out of the training data (every digit now trains; kept so
+                    # that versions written before rebuild theirs).
+                    "held_out": [],
                     "copies": {str(label): n for label, n in copies.items()},
                     "method": method,
                     "training": tried.training,
                     **(
-                        {"epochs": FINE_TUNE_EPOCHS, "learning_rate_scale": FINE_TUNE_RATE}
+                        {
+                            "epochs": FINE_TUNE_EPOCHS,
+                            "learning_rate_scale": FINE_TUNE_RATE,
+                            "extrapolation": tried.factor,
+                        }
                         if tried.training == "fine-tuned"
                         else {}
                     ),
@@ -612,6 +723,8 @@ def adapt_export(
                 "held_out": int(len(held_out_all)),
                 "before": {"person": before.person, "test_accuracy": before.test},
                 "after": {"person": tried.after.person, "test_accuracy": tried.after.test},
+                "extrapolation": tried.factor,
+                "factors": {f"{f:g}": figures for f, figures in (tried.factors or {}).items()},
             },
             "refit": tried.training == "retrained",
             # The version adapted's recipe, kept as it is (null: the plain one): the person's
@@ -643,16 +756,20 @@ def format_result(result: AdaptResult) -> list[str]:
         f"{'original test split':<28}{result.before.test:>9.2%}{result.after.test:>9.2%}"
         f"   ({result.n_test} digits)",
     ]
+    training = result.training
+    if result.training == "fine-tuned":
+        training += f", its change scaled by {result.factor:g}"
     if result.written is not None:
         lines.append(
-            f"wrote version {result.written.version}: {result.written.path} ({result.training}; "
-            f"temperature {result.temperature:.3g}; adapted in {result.seconds:.1f} s)"
+            f"wrote version {result.written.version}: {result.written.path} ({training}; "
+            f"trained on all {result.n_person} of your digits; temperature "
+            f"{result.temperature:.3g}; adapted in {result.seconds:.1f} s)"
         )
     else:
         newest = max((number for number, _ in version_folders(result.base)), default=None)
         lines.append(
             f"not written: {result.reason}; {result.base} keeps version {newest} as its newest "
-            f"({result.training}; adapted in {result.seconds:.1f} s)"
+            f"({training}; adapted in {result.seconds:.1f} s)"
         )
     return lines
 
@@ -666,9 +783,12 @@ def register(subparsers) -> None:
         description="Fine-tunes the exported networks from their weights (a scikit-learn "
         "model, or with --retrain, retrains the exported configuration from scratch) on the "
         "export's training data plus a person's labelled digits (augmented copies of each, so "
-        "that a few per class count), recalibrates it, and writes the next version of EXPORT "
-        "only when it reads the person's held-out digits better than the export does (or all "
-        "of them, where the export did) and loses at "
+        "that a few per class count), carries the fine-tuning's change to the weights as far "
+        "as reads the held-out digits best (factors "
+        f"{', '.join(f'{f:g}' for f in EXTRAPOLATION_FACTORS)}), "
+        "trains it on all the person's digits, recalibrates it, and writes the next version of "
+        "EXPORT only when it reads the person's held-out digits better than the export does "
+        "(or all of them, where the export did) and loses at "
         f"most {MAX_TEST_LOSS * 100:.1f} points on the original test split. Prints both "
         "figures before and after. Exit status 0 whether or not the version is written (the "
         "last line says which); 2 for an error.",
