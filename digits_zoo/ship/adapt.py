@@ -478,13 +478,19 @@ def adapted_model(
         The kept model and its figures; ``reason`` is left for the caller to set.
     """
     factors = EXTRAPOLATION_FACTORS if start is not None else (1.0,)
-    origin = network_weights(start(seed)) if start is not None else None
     share = person_share(start is not None)
+    origin = None  # the export's weights, read from the first networks rebuilt
 
     def trained(rows: np.ndarray, fit_seed: int) -> tuple[Any, Any, dict[int, int]]:
+        nonlocal origin
+        begin = None
+        if start is not None:
+            networks = start(fit_seed)
+            origin = origin or network_weights(networks)
+            begin = lambda _: networks  # noqa: E731
         copies = copies_for(dataset.y_train, y_person[rows], share)
         fitted = fit_adapted(
-            metadata, dataset, x_person[rows], y_person[rows], copies, fit_seed, start
+            metadata, dataset, x_person[rows], y_person[rows], copies, fit_seed, begin
         )
         return fitted, None if origin is None else network_weights(fitted), copies
 
