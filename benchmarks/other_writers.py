@@ -260,10 +260,10 @@ def adapted_export_accuracy(
     few, held out as ``adapt`` holds them out: :func:`digits_zoo.ship.adapt.adapted_model`);
     its accuracy on the rest, each picture read by its rows (``[n, n_rows, n_features]``) as
     the export reads pictures, the seconds it took and the extrapolation factor kept."""
-    from digits_zoo.ship.adapt import DEFAULT_HOLDOUT, _held_out_split, adapted_model
+    from digits_zoo.ship.adapt import DEFAULT_HOLDOUT, adapted_model, held_out_split
 
     started = time.perf_counter()
-    _, held_out_sets = _held_out_split(y_few, DEFAULT_HOLDOUT, seed)
+    _, held_out_sets = held_out_split(y_few, DEFAULT_HOLDOUT, seed)
     tried = adapted_model(
         metadata, dataset, raw_few, y_few, held_out_sets, seed, start, test_before
     )
@@ -335,7 +335,7 @@ def measure_export(
     path: str, images, labels, budget, matched_recipe: bool, recipes: bool, retrain: bool
 ) -> dict:
     """What one export reads as shipped, then its adaptation; prints as it goes."""
-    from digits_zoo.ship.adapt import export_training_data, exported_networks
+    from digits_zoo.ship.adapt import export_training_data, exported_networks, loaded_accuracy
     from digits_zoo.ship.load import load_export, resolve_export
     from zoo.pictures import recipe_from_counts
 
@@ -364,12 +364,7 @@ def measure_export(
     adaptation = {0: [shipped["accuracy"]]}
     factors: dict[int, list[float]] = {}
     # The export's own accuracy on its test split, which adapt's model may lose 0.2 points of.
-    test_before = float("nan")
-    if len(dataset.y_test):
-        test_probabilities, _ = export.predict_proba(dataset.x_test)
-        test_before = float(
-            np.mean(np.asarray(export.classes)[np.argmax(test_probabilities, 1)] == dataset.y_test)
-        )
+    test_before = loaded_accuracy(export, dataset.x_test, dataset.y_test)
     seconds = []
     for k in budget["k_values"]:
         if k == 0:

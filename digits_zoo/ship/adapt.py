@@ -423,7 +423,7 @@ def _accuracy(probabilities: np.ndarray, classes: np.ndarray, y: np.ndarray) -> 
     return float(np.mean(classes[np.argmax(probabilities, axis=1)] == y))
 
 
-def _held_out_split(y: np.ndarray, holdout: float, seed: int) -> tuple[str, list[np.ndarray]]:
+def held_out_split(y: np.ndarray, holdout: float, seed: int) -> tuple[str, list[np.ndarray]]:
     """``holdout`` and one held-out index array, or ``cross-validation`` and one per fold
     (fewer than ``CROSS_VALIDATE_BELOW`` digits in some class, or too few held out for one of
     each class)."""
@@ -462,7 +462,7 @@ def adapted_model(
 ) -> _Attempt:
     """The model ``adapt`` writes, and its figures: what ``benchmarks/other_writers.py`` measures.
 
-    For each held-out set (:func:`_held_out_split`) the model is trained
+    For each held-out set (:func:`held_out_split`) the model is trained
     (:func:`fit_adapted`) on the other digits and read on those; then it is
     trained once more on all of them, the model kept, as scikit-learn's search
     refits its best candidate on all the data. A fine-tuned model's change to
@@ -594,8 +594,7 @@ def adapt_export(
             f"{data} holds {len(y_person)} labelled digit; adapting needs at least 2 (a few "
             "per class is better: 5 per class already helps)"
         )
-    method, held_out_sets = _held_out_split(y_person, float(holdout), seed)
-    classes = np.asarray(loaded.classes)
+    method, held_out_sets = held_out_split(y_person, float(holdout), seed)
     start, why = (None, "--retrain") if retrain else exported_networks(previous, loaded, dataset)
     copies = copies_for(dataset.y_train, y_person, person_share(start is not None))
     fewest, most = min(copies.values()), max(copies.values())
@@ -620,11 +619,9 @@ def adapt_export(
             else f"retraining its configuration from scratch ({why})"
         )
     )
-    before_person_probabilities, _ = _loaded_predictions(loaded, x_person[held_out_all])
-    before_test_probabilities, _ = _loaded_predictions(loaded, dataset.x_test)
     before = Figures(
-        _accuracy(before_person_probabilities, classes, y_person[held_out_all]),
-        _accuracy(before_test_probabilities, classes, dataset.y_test),
+        loaded_accuracy(loaded, x_person[held_out_all], y_person[held_out_all]),
+        loaded_accuracy(loaded, dataset.x_test, dataset.y_test),
     )
 
     def attempt(start: Callable[[int], Any] | None) -> _Attempt:
@@ -746,10 +743,13 @@ def adapt_export(
     return result
 
 
-def _loaded_predictions(loaded: LoadedExport, x_raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    if not len(x_raw):
-        return np.zeros((0, len(loaded.classes))), np.zeros(0, "int64")
-    return loaded.predict_proba(x_raw)
+def loaded_accuracy(loaded: LoadedExport, x_raw: np.ndarray, y: np.ndarray) -> float:
+    """The export's accuracy on raw rows, as it serves them (NaN for none): ``adapt``'s
+    "before" figures."""
+    if not len(y):
+        return float("nan")
+    probabilities, _ = loaded.predict_proba(x_raw)
+    return _accuracy(probabilities, np.asarray(loaded.classes), y)
 
 
 def format_result(result: AdaptResult) -> list[str]:
