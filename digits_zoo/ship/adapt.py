@@ -191,6 +191,11 @@ class _Attempt:
     reason: str | None = None
 
 
+def _within_test_allowance(test: float, test_before: float) -> bool:
+    """Whether a test accuracy loses at most ``MAX_TEST_LOSS`` against ``test_before``."""
+    return not test + MAX_TEST_LOSS + _EPSILON < test_before
+
+
 def _refusal(before: Figures, after: Figures) -> str | None:
     """Why the adapted model is not written, or ``None`` when it may be."""
     if after.person + _EPSILON < before.person:
@@ -202,7 +207,7 @@ def _refusal(before: Figures, after: Figures) -> str | None:
             f"it reads your held-out digits no better ({before.person:.1%} -> "
             f"{after.person:.1%}); check their labels, or collect more of the digits it misreads"
         )
-    if after.test + MAX_TEST_LOSS + _EPSILON < before.test:
+    if not _within_test_allowance(after.test, before.test):
         return (
             f"it loses more than {MAX_TEST_LOSS * 100:.1f} points on the original test split "
             f"({before.test:.2%} -> {after.test:.2%})"
@@ -527,7 +532,7 @@ def adapted_model(
         factor
         for factor in factors
         if figures[factor]["held_out"] + _EPSILON >= plain["held_out"]
-        and not figures[factor]["test"] + MAX_TEST_LOSS + _EPSILON < test_before
+        and _within_test_allowance(figures[factor]["test"], test_before)
     ]
     factor = min(
         allowed or [1.0],
