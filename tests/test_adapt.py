@@ -13,6 +13,8 @@ from digits_zoo import cli
 from digits_zoo.ship.adapt import (
     EXTRAPOLATION_FACTORS,
     FINE_TUNE_EPOCHS,
+    Figures,
+    _refusal,
     adapt_export,
     copies_for,
     export_training_data,
@@ -87,6 +89,7 @@ def test_adapt_writes_the_next_version_when_it_reads_the_person_better(export_ba
     assert factors[f"{kept:g}"]["held_out"] == result.after.person
     assert metadata["temperature"] == pytest.approx(result.temperature)
     assert metadata["adaptation"]["before"]["person"] == result.before.person
+    assert metadata["adaptation"]["max_test_loss"] == 0.002
     # The new version's training data is rebuilt from what it records, held-out rows left out.
     assert export_training_data(metadata).fingerprint() == metadata["dataset"]["fingerprint"]
 
@@ -137,6 +140,35 @@ def test_networks_whose_weights_do_not_rebuild_them_are_retrained(export_base, t
     start, why = exported_networks(folder, load_export(folder), dataset)
     assert start is None and "its weights do not rebuild its networks" in why
     assert "has shape (64, 32) but its array has (64, 64)" in why
+
+
+def test_the_test_allowance_is_the_users_to_set_and_a_refusal_names_the_one_that_would_do():
+    before, after = Figures(0.80, 359 / 360), Figures(0.90, 358 / 360)
+    # One more wrong digit of 360 is 0.28 points: past the default 0.2, within 0.3.
+    reason = _refusal(before, after)
+    assert reason == (
+        "it loses more than 0.2 points on the original test split (99.72% -> 99.44%); "
+        "--max-test-loss 0.3 would accept that loss"
+    )
+    assert _refusal(before, after, 0.003) is None
+    # Three of 1,797 is 0.17 points; an allowance of 0 refuses any loss.
+    assert _refusal(Figures(0.8, 1.0), Figures(0.9, 1794 / 1797)) is None
+    assert "--max-test-loss 0.2 would" in _refusal(Figures(0.8, 1.0), Figures(0.9, 1794 / 1797), 0)
+    # A model that reads the person's digits worse is refused whatever the allowance.
+    assert "worse" in _refusal(Figures(0.9, 1.0), Figures(0.8, 1.0), 1.0)
+
+
+@pytest.mark.parametrize("points", ["-0.1", "101", "nan"])
+def test_adapt_refuses_an_allowance_that_is_not_points_of_accuracy(
+    export_base, tmp_path, capsys, points
+):
+    digits = other_writers_csv(tmp_path / "collected.csv", per_class=2)
+    status = cli.main(["adapt", str(export_base), "--data", str(digits), "--max-test-loss", points])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert status == 2 and len(err) == 1, err
+    assert "--max-test-loss must be between 0 and 100 points of test accuracy" in err[0]
+    with pytest.raises(ZooError, match="the test allowance must be a fraction between 0 and 1"):
+        adapt_export(export_base, digits, max_test_loss=1.5, progress=lambda line: None)
 
 
 def test_copies_keep_the_classes_balance_and_move_each_digit_a_little():
