@@ -122,6 +122,14 @@ def register(subparsers) -> None:
         "--top-k is 2 or more, else none; 0 or 1: none)",
     )
     search.add_argument(
+        "--executions-per-trial",
+        type=int,
+        default=1,
+        metavar="N",
+        help="train each dense trial's network N times, seeded the run's seed and the next "
+        "ones, scored, refit and shipped as their average (default 1; keras-tuner's name)",
+    )
+    search.add_argument(
         "--budget-minutes",
         type=float,
         default=None,
@@ -238,6 +246,7 @@ def _search(args) -> int:
         epochs=args.epochs,
         top_k=args.top_k,
         ensemble=args.ensemble,
+        executions_per_trial=args.executions_per_trial,
         budget_minutes=args.budget_minutes,
         # Hyperband keeps its own schedule.
         early_stop=args.early_stop and args.tuner != "hyperband",

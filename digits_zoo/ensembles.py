@@ -22,7 +22,7 @@ from digits_zoo.baselines import read_baseline_out_of_fold
 from digits_zoo.leaderboard import merge_rows, read_leaderboard_if_any
 from digits_zoo.rundir import ensembles_path
 from digits_zoo.runs import Run
-from digits_zoo.trial_rows import leaderboard_name, refit_trial
+from digits_zoo.trial_rows import leaderboard_name, refit_trial, trial_executions
 from search.records import completed_trials, read_out_of_fold, read_trials, recorded_searches
 from search.spec import SearchSpec
 from zoo.ensemble import DenseEnsembleClassifier
@@ -88,13 +88,17 @@ def ensemble_pool(trials: list[dict[str, Any]]) -> list[dict[str, Any]]:
     The best :data:`POOL_TRIALS` completed trials, leaving out a trial stopped
     early by the median rule: its out-of-fold probabilities are those of
     networks stopped after a few epochs, while its refit, which an ensemble
-    ships, would train every epoch.
+    ships, would train every epoch. A trial of several executions
+    (``--executions-per-trial``) is left out too: it is an ensemble already,
+    and the shipped ensemble's members are single networks.
 
     Args:
         trials: rows as ``search.records.read_trials`` gives them (at least
             ``trial_id``, ``status``, ``cv_accuracy_mean``, ``stopped_early``).
     """
-    trained = [trial for trial in trials if not trial.get("stopped_early")]
+    trained = [
+        trial for trial in trials if not trial.get("stopped_early") and trial_executions(trial) == 1
+    ]
     return completed_trials(trained)[:POOL_TRIALS]
 
 

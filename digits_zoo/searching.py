@@ -86,6 +86,7 @@ def search_specs(
             )
     fixed = parse_fixed_for(families, list(fix or []))
     early_stop = settings.pop("early_stop", False)
+    executions = settings.pop("executions_per_trial", 1)
     return [
         SearchSpec(
             **settings,
@@ -93,6 +94,10 @@ def search_specs(
             fixed=fixed[name],
             # Only a family trained by epochs has curves to compare.
             early_stop=early_stop and get_family(name).trains_by_epochs,
+            # With several families, the networks only; one classic family refuses it.
+            executions_per_trial=(
+                executions if get_family(name).trains_by_epochs or len(families) == 1 else 1
+            ),
             warm_start=warm[name],
         )
         for name in families

@@ -18,6 +18,7 @@ from digits_zoo.artifacts import is_loadable, save_fitted
 from digits_zoo.leaderboard import merge_rows, read_leaderboard_if_any
 from digits_zoo.runs import Run
 from search.records import duration
+from zoo.ensemble import seed_ensemble
 from zoo.families import DENSE, get_family
 from zoo.protocol import refit_and_test
 
@@ -26,8 +27,9 @@ def leaderboard_name(trial: dict[str, Any]) -> str:
     """The leaderboard name of a trial's model.
 
     ``search_<tuner>_<id>_<layers>x<units>_<activation>`` for a dense net
-    (``..._<id>_conv<filters>_<layers>x...`` with a convolutional stem),
-    ``search_<tuner>_<family>_<id>`` for a classic model.
+    (``..._<id>_conv<filters>_<layers>x...`` with a convolutional stem, and
+    ``..._<n>seeds`` after it for a trial of ``n`` executions), ``search_<tuner>_<family>_<id>``
+    for a classic model.
     """
     if trial.get("family", DENSE) != DENSE:
         return f"search_{trial['trial_id']}"
@@ -35,7 +37,15 @@ def leaderboard_name(trial: dict[str, Any]) -> str:
     filters = int(float(trial.get("conv_filters") or 0))
     stem = f"conv{filters}_" if filters else ""
     shape = f"{trial['n_layers']}x{trial['units']}_{trial['activation']}"
-    return f"search_{trial['trial_id']}_{stem}{shape}"
+    executions = trial_executions(trial)
+    seeds = f"_{executions}seeds" if executions > 1 else ""
+    return f"search_{trial['trial_id']}_{stem}{shape}{seeds}"
+
+
+def trial_executions(trial: dict[str, Any]) -> int:
+    """The networks a dense trial trained and averaged (1 when its record does not say)."""
+    # A record read back from trials.csv spells it as text ("" for a classic trial).
+    return int(float(trial.get("executions") or 1))
 
 
 def refit_trial(
@@ -55,6 +65,8 @@ def refit_trial(
     config = family.config.from_dict(trial)
     epochs = int(trial["epochs"]) if family.trains_by_epochs else None
     estimator = family.create(config, seed=run.seed, epochs=epochs)
+    if family.trains_by_epochs:
+        estimator = seed_ensemble(estimator, trial_executions(trial))
     started = time.monotonic()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)

@@ -32,7 +32,8 @@ HYPERPARAMETER_COLUMNS = list(
 )
 TRIAL_COLUMNS = [
     "trial_id", "family", "status", "cv_accuracy_mean", "cv_accuracy_std", "cv_folds",
-    "seconds", "epochs", "stopped_early", "epochs_run", "config", *HYPERPARAMETER_COLUMNS, "message",
+    "seconds", "epochs", "executions", "stopped_early", "epochs_run", "config",
+    *HYPERPARAMETER_COLUMNS, "message",
 ]  # fmt: skip
 
 
@@ -105,6 +106,8 @@ def read_trials(directory: str | Path, spec: SearchSpec) -> list[dict[str, Any]]
         One dict per trial, in trial order, with ``trial_id`` (the file name),
         ``family``, ``status``, ``cv_accuracy_mean``, ``cv_accuracy_std``,
         ``cv_folds``, ``seconds``, ``epochs`` (empty for a classic family),
+        ``executions`` (the networks trained per trial and averaged,
+        ``SearchSpec.executions_per_trial``; empty for a classic family),
         ``stopped_early`` (stopped by the median rule, ``search.stopping``),
         ``epochs_run`` (the epochs it trained; empty for a classic family),
         ``config`` (JSON), each hyperparameter of the family, ``message``.
@@ -124,8 +127,9 @@ def read_trials(directory: str | Path, spec: SearchSpec) -> list[dict[str, Any]]
         values = state.get("hyperparameters", {}).get("values", {})
         config = family.config.from_dict({**values, **spec.fixed})
         scores = record.get("cv_scores") if state.get("status") == "COMPLETED" else None
-        epochs = epochs_run = ""
+        epochs = epochs_run = executions = ""
         if family.trains_by_epochs:
+            executions = int(record.get("executions", spec.executions_per_trial))
             epochs = record.get("epochs", values.get("tuner/epochs", spec.epochs))
             epochs_run = record.get("epochs_run", epochs) if scores else ""
         rows.append(
@@ -138,6 +142,7 @@ def read_trials(directory: str | Path, spec: SearchSpec) -> list[dict[str, Any]]
                 "cv_folds": json.dumps(scores) if scores else "",
                 "seconds": record.get("seconds", ""),
                 "epochs": epochs,
+                "executions": executions,
                 "stopped_early": bool(record.get("stopped_early", False)),
                 "epochs_run": epochs_run,
                 "config": config.to_json(),

@@ -92,6 +92,9 @@ CONV_STEM_TRIAL: dict[str, Any] = {
     "augment": "handwriting",
 }
 CONV_STEM_EPOCHS = 3
+# Its networks per trial (SearchSpec.executions_per_trial): the stem, and the same stem
+# seeded one more, averaged.
+CONV_STEM_EXECUTIONS = 2
 
 
 def dense_first_trials(budget_minutes: float | None) -> tuple[dict[str, Any], ...]:
@@ -131,6 +134,11 @@ class SearchSpec:
 
     ``warm_start`` holds configurations (hyperparameter values, e.g. the best of
     an earlier run, ``search.records.best_configs``) the first trials take, in order.
+
+    ``executions_per_trial`` (keras-tuner's name) trains a dense trial's network that
+    many times, seeded the run's seed, then one more, and so on; the trial is scored,
+    refit and shipped as their equal-weight ensemble (``zoo.ensemble.seed_ensemble``).
+    A ``search.json`` written before it existed reads as 1.
     """
 
     tuner: str = "bayesian"
@@ -144,6 +152,7 @@ class SearchSpec:
     early_stop: bool = False
     cost_aware: bool = True
     warm_start: list[dict[str, Any]] = field(default_factory=list)
+    executions_per_trial: int = 1
 
     def __post_init__(self) -> None:
         if self.tuner not in TUNERS:
@@ -166,6 +175,13 @@ class SearchSpec:
         check_integer("--top-k", self.top_k, 0)
         if self.ensemble is not None:
             check_integer("--ensemble", self.ensemble, 0)
+        check_integer("--executions-per-trial", self.executions_per_trial, 1)
+        if self.executions_per_trial > 1 and not family.trains_by_epochs:
+            raise ZooError(
+                "--executions-per-trial trains a network again with other seeds, which the "
+                f"{self.family} family is not (got {self.executions_per_trial}); drop it or "
+                "use --family dense"
+            )
         budget = self.budget_minutes
         if budget is not None and (
             isinstance(budget, bool)

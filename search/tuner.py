@@ -53,6 +53,7 @@ from search.records import (
 from search.spec import OBJECTIVE, SearchContext, SearchSpec
 from search.stopping import MedianStopping, completed_curves, fold_mean_curve
 from search.tblog import write_trial_log
+from zoo.ensemble import seed_ensemble
 from zoo.network import TrainingDiverged
 from zoo.protocol import cross_validate_out_of_fold
 from zoo.space import SpaceConfig
@@ -122,6 +123,8 @@ class CVTuner(kt.Tuner):
         if self.family.trains_by_epochs:
             epochs = int(trial.hyperparameters.values.get("tuner/epochs", self.spec.epochs))
             record["epochs"] = hparams["epochs"] = epochs
+            if self.spec.executions_per_trial > 1:
+                record["executions"] = hparams["executions"] = self.spec.executions_per_trial
         finished = self._finished_scores(name, record)
         if finished is not None:
             return _objective(finished)
@@ -149,6 +152,8 @@ class CVTuner(kt.Tuner):
             stopper = MedianStopping(completed_curves(records, epochs), epochs)
             callbacks.insert(0, stopper)
         estimator = self.family.create(config, seed=self.context.seed, epochs=epochs)
+        if epochs is not None:
+            estimator = seed_ensemble(estimator, self.spec.executions_per_trial)
         try:
             with warnings.catch_warnings():
                 # A classic model stopped by its iteration cap is a point of the space
@@ -200,6 +205,7 @@ class CVTuner(kt.Tuner):
             finished.get("status") == "COMPLETED"
             and finished.get("config") == record["config"]
             and finished.get("epochs") == record.get("epochs")
+            and finished.get("executions", 1) == record.get("executions", 1)
         ):
             return finished["cv_scores"]
         return None

@@ -179,6 +179,31 @@ def normalised_weights(weights: Sequence[float] | None, n_members: int) -> np.nd
     return checked / checked.sum()
 
 
+def seed_ensemble(
+    network: DenseNetClassifier, executions: int
+) -> DenseNetClassifier | DenseEnsembleClassifier:
+    """``network`` trained ``executions`` times: itself for one, else the equal-weight
+    ensemble of copies of it seeded ``network.seed``, ``network.seed + 1``, and so on.
+
+    keras-tuner's executions per trial, whose models are averaged instead of only
+    their scores: the copies differ in their initial weights, dropout, shuffling
+    and augmented copies.
+
+    Raises:
+        ZooError: ``executions`` is not a positive integer.
+    """
+    from zoo.validation import check_integer
+
+    executions = check_integer("executions", executions, 1)
+    if executions == 1:
+        return network
+    params = _member_params(network)
+    seed = int(params.get("seed") or 0)
+    return DenseEnsembleClassifier(
+        members=tuple({**params, "seed": seed + index} for index in range(executions))
+    )
+
+
 def _member_params(estimator: DenseNetClassifier) -> dict[str, Any]:
     params = estimator.get_params(deep=False)
     params.pop("verbose", None)

@@ -160,13 +160,15 @@ def fine_tune(
     epochs: int,
     learning_rate_scale: float,
     seed: int,
+    as_is: float = 0.0,
 ) -> DenseNetClassifier | DenseEnsembleClassifier:
     """Trains a fitted network (or each network of an ensemble) further, from its weights.
 
     The first ``n_base`` rows are data of the kind the network was trained on:
     each epoch trains on one random copy of each of them from its config's
     augmentation bank (:func:`zoo.augment.augment_bank`, as its own fit
-    augmented them; the rows as they are with ``augment="none"``). The other
+    augmented them; the rows as they are with ``augment="none"``), or, for a
+    share ``as_is`` of them drawn afresh each epoch, on the row as it is. The other
     rows train as given, once an epoch. The optimizer is the config's, fresh,
     at ``learning_rate_scale`` times its learning rate, decaying to zero over
     the ``epochs`` with ``lr_schedule="cosine"``; the loss is the config's
@@ -181,6 +183,8 @@ def fine_tune(
         epochs: passes over the rows.
         learning_rate_scale: the fraction of the config's learning rate to start at.
         seed: seeds the copies drawn, the shuffling and the dropout.
+        as_is: the share of base rows, in ``[0, 1]``, that each epoch trains on as they
+            are instead of on an augmented copy.
 
     Returns:
         ``estimator``, its networks trained further in place and compiled again with a
@@ -215,6 +219,8 @@ def fine_tune(
         raise ZooError(f"epochs must be a positive integer (got {epochs!r})")
     if not 0.0 < float(learning_rate_scale) <= 1.0:
         raise ZooError(f"learning_rate_scale must be in (0, 1] (got {learning_rate_scale!r})")
+    if isinstance(as_is, bool) or not 0.0 <= float(as_is) <= 1.0:
+        raise ZooError(f"as_is must be a share in [0, 1] (got {as_is!r})")
     targets = np.eye(len(classes), dtype="float32")[indices]
     base, extra = X[:n_base], X[n_base:]
     for index, network in enumerate(networks(estimator)):
@@ -233,7 +239,11 @@ def fine_tune(
         copies = len(bank) // max(n_base, 1)
         losses = []
         for _ in range(int(epochs)):
-            picked = rng.integers(0, copies, n_base) * n_base + np.arange(n_base)
+            which = rng.integers(0, copies, n_base)
+            if as_is:
+                # Copy 0 of the bank is the rows as they are.
+                which[rng.random(n_base) < float(as_is)] = 0
+            picked = which * n_base + np.arange(n_base)
             rows = np.concatenate([bank[picked], extra])
             history = model.fit(
                 rows, targets, batch_size=config.batch_size, epochs=1, shuffle=True, verbose=0

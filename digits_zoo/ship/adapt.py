@@ -6,7 +6,9 @@ class, or anything ``--data`` takes), and trains on the export's own training
 data plus the person's digits. A network export is fine-tuned: its networks are
 rebuilt with the weights its SavedModel holds (checked to give the export's
 own probabilities) and trained ``FINE_TUNE_EPOCHS`` passes further, from
-``FINE_TUNE_RATE`` of their learning rate (:func:`zoo.fine_tune.fine_tune`).
+``FINE_TUNE_RATE`` of their learning rate, a share ``FINE_TUNE_AS_IS`` of the
+export's training rows as they are in each pass and the rest as augmented copies
+(:func:`zoo.fine_tune.fine_tune`).
 A scikit-learn export, a network whose weights do not rebuild it, or
 ``--retrain`` retrains the exported configuration from scratch instead, and
 so does a fine-tuned model that may not be written (below): the retrained
@@ -96,9 +98,11 @@ CROSS_VALIDATION_FOLDS = 5
 PERSON_SHARE = 0.25
 FINE_TUNE_PERSON_SHARE = 0.4
 MAX_COPIES = 50
-# Fine-tuning: passes over the rows, and the fraction of the config's learning rate it starts at.
-FINE_TUNE_EPOCHS = 5
+# Fine-tuning: passes over the rows, the fraction of the config's learning rate it starts at,
+# and the share of the export's training rows each pass takes as they are (the rest augmented).
+FINE_TUNE_EPOCHS = 3
 FINE_TUNE_RATE = 0.3
+FINE_TUNE_AS_IS = 0.5
 # The factors the fine-tuning's change to the weights is scaled by (zoo.fine_tune.extrapolate);
 # the one that reads the held-out digits best, within the test split's allowance, is kept.
 EXTRAPOLATION_FACTORS = (1.0, 1.25, 1.5, 1.75, 2.0)
@@ -418,7 +422,8 @@ def fit_adapted(
     (``copies[c]`` rows each digit of class ``c``: :func:`person_copies`, :func:`copies_for`).
 
     With ``start`` (:func:`exported_networks`), the export's networks are fine-tuned
-    (:func:`zoo.fine_tune.fine_tune`, ``FINE_TUNE_EPOCHS`` at ``FINE_TUNE_RATE``); without,
+    (:func:`zoo.fine_tune.fine_tune`, ``FINE_TUNE_EPOCHS`` at ``FINE_TUNE_RATE``, a share
+    ``FINE_TUNE_AS_IS`` of the training rows as they are each epoch); without,
     the exported configuration is fitted from scratch. What ``adapt`` trains, and what
     ``benchmarks/other_writers.py`` measures."""
     x_extra, y_extra = person_copies(
@@ -435,6 +440,7 @@ def fit_adapted(
             epochs=FINE_TUNE_EPOCHS,
             learning_rate_scale=FINE_TUNE_RATE,
             seed=seed,
+            as_is=FINE_TUNE_AS_IS,
         )
     return _unfitted(metadata).fit(dataset.scale(x_train), y_train)
 
@@ -755,6 +761,7 @@ def adapt_export(
                         {
                             "epochs": FINE_TUNE_EPOCHS,
                             "learning_rate_scale": FINE_TUNE_RATE,
+                            "as_is": FINE_TUNE_AS_IS,
                             "extrapolation": tried.factor,
                         }
                         if tried.training == "fine-tuned"
