@@ -308,17 +308,21 @@ def prepare_search(context: SearchContext, spec: SearchSpec, overwrite: bool = F
         search's early stopping and cost rule).
 
     Raises:
-        ZooError: this project's recorded search used other epochs or pinned values.
+        ZooError: this project's recorded search used other epochs, executions per trial or
+            pinned values.
     """
     directory = context.directory
     specs = read_specs(directory)
     recorded = specs["searches"].get(spec.project)
     if recorded and not overwrite:
-        # More trials or another top-k extend a search; other epochs or pinned
-        # values would make its trials incomparable. Epochs mean nothing to a
+        # More trials or another top-k extend a search; other epochs, executions or
+        # pinned values would make its trials incomparable. Epochs mean nothing to a
         # classic family's trials.
-        keys = ("epochs", "fixed") if spec.model_family.trains_by_epochs else ("fixed",)
-        changed = [k for k in keys if recorded.get(k) != spec.to_dict()[k]]
+        keys = ("fixed",)
+        if spec.model_family.trains_by_epochs:
+            keys = ("epochs", "executions_per_trial", "fixed")
+        defaults = {"executions_per_trial": 1}
+        changed = [k for k in keys if recorded.get(k, defaults.get(k)) != spec.to_dict()[k]]
         if changed:
             what = spec.tuner if spec.family == DENSE else f"{spec.tuner} {spec.family}"
             raise ZooError(

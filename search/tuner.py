@@ -146,7 +146,9 @@ class CVTuner(kt.Tuner):
 
         callbacks: list[Any] = [StopAtDeadline(deadline)] if deadline is not None else []
         stopper = None
-        if self.spec.early_stop and epochs is not None:
+        # The median rule compares one network's fold curves; a trial of several executions
+        # trains its networks one after another, so it always trains in full.
+        if self.spec.early_stop and epochs is not None and self.spec.executions_per_trial == 1:
             # Read from disk: in a distributed search other workers finish trials too.
             records = trial_records(self.context.directory, self.spec.project)
             stopper = MedianStopping(completed_curves(records, epochs), epochs)

@@ -23,7 +23,7 @@ from search.records import read_out_of_fold, read_trials
 from search.spec import SearchSpec
 from zoo import stacked
 from zoo.dense import DenseNetClassifier
-from zoo.ensemble import DenseEnsembleClassifier
+from zoo.ensemble import DenseEnsembleClassifier, seed_ensemble
 from zoo.errors import ZooError
 from zoo.protocol import cross_validate, cross_validate_out_of_fold
 from zoo.registry import create_model
@@ -127,6 +127,19 @@ def test_greedy_selection_is_deterministic_and_checks_its_input():
 
 
 # Weighted ensembles of networks --------------------------------------------------------------
+
+
+def test_a_seed_ensemble_is_the_network_seeded_one_after_another():
+    network = DenseNetClassifier(n_layers=1, units=32, epochs=2, seed=7)
+    assert seed_ensemble(network, 1) is network
+    ensemble = seed_ensemble(network, 3)
+    assert isinstance(ensemble, DenseEnsembleClassifier) and ensemble.weights is None
+    assert [member["seed"] for member in ensemble.members] == [7, 8, 9]
+    params = {k: v for k, v in network.get_params().items() if k != "verbose"}
+    assert all(member == {**params, "seed": member["seed"]} for member in ensemble.members)
+    for bad in (0, 1.5, True):
+        with pytest.raises(ZooError, match="executions must be an integer of at least 1"):
+            seed_ensemble(network, bad)
 
 
 def test_weighted_ensemble_applies_saves_and_reloads_its_weights(small_digits, tmp_path):

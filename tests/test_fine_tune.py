@@ -99,6 +99,39 @@ def test_fine_tuning_checks_its_labels_and_parameters(fitted, small_digits):
         fine_tune(network, X, y, n_base=5, epochs=1, learning_rate_scale=2, seed=0)
     with pytest.raises(ZooError, match="at most 10 base rows"):
         fine_tune(network, X, y, n_base=11, epochs=1, learning_rate_scale=1, seed=0)
+    for share in (-0.1, 1.5, float("nan"), True):
+        with pytest.raises(ZooError, match=r"as_is must be a share in \[0, 1\]"):
+            fine_tune(network, X, y, n_base=5, epochs=1, learning_rate_scale=1, seed=0, as_is=share)
+
+
+def test_base_rows_taken_as_they_are_skip_the_augmented_copies(fitted, small_digits, monkeypatch):
+    import zoo.augment
+
+    a, _ = fitted
+    X, y = small_digits.scale(small_digits.x_train), small_digits.y_train
+    real_bank = zoo.augment.augment_bank
+
+    def tuned(as_is: float, blank_copies: bool) -> list[np.ndarray]:
+        def bank(features, *args, **kwargs):
+            rows = real_bank(features, *args, **kwargs)
+            if blank_copies:
+                rows[len(features) :] = 0.0  # every augmented copy blank; copy 0 as it is
+            return rows
+
+        monkeypatch.setattr(zoo.augment, "augment_bank", bank)
+        network = DenseNetClassifier(**{**SMALL, "augment": "shift"})
+        network = with_weights(network, a.classes_, 64, arrays(a.model_))
+        fine_tune(
+            network, X, y, n_base=len(y), epochs=2, learning_rate_scale=0.3, seed=0, as_is=as_is
+        )
+        return arrays(network.model_)
+
+    # All rows as they are: what the augmented copies hold does not matter.
+    for mine, blank in zip(tuned(1.0, False), tuned(1.0, True), strict=True):
+        np.testing.assert_array_equal(mine, blank)
+    # Half of them as they are: the other half trains on the copies.
+    half, half_blank = tuned(0.5, False), tuned(0.5, True)
+    assert not all(np.array_equal(m, b) for m, b in zip(half, half_blank, strict=True))
 
 
 def test_extrapolating_scales_the_change_of_the_trained_weights(fitted, small_digits):

@@ -16,15 +16,18 @@ import pytest
 
 import search.tuner
 from digits_zoo.cli import main
+from digits_zoo.ensembles import ensemble_pool
 from digits_zoo.leaderboard import read_leaderboard
 from digits_zoo.runs import Run, open_run
 from digits_zoo.searching import run_search, search_context
+from digits_zoo.trial_rows import leaderboard_name
 from helpers import read_csv
 from search.hypermodel import DenseHyperModel
-from search.records import read_trials
+from search.records import read_out_of_fold, read_trials
 from search.spec import SearchSpec, read_spec
 from search.tuner import make_tuner
-from zoo.protocol import make_folds
+from zoo.families import get_family
+from zoo.protocol import cross_validate_out_of_fold, make_folds
 from zoo.space import DenseConfig
 
 # A cheap corner of the space, so each trial costs a few seconds.
@@ -173,6 +176,14 @@ def test_programming_error_stops_the_search_at_once(tmp_path):
         (["--fix", "units=7"], "units must be one of"),
         (["--fix", "depth=2"], "unknown hyperparameter 'depth'"),
         (["--tuner", "hyperband", "--epochs", "2"], "--epochs must be at least 3 for hyperband"),
+        (
+            ["--executions-per-trial", "0"],
+            "--executions-per-trial must be an integer of at least 1 (got 0)",
+        ),
+        (
+            ["--family", "svc", "--executions-per-trial", "2"],
+            "--executions-per-trial trains a network again with other seeds, which the svc",
+        ),
     ],
 )
 def test_bad_flags_fail_before_training(tmp_path, capsys, flags, message):
@@ -182,6 +193,40 @@ def test_bad_flags_fail_before_training(tmp_path, capsys, flags, message):
     assert len(err) == 1 and err[0].startswith("digits-zoo: error: ")
     assert message in err[0]
     assert not (run_dir / "tuner").exists()
+
+
+def test_a_trial_of_two_executions_is_two_seeded_networks_averaged(tmp_path):
+    run = open_run(tmp_path / "run", seed=3, n_folds=2)
+    config = {**SMALL, "learning_rate": 0.01, "activation": "relu"}
+    spec = SearchSpec(
+        tuner="random", max_trials=1, epochs=2, top_k=1, fixed=config, executions_per_trial=2
+    )
+    run_search(run, spec, progress=lambda _: None)
+    (trial,) = read_trials(run.path, spec)
+    assert trial["executions"] == 2
+    name = leaderboard_name(trial)
+    assert name == "search_random_0_1x32_relu_2seeds"
+    board = {row["model"]: row for row in read_leaderboard(run.path)}
+    members = json.loads(board[name]["config"])["members"]
+    assert [member["seed"] for member in members] == [3, 4]
+    assert members[0] == {**members[1], "seed": 3}
+    _, rows = read_csv(run.path / "trials.csv")
+    assert [row["executions"] for row in rows] == ["2"]
+    # Its out-of-fold probabilities are the mean of the two seeds' own.
+    X, y = run.dataset.scale(run.dataset.x_train), run.dataset.y_train
+    single = DenseConfig.from_dict({**trial, **config})
+    seeded = [
+        cross_validate_out_of_fold(
+            get_family("dense").create(single, seed=seed, epochs=2), X, y, run.folds
+        )[1]
+        for seed in (3, 4)
+    ]
+    assert not np.allclose(seeded[0], seeded[1], atol=1e-3)
+    np.testing.assert_allclose(
+        read_out_of_fold(run.path, trial["trial_id"]), np.mean(seeded, axis=0), atol=1e-5
+    )
+    # Already an ensemble, it is left out of the greedy ensemble's pool.
+    assert ensemble_pool([trial]) == []
 
 
 def test_run_dir_of_another_dataset_is_refused(tmp_path, capsys):
@@ -205,6 +250,14 @@ def test_changed_epochs_on_resume_is_refused(searched, capsys):
     )  # fmt: skip
     assert code == 2
     assert "holds a random search with other settings (epochs=3)" in capsys.readouterr().err
+    code = main(
+        ["search", "--run-dir", str(run.path), "--seed", "3", "--folds", "2", "--tuner",
+         "random", "--max-trials", "3", "--epochs", "3", "--fix", "n_layers=1", "--fix",
+         "augment=none", "--executions-per-trial", "2"]
+    )  # fmt: skip
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "holds a random search with other settings (executions_per_trial=1)" in err
 
 
 def test_trial_killed_after_its_record_is_kept_not_trained_again(searched, monkeypatch):
