@@ -24,6 +24,7 @@ from search.oracles import CostRule, make_oracle
 from search.records import trial_records, write_record
 from search.spec import (
     CONV_STEM_EPOCHS,
+    CONV_STEM_EXECUTIONS,
     CONV_STEM_TRIAL,
     DENSE_FIRST_TRIALS,
     DENSE_WIDE_FIRST_TRIAL,
@@ -241,5 +242,7 @@ def test_the_jobs_stem_search_pins_every_hyperparameter(tmp_path, monkeypatch):
         CONV_STEM_EPOCHS,
         1,
     )
-    assert spec.ensemble is not None and spec.ensemble >= 2
+    # Two stems, seeds 0 and 1, averaged: one row, the one the job ships.
+    assert spec.executions_per_trial == CONV_STEM_EXECUTIONS == 2
+    assert spec.ensemble is None
     assert DenseConfig(**CONV_STEM_TRIAL).conv_filters == 64
