@@ -23,9 +23,9 @@ same folds and test split.
 Then, outside the 30 minutes, the convolutional stems' search: one trial of
 ``search.spec.CONV_STEM_TRIAL`` (64 filters, then 1x256 ReLU), every
 hyperparameter pinned, for its own 3 epochs where the networks' trials train
-20, with three executions (``--executions-per-trial 3``: the stem seeded 0, 1
-and 2, averaged; about 15 minutes of CV on optdigits, 2 cores), refit as one row
-(``search_random_0_conv64_1x256_relu_3seeds``). ``--no-stem`` leaves it out;
+20, with two executions (``--executions-per-trial 2``: the stem seeded 0 and
+1, averaged; 15 minutes of CV on optdigits, 2 cores), refit as one row
+(``search_random_0_conv64_1x256_relu_2seeds``). ``--no-stem`` leaves it out;
 ``--quick`` trains it with 8 filters for 1 epoch.
 
 ``--family classic --search-minutes 4.8`` runs the classic part alone (the
@@ -35,7 +35,7 @@ protocol (the zoo's named dataset): train (and cross-validate) on UCI's
 ``optdigits.tra`` (3,823 digits by 30 writers), test on the bundled digits
 (UCI's ``optdigits.tes``: 1,797 digits by 13 other writers).
 
-Then it ships: ``digits-zoo export RUN_DIR --model STEMS`` (the three stems'
+Then it ships: ``digits-zoo export RUN_DIR --model STEMS`` (the two stems'
 row, with its temperature; without the stems, ``digits-zoo export RUN_DIR``,
 the leaderboard's best Keras row, as ``make demo`` does), scored on the test
 part, so the figures include the shipped winner's accuracy, errors and
@@ -142,7 +142,7 @@ def shipped_winner(run_dir: Path, model: str | None = None) -> dict:
 def stem_search(stem: tuple[int, int], common: list[str]) -> list[str]:
     """The convolutional stems' search: one trial of :data:`search.spec.CONV_STEM_TRIAL`, every
     hyperparameter pinned, ``stem`` its epochs and filters, trained
-    :data:`search.spec.CONV_STEM_EXECUTIONS` times (seeds 0, 1, 2) and averaged."""
+    :data:`search.spec.CONV_STEM_EXECUTIONS` times (seeds 0, 1) and averaged."""
     epochs, filters = stem
     values = {**CONV_STEM_TRIAL, "conv_filters": filters}
     fixed = [part for name, value in values.items() for part in ("--fix", f"{name}={value}")]

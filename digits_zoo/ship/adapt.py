@@ -100,7 +100,7 @@ FINE_TUNE_PERSON_SHARE = 0.4
 MAX_COPIES = 50
 # Fine-tuning: passes over the rows, the fraction of the config's learning rate it starts at,
 # and the share of the export's training rows each pass takes as they are (the rest augmented).
-FINE_TUNE_EPOCHS = 2
+FINE_TUNE_EPOCHS = 3
 FINE_TUNE_RATE = 0.3
 FINE_TUNE_AS_IS = 0.5
 # The factors the fine-tuning's change to the weights is scaled by (zoo.fine_tune.extrapolate);
