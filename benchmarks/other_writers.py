@@ -225,7 +225,7 @@ def baselines() -> dict:
     from zoo import create_model
 
     return {
-        "svc (C=10, gamma 0.2)": SVC(C=10.0, gamma=0.2, probability=False),
+        "svc (C=10, gamma 0.2)": SVC(C=10.0, gamma=0.2),
         "knn_k1": create_model("knn_k1"),
         "knn_k3": create_model("knn_k3"),
     }
