@@ -161,7 +161,6 @@ def fine_tune(
     learning_rate_scale: float,
     seed: int,
     as_is: float = 0.0,
-    extra_by_epoch: Sequence[np.ndarray] | None = None,
 ) -> DenseNetClassifier | DenseEnsembleClassifier:
     """Trains a fitted network (or each network of an ensemble) further, from its weights.
 
@@ -170,9 +169,7 @@ def fine_tune(
     augmentation bank (:func:`zoo.augment.augment_bank`, as its own fit
     augmented them; the rows as they are with ``augment="none"``), or, for a
     share ``as_is`` of them drawn afresh each epoch, on the row as it is. The other
-    rows train once an epoch: as given, or, with ``extra_by_epoch``, each epoch
-    on its own array of them (fresh augmented copies of the same digits, say).
-    The optimizer is the config's, fresh,
+    rows train as given, once an epoch. The optimizer is the config's, fresh,
     at ``learning_rate_scale`` times its learning rate, decaying to zero over
     the ``epochs`` with ``lr_schedule="cosine"``; the loss is the config's
     (label smoothing included). An ensemble's weights are kept.
@@ -188,10 +185,6 @@ def fine_tune(
         seed: seeds the copies drawn, the shuffling and the dropout.
         as_is: the share of base rows, in ``[0, 1]``, that each epoch trains on as they
             are instead of on an augmented copy.
-        extra_by_epoch: ``epochs`` arrays, one per epoch, each taking the place of the
-            rows after the ``n_base`` base rows in that epoch: as many rows, scaled the
-            same way, with their labels (``y[n_base:]``); ``None`` trains those rows as
-            given every epoch.
 
     Returns:
         ``estimator``, its networks trained further in place and compiled again with a
@@ -230,15 +223,6 @@ def fine_tune(
         raise ZooError(f"as_is must be a share in [0, 1] (got {as_is!r})")
     targets = np.eye(len(classes), dtype="float32")[indices]
     base, extra = X[:n_base], X[n_base:]
-    if extra_by_epoch is None:
-        extras = [extra] * int(epochs)
-    else:
-        extras = [np.asarray(e, dtype="float32").reshape(len(e), -1) for e in extra_by_epoch]
-        if len(extras) != int(epochs) or any(e.shape != extra.shape for e in extras):
-            raise ZooError(
-                f"extra_by_epoch must hold {int(epochs)} arrays of shape {extra.shape}, one "
-                f"per epoch (got {[e.shape for e in extras]})"
-            )
     for index, network in enumerate(networks(estimator)):
         config = network.config
         rng = np.random.default_rng([seed, index])
@@ -254,13 +238,13 @@ def fine_tune(
         )
         copies = len(bank) // max(n_base, 1)
         losses = []
-        for epoch in range(int(epochs)):
+        for _ in range(int(epochs)):
             which = rng.integers(0, copies, n_base)
             if as_is:
                 # Copy 0 of the bank is the rows as they are.
                 which[rng.random(n_base) < float(as_is)] = 0
             picked = which * n_base + np.arange(n_base)
-            rows = np.concatenate([bank[picked], extras[epoch]])
+            rows = np.concatenate([bank[picked], extra])
             history = model.fit(
                 rows, targets, batch_size=config.batch_size, epochs=1, shuffle=True, verbose=0
             )

@@ -110,13 +110,6 @@ EXTRAPOLATION_FACTORS = (1.0, 1.25, 1.5, 1.75, 2.0)
 REBUILD_TOLERANCE = 1e-4
 # The copies' turn, scale and shift, as the affine augmentation's at this strength.
 COPY_STRENGTH = 1.0
-# Fine-tuning, a share of the copies are first blended with a training row of the same class,
-# ``w * digit + (1 - w) * row``, ``w`` drawn in ``[COPY_BLEND_LOWEST, 1]``: steps between the
-# person's style and the training data's. Each epoch trains on copies of its own, drawn from
-# the seed plus ``COPY_SEED_STEP`` times the epoch.
-COPY_BLEND_SHARE = 0.5
-COPY_BLEND_LOWEST = 0.5
-COPY_SEED_STEP = 7919
 # The fewest held-out digits a temperature is fitted on; with fewer, the export's is kept.
 MIN_CALIBRATION_DIGITS = 50
 # The most the original test split's accuracy may drop for the new version to be written.
@@ -315,42 +308,23 @@ def person_copies(
     pixel_max: float,
     image_shape: tuple[int, ...],
     seed: int,
-    blend_with: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The person's rows, then augmented copies of them, as raw pixels, with their labels:
     a digit of class ``c`` trains as ``copies[c]`` rows (:func:`copies_for`).
 
     Copy 0 is the rows themselves; each other copy turns, scales and shifts
     the digit a little (:func:`zoo.augment.random_images`, affine, at
-    ``COPY_STRENGTH``). With ``blend_with`` (raw training rows and their labels), a
-    share ``COPY_BLEND_SHARE`` of those copies is first blended with a random
-    training row of the digit's class (``w * digit + (1 - w) * row``, ``w`` drawn in
-    ``[COPY_BLEND_LOWEST, 1]``; a class without training rows is not blended).
-    Rows that are not square images are repeated as they are (or blended).
+    ``COPY_STRENGTH``). Rows that are not square images are repeated as they are.
     """
     x_raw = np.asarray(x_raw, dtype="float32")
     y = np.asarray(y, dtype="int64")
     counts = np.asarray([copies.get(int(label), 1) for label in y], dtype="int64")
     rng = np.random.default_rng(seed)
-    if blend_with is not None:
-        x_blend = np.asarray(blend_with[0], dtype="float32")
-        y_blend = np.asarray(blend_with[1])
-        pools = {int(label): np.flatnonzero(y_blend == label) for label in np.unique(y)}
     parts, labels = [x_raw], [y]
     for copy in range(1, int(counts.max(initial=1))):
         rows = counts > copy
-        source = x_raw[rows]
-        if blend_with is not None:
-            weight = rng.uniform(COPY_BLEND_LOWEST, 1.0, len(source))[:, None]
-            partner = np.asarray(
-                [rng.choice(pools[label]) if len(pools[label]) else -1 for label in y[rows]],
-                dtype="int64",
-            )
-            blended = weight * source + (1.0 - weight) * x_blend[np.maximum(partner, 0)]
-            chosen = (rng.random(len(source)) < COPY_BLEND_SHARE) & (partner >= 0)
-            source = np.where(chosen[:, None], blended, source).astype("float32")
-        moved = random_rows(source, pixel_max, image_shape, rng, COPY_STRENGTH, ("affine",))
-        parts.append(source if moved is None else moved)
+        moved = random_rows(x_raw[rows], pixel_max, image_shape, rng, COPY_STRENGTH, ("affine",))
+        parts.append(x_raw[rows] if moved is None else moved)
         labels.append(y[rows])
     return np.concatenate(parts).astype("float32"), np.concatenate(labels)
 
@@ -449,31 +423,15 @@ def fit_adapted(
 
     With ``start`` (:func:`exported_networks`), the export's networks are fine-tuned
     (:func:`zoo.fine_tune.fine_tune`, ``FINE_TUNE_EPOCHS`` at ``FINE_TUNE_RATE``, a share
-    ``FINE_TUNE_AS_IS`` of the training rows as they are each epoch), each epoch on copies
-    of its own, part of them blended with training rows of their class; without,
+    ``FINE_TUNE_AS_IS`` of the training rows as they are each epoch); without,
     the exported configuration is fitted from scratch. What ``adapt`` trains, and what
     ``benchmarks/other_writers.py`` measures."""
-    blend_with = None if start is None else (dataset.x_train, dataset.y_train)
-
-    def copies_from(copy_seed: int) -> tuple[np.ndarray, np.ndarray]:
-        return person_copies(
-            x_person,
-            y_person,
-            copies,
-            dataset.pixel_max,
-            dataset.image_shape,
-            copy_seed,
-            blend_with=blend_with,
-        )
-
-    x_extra, y_extra = copies_from(seed)
+    x_extra, y_extra = person_copies(
+        x_person, y_person, copies, dataset.pixel_max, dataset.image_shape, seed
+    )
     x_train = np.concatenate([dataset.x_train, x_extra]).astype("float32")
     y_train = np.concatenate([dataset.y_train, y_extra])
     if start is not None:
-        by_epoch = [dataset.scale(x_extra)] + [
-            dataset.scale(copies_from(seed + COPY_SEED_STEP * epoch)[0])
-            for epoch in range(1, FINE_TUNE_EPOCHS)
-        ]
         return fine_tune(
             start(seed),
             dataset.scale(x_train),
@@ -483,7 +441,6 @@ def fit_adapted(
             learning_rate_scale=FINE_TUNE_RATE,
             seed=seed,
             as_is=FINE_TUNE_AS_IS,
-            extra_by_epoch=by_epoch,
         )
     return _unfitted(metadata).fit(dataset.scale(x_train), y_train)
 
@@ -805,8 +762,6 @@ def adapt_export(
                             "epochs": FINE_TUNE_EPOCHS,
                             "learning_rate_scale": FINE_TUNE_RATE,
                             "as_is": FINE_TUNE_AS_IS,
-                            "copies_blended": COPY_BLEND_SHARE,
-                            "copies_each_epoch": True,
                             "extrapolation": tried.factor,
                         }
                         if tried.training == "fine-tuned"
