@@ -19,8 +19,11 @@ adapt`` adapts it (:func:`digits_zoo.ship.adapt.adapted_model`: its networks
 fine-tuned from the export's weights, or with ``--retrain`` its recorded config
 fitted from scratch, on its training data plus augmented copies of those
 ``k``; part of the ``k`` held out, or cross-validated, to choose how far the
-fine-tuning's change is carried, then all ``k`` trained on), and tested on the
-SD-3 digits not drawn; the fixed baselines
+fine-tuning's change is carried, then all ``k`` trained on; the ``k`` pictures,
+as a picture folder would, choose among the variants of the export's recipe,
+``zoo.pictures.recipe_variants``, the one the export reads them best through,
+unless ``--recorded-recipe``), and tested on the SD-3 digits not drawn, read
+through the recipe the adapted model keeps; the fixed baselines
 (SVC with C=10 and gamma 0.2, k-NN with k=1 and k=3, trained on optdigits'
 training file) take them once. ``k = 0`` is the model as shipped (the
 baselines fitted once).
@@ -33,8 +36,8 @@ picture sheared to class ``c``'s slant, the highest chosen: ten predictions
 per picture, a reading the exports do not ship).
 
 Last, ``digits-zoo adapt`` itself runs once on a copy of each export, with
-``ADAPT_DIGITS_PER_CLASS`` SD-3 digits per class written as a collected CSV
-(200 digits: 60 held out to measure on, then all 200 trained on), and its wall time (rebuilding the
+``ADAPT_DIGITS_PER_CLASS`` SD-3 digits per class written as a picture folder of PNG files
+(a collected CSV of their rows with ``--recorded-recipe``; 200 digits: 60 held out to measure on, then all 200 trained on), and its wall time (rebuilding the
 training data, training, measuring, writing and verifying the version) and
 figures are printed: the time a person waits for an adapted model.
 
@@ -42,7 +45,7 @@ Usage::
 
     .venv/bin/python benchmarks/other_writers.py --export EXPORT_DIR [--export ...]
         [--sd3 DIR] [--matched-recipe] [--recipes] [--retrain] [--quick] [--json]
-        [--seeds N] [--k-values K,K,...]
+        [--seeds N] [--k-values K,K,...] [--recorded-recipe]
 """
 
 from __future__ import annotations
@@ -115,6 +118,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="adapt as digits-zoo adapt --retrain does: the exported config fitted from "
         "scratch, not the exported networks fine-tuned",
+    )
+    parser.add_argument(
+        "--recorded-recipe",
+        action="store_true",
+        help="adapt with the k digits converted by the export's recorded recipe, as rows are "
+        "(a collected CSV), instead of letting the pictures choose a variant of it",
     )
     parser.add_argument(
         "--quick",
@@ -253,27 +262,44 @@ def adapted_accuracy(estimator, x_train, y_train, x_few, y_few, x_rest, y_rest):
 
 
 def adapted_export_accuracy(
-    metadata, dataset, raw_few, y_few, pictures_rest, y_rest, seed: int, start, test_before
+    export, metadata, dataset, drawn, few, rest, labels, seed: int, start, test_before
 ):
     """The model ``digits-zoo adapt`` writes (the export's networks fine-tuned from ``start``,
     or without it its config fitted from scratch, on its data plus augmented copies of the
     few, held out as ``adapt`` holds them out: :func:`digits_zoo.ship.adapt.adapted_model`);
-    its accuracy on the rest, each picture read by its rows (``[n, n_rows, n_features]``) as
-    the export reads pictures, the seconds it took and the extrapolation factor kept."""
-    from digits_zoo.ship.adapt import DEFAULT_HOLDOUT, adapted_model, held_out_split
+    its accuracy on the rest, each picture read by its rows as the export reads pictures
+    through the recipe the model keeps, the seconds it took, the extrapolation factor kept
+    and the recipe variant (``drawn``: ``(recipes, pictures)``, every SD-3 picture's rows
+    by each variant, ``[n, n_rows, n_features]``; one variant: the recorded recipe)."""
+    from digits_zoo.ship.adapt import DEFAULT_HOLDOUT, adapted_model, held_out_split, read_choice
 
+    recipes, pictures = drawn
     started = time.perf_counter()
+    y_few = labels[few]
+    choice = None
+    if len(recipes) > 1:
+        choice = read_choice(export, recipes, [each[few, 0] for each in pictures], y_few)
     _, held_out_sets = held_out_split(y_few, DEFAULT_HOLDOUT, seed)
     tried = adapted_model(
-        metadata, dataset, raw_few, y_few, held_out_sets, seed, start, test_before
+        metadata,
+        dataset,
+        pictures[0][few, 0],
+        y_few,
+        held_out_sets,
+        seed,
+        start,
+        test_before,
+        choice=choice,
     )
     seconds = time.perf_counter() - started
     estimator = tried.estimator
+    pictures_rest, y_rest = pictures[tried.recipe][rest], labels[rest]
     n, n_rows, n_features = pictures_rest.shape
     probabilities = estimator.predict_proba(
         dataset.scale(pictures_rest.reshape(n * n_rows, n_features))
     )
-    return pictures_accuracy(probabilities, estimator.classes_, y_rest), seconds, tried.factor
+    accuracy = pictures_accuracy(probabilities, estimator.classes_, y_rest)
+    return accuracy, seconds, tried.factor, tried.recipe
 
 
 def pictures_accuracy(probabilities, classes, y: np.ndarray) -> float:
@@ -287,10 +313,17 @@ def pictures_accuracy(probabilities, classes, y: np.ndarray) -> float:
 
 
 def timed_adapt(
-    path: str, rows: np.ndarray, labels: np.ndarray, per_class: int, retrain: bool = False
+    path: str,
+    images: np.ndarray,
+    rows: np.ndarray,
+    labels: np.ndarray,
+    per_class: int,
+    retrain: bool = False,
+    pictures: bool = True,
 ) -> dict:
     """``digits-zoo adapt`` on a copy of an export with ``per_class`` SD-3 digits per class,
-    written as the page's collected CSV; its wall time, figures and outcome."""
+    written as a picture folder (``pictures``) or as the page's collected CSV of their rows;
+    its wall time, figures and outcome."""
     import shutil
     import tempfile
 
@@ -302,9 +335,17 @@ def timed_adapt(
         base = Path(folder) / "export"
         version = resolve_export(path)
         shutil.copytree(version, base / version.name)
-        collected = Path(folder) / "collected.csv"
-        table = np.column_stack([np.rint(rows[few]), labels[few]]).astype("int64")
-        np.savetxt(collected, table, fmt="%d", delimiter=",")
+        if pictures:
+            from PIL import Image
+
+            collected = Path(folder) / "pictures"
+            for index in few:
+                (collected / str(labels[index])).mkdir(parents=True, exist_ok=True)
+                Image.fromarray(images[index]).save(collected / str(labels[index]) / f"{index}.png")
+        else:
+            collected = Path(folder) / "collected.csv"
+            table = np.column_stack([np.rint(rows[few]), labels[few]]).astype("int64")
+            np.savetxt(collected, table, fmt="%d", delimiter=",")
         result = adapt_export(base, collected, retrain=retrain, progress=lambda line: None)
     return {
         "digits": int(len(few)),
@@ -316,6 +357,7 @@ def timed_adapt(
         "after": {"person": result.after.person, "test": result.after.test},
         "written": result.written is not None,
         "reason": result.reason,
+        "recipe": result.recipe,
     }
 
 
@@ -332,12 +374,20 @@ def with_epochs(metadata: dict, epochs: int | None) -> dict:
 
 
 def measure_export(
-    path: str, images, labels, budget, matched_recipe: bool, recipes: bool, retrain: bool
+    path: str,
+    images,
+    labels,
+    budget,
+    matched_recipe: bool,
+    recipes: bool,
+    retrain: bool,
+    recorded_recipe: bool = False,
 ) -> dict:
     """What one export reads as shipped, then its adaptation; prints as it goes."""
     from digits_zoo.ship.adapt import export_training_data, exported_networks, loaded_accuracy
     from digits_zoo.ship.load import load_export, resolve_export
     from zoo.pictures import recipe_from_counts
+    from zoo.pictures import recipe_variants as variants_of
 
     export = load_export(path)
     metadata = export.metadata
@@ -365,39 +415,55 @@ def measure_export(
     factors: dict[int, list[float]] = {}
     # The export's own accuracy on its test split, which adapt's model may lose 0.2 points of.
     test_before = loaded_accuracy(export, dataset.x_test, dataset.y_test)
+    # The variants of the recipe a person's pictures choose among (adapt), every picture by each.
+    choices = [recipe]
+    if not recorded_recipe and any(k > 0 for k in budget["k_values"]):
+        choices = variants_of(recipe, export.image_shape, export.pixel_max)
+    drawn = (
+        choices,
+        [pictures]
+        + [
+            convert_pictures(images, export.image_shape, export.pixel_max, each)
+            for each in choices[1:]
+        ],
+    )
+    kept: dict[int, list[int]] = {}
     seconds = []
     for k in budget["k_values"]:
         if k == 0:
             continue
-        adaptation[k], factors[k] = [], []
+        adaptation[k], factors[k], kept[k] = [], [], []
         for seed in budget["seeds"]:
             few, rest = draw(labels, k, seed)
-            accuracy, elapsed, factor = adapted_export_accuracy(
-                trained,
-                dataset,
-                rows[few],
-                labels[few],
-                pictures[rest],
-                labels[rest],
-                seed,
-                start,
-                test_before,
+            accuracy, elapsed, factor, variant = adapted_export_accuracy(
+                export, trained, dataset, drawn, few, rest, labels, seed, start, test_before
             )
             adaptation[k].append(accuracy)
             factors[k].append(factor)
+            kept[k].append(variant)
             seconds.append(elapsed)
             print(
-                f"  k={k} seed {seed}: {accuracy:.4f} (factor {factor:g}, {elapsed:.0f} s)",
+                f"  k={k} seed {seed}: {accuracy:.4f} (factor {factor:g}, recipe "
+                f"{_recipe_words(choices[variant], recipe)}, {elapsed:.0f} s)",
                 flush=True,
             )
     adapt = None
     if budget["adapt"]:
-        adapt = timed_adapt(path, rows, labels, ADAPT_DIGITS_PER_CLASS, retrain)
+        adapt = timed_adapt(
+            path,
+            images,
+            rows,
+            labels,
+            ADAPT_DIGITS_PER_CLASS,
+            retrain,
+            pictures=not recorded_recipe,
+        )
         print(
             f"  digits-zoo adapt, {adapt['digits']} digits: {adapt['seconds']:.1f} s, held-out "
             f"{adapt['before']['person']:.4f} -> {adapt['after']['person']:.4f}, test "
             f"{adapt['before']['test']:.4f} -> {adapt['after']['test']:.4f}, "
-            + ("written" if adapt["written"] else f"not written ({adapt['reason']})"),
+            + ("written" if adapt["written"] else f"not written ({adapt['reason']})")
+            + (f"; pictures drawn {adapt['recipe']}" if adapt["recipe"] else ""),
             flush=True,
         )
     return {
@@ -407,11 +473,18 @@ def measure_export(
         "shipped": shipped,
         "adaptation": adaptation,
         "factors": factors,
+        "recipes_kept": {k: [_recipe_words(choices[v], recipe) for v in kept[k]] for k in kept},
         "training": training,
         "fit_seconds": float(np.mean(seconds)) if seconds else None,
         "adapt": adapt,
         "recipes": variants,
     }
+
+
+def _recipe_words(recipe, recorded) -> str:
+    from digits_zoo.ship.adapt import describe_recipe
+
+    return describe_recipe(recipe, recorded)
 
 
 def recipe_variants(export, dataset, images, labels, recorded, shipped: dict) -> list[dict]:
@@ -543,7 +616,14 @@ def main(argv: list[str] | None = None) -> int:
         images, labels = load_sd3(args.sd3, budget["n_digits"])
         exports = [
             measure_export(
-                path, images, labels, budget, args.matched_recipe, args.recipes, args.retrain
+                path,
+                images,
+                labels,
+                budget,
+                args.matched_recipe,
+                args.recipes,
+                args.retrain,
+                args.recorded_recipe,
             )
             for path in args.export
         ]

@@ -14,6 +14,7 @@ from digits_zoo.ship.adapt import (
     EXTRAPOLATION_FACTORS,
     FINE_TUNE_EPOCHS,
     Figures,
+    RecipeChoice,
     _refusal,
     adapt_export,
     copies_for,
@@ -27,6 +28,7 @@ from digits_zoo.ship.load import load_export
 from zoo import ZooError, create_model
 from zoo.data import load_dataset, load_optdigits
 from zoo.dense import DenseNetClassifier
+from zoo.pictures import PictureRecipe, image_to_pixels, recipe_variants
 
 OTHER_WRITERS = load_optdigits()
 
@@ -56,6 +58,23 @@ def other_writers_csv(path: Path, per_class: int, permute: bool = False) -> Path
         path, np.column_stack([OTHER_WRITERS.x_train[rows], labels]), fmt="%d", delimiter=","
     )
     return path
+
+
+def wide_pictures(folder: Path, per_class: int) -> Path:
+    """``per_class`` digits of each class by optdigits' 30 writers as a picture folder, each
+    drawn 1.6 times as wide as its counts are (a person whose digits are wide)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(2)
+    y = OTHER_WRITERS.y_train
+    for label in range(10):
+        (folder / str(label)).mkdir(parents=True)
+        for index in rng.choice(np.flatnonzero(y == label), per_class, replace=False):
+            counts = OTHER_WRITERS.x_train[index].reshape(8, 8)
+            grey = Image.fromarray((255 - counts * 255 / 16).astype("uint8"))
+            wide = grey.resize((51, 32), Image.Resampling.BILINEAR)
+            wide.save(folder / str(label) / f"{index}.png")
+    return folder
 
 
 def newest(base: Path) -> int:
@@ -90,8 +109,55 @@ def test_adapt_writes_the_next_version_when_it_reads_the_person_better(export_ba
     assert metadata["temperature"] == pytest.approx(result.temperature)
     assert metadata["adaptation"]["before"]["person"] == result.before.person
     assert metadata["adaptation"]["max_test_loss"] == 0.002
+    # Rows (a collected CSV) are not pictures: the export's recipe is kept as it is.
+    assert result.recipe is None and "picture_recipe" not in adapted
+    previous = json.loads((export_base / "1" / METADATA).read_text())
+    assert metadata["picture_recipe"] == previous["picture_recipe"]
     # The new version's training data is rebuilt from what it records, held-out rows left out.
     assert export_training_data(metadata).fingerprint() == metadata["dataset"]["fingerprint"]
+
+
+def test_a_persons_pictures_choose_how_they_are_drawn(export_base, tmp_path, capsys):
+    pictures = wide_pictures(tmp_path / "pictures", per_class=20)
+    copy = tmp_path / "export"
+    shutil.copytree(export_base / "1", copy / "1")
+    assert cli.main(["adapt", str(copy), "--data", str(pictures)]) == 0
+    out = capsys.readouterr().out
+    recorded = load_export(copy / "1").picture_recipe
+    metadata = json.loads((copy / "2" / METADATA).read_text())
+    chosen = PictureRecipe.from_dict(metadata["picture_recipe"])
+    # Wide digits read best drawn into a box narrower than the bitmap, at its full height.
+    assert chosen in recipe_variants(recorded, (8, 8), 16.0)[1:]
+    assert chosen.box is not None and chosen.box[0] == 32 > chosen.box[1]
+    assert chosen.class_slants == recorded.class_slants and chosen.slant == recorded.slant
+    drawn_line = next(line for line in out.splitlines() if line.startswith("your pictures drawn"))
+    assert f"a 32x{chosen.box[1]} box" in drawn_line
+    (adapted,) = metadata["adapted"]
+    assert adapted["picture_recipe"] == metadata["picture_recipe"]
+    # The version reads pictures, the page's drawings included, by the recipe chosen.
+    assert load_export(copy / "2").picture_recipe == chosen
+    # Its training data holds the person's pictures drawn by it, and is rebuilt from the
+    # adaptation's own record even after the version's recipe changes.
+    dataset = export_training_data(metadata)
+    assert dataset.fingerprint() == metadata["dataset"]["fingerprint"]
+    from PIL import Image
+
+    first = sorted((pictures / "0").iterdir())[0]
+    with Image.open(first) as image:
+        drawn = image_to_pixels(image, (8, 8), 16.0, chosen)
+    assert np.array_equal(dataset.x_train[1437], drawn)
+    metadata["picture_recipe"] = previous_recipe = recorded.to_dict()
+    assert previous_recipe != adapted["picture_recipe"]
+    assert export_training_data(metadata).fingerprint() == dataset.fingerprint()
+
+
+def test_the_recipe_is_chosen_by_the_digits_it_is_asked_about():
+    losses = np.array([[0.5, 0.5, 0.1, 0.1], [0.4, 0.4, 0.9, 0.9], [0.4, 0.4, 0.9, 0.9]])
+    choice = RecipeChoice([None, None, None], [np.zeros((4, 64))] * 3, losses)
+    # Digits 0-1 read better through variant 1 (a tie with 2 keeps the earlier), 2-3 through 0.
+    assert choice.chosen(np.array([0, 1])) == 1
+    assert choice.chosen(np.array([2, 3])) == 0
+    assert choice.chosen(np.arange(4)) == 0
 
 
 def test_adapt_refuses_to_write_a_model_that_learned_wrong_labels(export_base, tmp_path, capsys):

@@ -28,6 +28,7 @@ from zoo.pictures import (
     picture_rows,
     read_by_class,
     recipe_from_counts,
+    recipe_variants,
 )
 
 # How far a converted picture's ink may sit from the recorded fraction: the strokes grow
@@ -204,6 +205,21 @@ def test_the_recipe_round_trips_through_its_dict():
         PictureRecipe(None, 0.308, 0.043, (0.1, -0.16, 0.22)),
     ):
         assert PictureRecipe.from_dict(json.loads(json.dumps(recipe.to_dict()))) == recipe
+
+
+def test_a_recipe_offers_thinner_strokes_and_narrower_boxes_to_choose_from():
+    recorded = PictureRecipe(None, 0.3, 0.04, (0.0, 0.1))
+    variants = recipe_variants(recorded, (8, 8), 16.0)
+    # The recorded recipe first (a tie keeps it), then every other ink and box.
+    assert variants[0] == recorded and len(variants) == len(set(variants)) == 9
+    assert sorted({v.ink_fraction for v in variants}) == pytest.approx([0.195, 0.24, 0.3])
+    assert {v.box for v in variants} == {None, (32, 28), (32, 24)}
+    assert {(v.slant, v.class_slants) for v in variants} == {(0.04, (0.0, 0.1))}
+    # Nothing to vary: the plain recipe, a recipe with a box of its own, grey images.
+    assert recipe_variants(None, (8, 8), 16.0) == [None]
+    boxed = PictureRecipe((32, 24), 0.3)
+    assert recipe_variants(boxed, (8, 8), 16.0) == [boxed]
+    assert recipe_variants(recorded, (28, 28), 255.0) == [recorded]
 
 
 def test_an_export_recorded_before_the_slant_keeps_its_pictures_slant(recipe_export, tmp_path):

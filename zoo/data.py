@@ -43,6 +43,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from sklearn.datasets import load_digits
@@ -257,7 +258,7 @@ def read_added_rows(
     """
     name = str(source)
     path = Path(source)
-    if name not in DATASET_NAMES and path.is_dir() and _is_picture_folder(path):
+    if is_picture_folder(source):
         x, y = read_picture_folder(path, like.image_shape, like.pixel_max, recipe)
         pixel_max = like.pixel_max
     elif name not in DATASET_NAMES and path.suffix.lower() == ".csv" and path.is_file():
@@ -394,6 +395,45 @@ def read_picture_folder(
             shows no digit, or more than ``MAX_PICTURES`` files.
     """
     folder = Path(folder)
+    files = _picture_files(folder)
+    rows = [_picture_row(path, folder, image_shape, pixel_max, recipe) for path, _ in files]
+    return np.stack(rows).astype("float32"), np.array([label for _, label in files], "int64")
+
+
+def is_picture_folder(source: str | Path) -> bool:
+    """Whether a source is a folder of labelled pictures (:func:`read_picture_folder`)."""
+    path = Path(source)
+    return str(source) not in DATASET_NAMES and path.is_dir() and _is_picture_folder(path)
+
+
+def picture_folder_images(folder: str | Path) -> tuple[list[Any], np.ndarray]:
+    """The pictures of a picture folder as loaded ``PIL`` images, with their labels, in the
+    order :func:`read_picture_folder` converts them (which checks them: read it first).
+
+    Raises:
+        DataError: as :func:`read_picture_folder` for its layout; a file that is not a
+            readable picture.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    folder = Path(folder)
+    files = _picture_files(folder)
+    images = []
+    for path, _ in files:
+        try:
+            with Image.open(path) as image:
+                image.load()
+                images.append(image.copy())
+        except (OSError, UnidentifiedImageError, Image.DecompressionBombError, ValueError):
+            raise DataError(
+                f"{folder}: {str(path.relative_to(folder))!r} is not a readable picture; a "
+                "picture folder holds pictures only: remove or replace it"
+            ) from None
+    return images, np.array([label for _, label in files], "int64")
+
+
+def _picture_files(folder: Path) -> list[tuple[Path, int]]:
+    """A picture folder's files and their classes, sorted, its layout checked."""
     layout = "one subfolder per class, named by its class number (0/, 1/, ...), pictures in them"
     entries = sorted(entry for entry in folder.iterdir() if not entry.name.startswith("."))
     if not entries:
@@ -426,8 +466,7 @@ def read_picture_folder(
                 )
     if not files:
         raise DataError(f"{folder}: its class folders hold no pictures; it should hold {layout}")
-    rows = [_picture_row(path, folder, image_shape, pixel_max, recipe) for path, _ in files]
-    return np.stack(rows).astype("float32"), np.array([label for _, label in files], "int64")
+    return files
 
 
 def _picture_row(path, folder, image_shape, pixel_max, recipe) -> np.ndarray:

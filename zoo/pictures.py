@@ -34,7 +34,7 @@ the one mean slant: their conversion must not depend on their label.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -51,6 +51,11 @@ MAX_SHEAR = 1.0
 # Dilation alternates the 4-neighbour cross and the 3x3 square: together, close to a disc.
 _CROSS = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], dtype=bool)
 _SQUARE = np.ones((3, 3), dtype=bool)
+# The variants of a recorded recipe a person's own pictures choose among (recipe_variants):
+# strokes thickened to these shares of the training data's ink, and the digit drawn at the
+# bitmap's full height into a box of these shares of its width (None: the recipe's own box).
+VARIANT_INK_SCALES = (1.0, 0.8, 0.65)
+VARIANT_BOX_WIDTHS = (None, 0.875, 0.75)
 
 
 @dataclass(frozen=True)
@@ -225,6 +230,38 @@ def recipe_from_counts(
         if len(labels) >= 2:
             class_slants = tuple(mean(own[y_train == label]) for label in labels)
     return PictureRecipe(ink_fraction=ink, slant=mean(own), class_slants=class_slants)
+
+
+def recipe_variants(
+    recipe: PictureRecipe | None, image_shape: tuple[int, ...], pixel_max: float
+) -> list[PictureRecipe | None]:
+    """The recorded recipe, then the variants of it a person's own pictures may choose among.
+
+    A recipe matched to the training data (:func:`recipe_from_counts`) draws
+    every writer's digits alike; a person whose pen is thinner, or whose digits
+    are wider, than that data's writers' may be read better with thinner strokes
+    (``VARIANT_INK_SCALES`` of the recorded ink) or a narrower box at full height
+    (``VARIANT_BOX_WIDTHS`` of the bitmap's width). ``digits-zoo adapt`` keeps the
+    variant that the export reads the person's labelled pictures best through
+    (:func:`digits_zoo.ship.adapt.recipe_choice`). The slants are kept.
+
+    Returns:
+        ``[recipe]`` alone for a recipe without an ink fraction or a box of its own, or
+        data that are not counted bitmaps; otherwise the recorded recipe first, then
+        the other combinations of the ink scales and box widths.
+    """
+    block = square_side(pixel_max, 2)
+    if recipe is None or recipe.ink_fraction is None or recipe.box is not None or block is None:
+        return [recipe]
+    if len(image_shape) != 2:
+        return [recipe]
+    height, width = image_shape[0] * block, image_shape[1] * block
+    variants: list[PictureRecipe | None] = []
+    for scale in VARIANT_INK_SCALES:
+        for share in VARIANT_BOX_WIDTHS:
+            box = None if share is None else (height, max(1, round(width * share)))
+            variants.append(replace(recipe, ink_fraction=recipe.ink_fraction * scale, box=box))
+    return variants
 
 
 def slants(images: np.ndarray) -> np.ndarray:

@@ -43,9 +43,20 @@ Otherwise nothing is written; the command says so (for a test loss, with the
 allowance that would accept it) and still exits 0 (a refusal is an answer, not
 an error).
 
+A person's pictures (a picture folder) also choose how they are drawn into the
+export's pixels: the export's recipe is matched to its training data's writers,
+and a person whose pen is thinner or whose digits are wider may be read better
+by a variant of it (:func:`zoo.pictures.recipe_variants`: thinner strokes, a
+narrower box). Each training takes the variant the export, as it is, reads the
+digits it trains on best through (the lowest log-loss, :class:`RecipeChoice`),
+so held-out digits do not choose how they are drawn; the version written reads
+pictures by the variant chosen on all of them. Rows (a collected CSV, a
+dataset) were drawn already and keep the export's recipe.
+
 The new version's metadata records the person's digits it trained on
 (``adapted``: their source; ``held_out``, the rows left out, is empty since
-every digit trains, and lists them for versions written before), and the
+every digit trains, and lists them for versions written before; for pictures, the
+recipe they were drawn by), its picture recipe, and the
 factors tried and kept (``adaptation``), so that a later adaptation of it
 rebuilds the same training data and adds to it.
 """
@@ -81,12 +92,15 @@ from zoo.data import (
     DEFAULT_TEST_SIZE,
     Dataset,
     check_test_overlap,
+    is_picture_folder,
     load_dataset,
+    picture_folder_images,
     read_added_rows,
     with_test_in_training,
 )
 from zoo.errors import ZooError
 from zoo.fine_tune import extrapolate, fine_tune, network_weights, with_weights
+from zoo.pictures import PictureRecipe, image_to_pixels, recipe_variants
 from zoo.validation import check_seed
 
 DEFAULT_HOLDOUT = 0.3
@@ -127,6 +141,82 @@ class Figures:
 
 
 @dataclass
+class RecipeChoice:
+    """A person's pictures converted by each variant of the export's picture recipe
+    (:func:`zoo.pictures.recipe_variants`), and how well the export reads them through each.
+
+    Attributes:
+        recipes: the variants, the export's own recipe first.
+        rows: for each variant, the pictures' stored rows (``[n, n_features]`` raw pixels,
+            :func:`zoo.pictures.image_to_pixels`), the rows the adapted model trains on.
+        losses: ``[n_variants, n]``: each picture's log-loss as the export reads its row by
+            each variant (calibrated).
+    """
+
+    recipes: list[PictureRecipe | None]
+    rows: list[np.ndarray]
+    losses: np.ndarray
+
+    def chosen(self, digits: np.ndarray) -> int:
+        """The variant the export reads these digits best through: the lowest mean
+        log-loss (a tie keeps the earlier variant, the export's own recipe first)."""
+        means = self.losses[:, np.asarray(digits, dtype="int64")].mean(axis=1)
+        return int(np.argmin(np.round(means, 9)))
+
+
+def read_choice(
+    loaded: LoadedExport, recipes: list[PictureRecipe | None], rows: list[np.ndarray], y
+) -> RecipeChoice:
+    """A :class:`RecipeChoice` from the pictures' stored rows by each recipe (``[n,
+    n_features]`` each), read by the export in one call (:meth:`LoadedExport.predict_proba`).
+
+    The stored row is the one the adapted model trains on; reading each picture class by
+    class too (:func:`zoo.pictures.picture_rows`) would convert and predict eleven times the
+    rows for the same choice (``benchmarks/RESULTS.md``)."""
+    y = np.asarray(y)
+    rows = [np.asarray(each, dtype="float32") for each in rows]
+    probabilities, _ = loaded.predict_proba(np.concatenate(rows))
+    probabilities = np.asarray(probabilities, dtype="float64").reshape(len(rows), len(y), -1)
+    own = probabilities[:, np.arange(len(y)), np.searchsorted(np.asarray(loaded.classes), y)]
+    return RecipeChoice(list(recipes), rows, -np.log(own + 1e-12))
+
+
+def recipe_choice(loaded: LoadedExport, data: str | Path, y: np.ndarray) -> RecipeChoice | None:
+    """The person's pictures (a picture folder, ``data``) by each variant of the export's
+    recipe, or ``None``: rows that are not pictures (a collected CSV, a dataset), or a recipe
+    with no variants. ``y``: their labels, as :func:`zoo.data.read_added_rows` read them."""
+    recipes = recipe_variants(loaded.picture_recipe, loaded.image_shape, loaded.pixel_max)
+    if len(recipes) < 2 or not is_picture_folder(data):
+        return None
+    images, labels = picture_folder_images(data)
+    if not np.array_equal(labels, y):
+        raise ZooError(f"{data} changed while it was read; adapt again")
+    rows = [
+        np.stack(
+            [
+                image_to_pixels(image, loaded.image_shape, loaded.pixel_max, recipe)
+                for image in images
+            ]
+        )
+        for recipe in recipes
+    ]
+    return read_choice(loaded, recipes, rows, y)
+
+
+def describe_recipe(recipe: PictureRecipe | None, recorded: PictureRecipe | None) -> str:
+    """A variant of ``recorded`` in words: its strokes and box against the recorded ones."""
+    if recipe == recorded:
+        return "as the export draws them"
+    parts = []
+    if recipe is not None and recorded is not None and recipe.ink_fraction != recorded.ink_fraction:
+        scale = recipe.ink_fraction / recorded.ink_fraction
+        parts.append(f"with strokes at {scale:.2g} of the training data's ink")
+    if recipe is not None and recipe.box is not None:
+        parts.append(f"into a {recipe.box[0]}x{recipe.box[1]} box")
+    return " and ".join(parts) or "as the export draws them"
+
+
+@dataclass
 class AdaptResult:
     """What one adaptation measured and, when the adapted model was good enough, wrote.
 
@@ -146,6 +236,8 @@ class AdaptResult:
         written: the new version, or ``None`` when it was refused.
         reason: why it was refused (``None`` when written).
         seconds: the adaptation's wall time.
+        recipe: how the person's pictures were drawn into the export's pixels, in words
+            (``None``: rows, not pictures, or a recipe with no variants).
     """
 
     base: Path
@@ -163,6 +255,7 @@ class AdaptResult:
     written: ExportResult | None = None
     reason: str | None = None
     seconds: float = 0.0
+    recipe: str | None = None
 
 
 @dataclass
@@ -183,6 +276,9 @@ class _Attempt:
         factor: the extrapolation factor kept (1 for a retrained model).
         factors: each factor tried: its held-out accuracy, held-out log-loss and test accuracy.
         reason: why not to write the model (``None``: it may be written).
+        recipe: the variant of the :class:`RecipeChoice` the kept model's person rows were
+            converted by (0: the export's own recipe, or rows that are not pictures).
+        x_person: the person's rows the kept model trained on.
     """
 
     training: str
@@ -194,6 +290,8 @@ class _Attempt:
     factor: float = 1.0
     factors: dict[float, dict[str, float]] | None = None
     reason: str | None = None
+    recipe: int = 0
+    x_person: np.ndarray | None = None
 
 
 def _within_test_allowance(test: float, test_before: float, allowance: float) -> bool:
@@ -278,7 +376,11 @@ def export_training_data(metadata: dict[str, Any]) -> Dataset:
         dataset = with_test_in_training(dataset)
     recipe = picture_recipe(metadata)
     for earlier in metadata.get("adapted") or []:
-        x, y = read_added_rows(earlier["data"], dataset, recipe=recipe)
+        # Pictures chosen a recipe of their own record it; earlier ones took the version's.
+        own = earlier.get("picture_recipe", recipe)
+        if isinstance(own, dict):
+            own = PictureRecipe.from_dict(own)
+        x, y = read_added_rows(earlier["data"], dataset, recipe=own)
         keep = np.setdiff1d(np.arange(len(y)), np.asarray(earlier["held_out"], dtype="int64"))
         dataset = _with_rows(dataset, x[keep], y[keep], earlier["data"])
     if dataset.fingerprint() != dataset_record["fingerprint"]:
@@ -492,6 +594,7 @@ def adapted_model(
     start: Callable[[int], Any] | None,
     test_before: float,
     max_test_loss: float = MAX_TEST_LOSS,
+    choice: RecipeChoice | None = None,
 ) -> _Attempt:
     """The model ``adapt`` writes, and its figures: what ``benchmarks/other_writers.py`` measures.
 
@@ -507,6 +610,11 @@ def adapted_model(
     read the held-out digits at least as well as factor 1 does (none: 1). A
     retrained model has no change to scale (factor 1).
 
+    With ``choice`` (the person's pictures), each training converts the person's
+    pictures, held-out ones included, by the recipe that the export reads the digits
+    it trains on best through (:meth:`RecipeChoice.chosen`): the held-out digits do
+    not choose how they are drawn, and the kept model's recipe is chosen on all of them.
+
     Returns:
         The kept model and its figures; ``reason`` is left for the caller to set.
     """
@@ -514,7 +622,14 @@ def adapted_model(
     share = person_share(start is not None)
     origin = None  # the export's weights, read from the first networks rebuilt
 
-    def trained(rows: np.ndarray, fit_seed: int) -> tuple[Any, Any, dict[int, int]]:
+    def drawn(rows: np.ndarray) -> tuple[int, np.ndarray]:
+        """The recipe variant these digits choose, and every person row converted by it."""
+        if choice is None:
+            return 0, np.asarray(x_person)
+        variant = choice.chosen(rows)
+        return variant, choice.rows[variant]
+
+    def trained(rows: np.ndarray, fit_seed: int, x: np.ndarray) -> tuple[Any, Any, dict[int, int]]:
         nonlocal origin
         begin = None
         if start is not None:
@@ -522,9 +637,7 @@ def adapted_model(
             origin = origin or network_weights(networks)
             begin = lambda _: networks  # noqa: E731
         copies = copies_for(dataset.y_train, y_person[rows], share)
-        fitted = fit_adapted(
-            metadata, dataset, x_person[rows], y_person[rows], copies, fit_seed, begin
-        )
+        fitted = fit_adapted(metadata, dataset, x[rows], y_person[rows], copies, fit_seed, begin)
         return fitted, None if origin is None else network_weights(fitted), copies
 
     def at(fitted: Any, end: Any, factor: float) -> Any:
@@ -533,13 +646,16 @@ def adapted_model(
     everyone = np.arange(len(y_person))
     held = {factor: None for factor in factors}
     for fold, held_out in enumerate(held_out_sets):
-        fitted, end, _ = trained(np.setdiff1d(everyone, held_out), seed + fold)
+        training_digits = np.setdiff1d(everyone, held_out)
+        _, x = drawn(training_digits)
+        fitted, end, _ = trained(training_digits, seed + fold, x)
         for factor in factors:
-            probabilities = _probabilities(at(fitted, end, factor), dataset, x_person[held_out])
+            probabilities = _probabilities(at(fitted, end, factor), dataset, x[held_out])
             if held[factor] is None:
                 held[factor] = np.zeros((len(y_person), probabilities.shape[1]))
             held[factor][held_out] = probabilities
-    estimator, end, copies = trained(everyone, seed + len(held_out_sets))
+    variant, x_kept = drawn(everyone)
+    estimator, end, copies = trained(everyone, seed + len(held_out_sets), x_kept)
     classes = np.asarray(estimator.classes_)
     held_out_all = np.concatenate(held_out_sets)
     y_held = y_person[held_out_all]
@@ -576,6 +692,8 @@ def adapted_model(
         Figures(plain["held_out"], plain["test"]),
         factor,
         figures,
+        recipe=variant,
+        x_person=x_kept,
     )
 
 
@@ -636,6 +754,7 @@ def adapt_export(
             f"{data} holds {len(y_person)} labelled digit; adapting needs at least 2 (a few "
             "per class is better: 5 per class already helps)"
         )
+    choice = recipe_choice(loaded, data, y_person)
     method, held_out_sets = held_out_split(y_person, float(holdout), seed)
     start, why = (None, "--retrain") if retrain else exported_networks(previous, loaded, dataset)
     copies = copies_for(dataset.y_train, y_person, person_share(start is not None))
@@ -678,6 +797,7 @@ def adapt_export(
             start,
             before.test,
             max_test_loss,
+            choice,
         )
         # Decided at factor 1; the factor kept reads the held-out digits at least as well and
         # stays within the test allowance too.
@@ -689,6 +809,15 @@ def adapt_export(
         progress(f"fine-tuned, not kept: {tried.reason}; retraining its configuration from scratch")
         tried = attempt(None)
     estimator, held_probabilities, copies = tried.estimator, tried.held_probabilities, tried.copies
+    recipe = loaded.picture_recipe if choice is None else choice.recipes[tried.recipe]
+    if choice is not None:
+        x_person = tried.x_person
+        losses = choice.losses.mean(axis=1)
+        progress(
+            f"your pictures drawn {describe_recipe(recipe, loaded.picture_recipe)} (the export "
+            f"reads them at a log-loss of {losses[tried.recipe]:.3f}, against "
+            f"{losses[0]:.3f} as it draws them; {len(choice.recipes)} ways tried)"
+        )
     model_classes = np.asarray(estimator.classes_)
     if len(held_out_all) >= MIN_CALIBRATION_DIGITS:
         temperature = fit_temperature(
@@ -719,6 +848,7 @@ def adapt_export(
         temperature=temperature,
         factor=tried.factor,
         reason=tried.reason,
+        recipe=None if choice is None else describe_recipe(recipe, loaded.picture_recipe),
     )
     if result.reason is None:
         # The model kept trained on every digit of the person's, held out or not.
@@ -768,6 +898,9 @@ def adapt_export(
                         else {}
                     ),
                     "seed": seed,
+                    # The recipe the person's pictures were converted by (and are again, when
+                    # this version's training data are rebuilt).
+                    **({} if choice is None else {"picture_recipe": _recipe_record(recipe)}),
                 },
             ],
             "adaptation": {
@@ -782,9 +915,11 @@ def adapt_export(
                 "factors": {f"{f:g}": figures for f, figures in (tried.factors or {}).items()},
             },
             "refit": tried.training == "retrained",
-            # The version adapted's recipe, kept as it is (null: the plain one): the person's
-            # pictures were converted by it, and a later adaptation converts them again by it.
-            "picture_recipe": metadata.get("picture_recipe"),
+            # The recipe the person's pictures chose (the version adapted's, kept as it is, for
+            # rows that are not pictures; null: the plain one): pictures are read by it.
+            "picture_recipe": (
+                metadata.get("picture_recipe") if choice is None else _recipe_record(recipe)
+            ),
         }
         if "refit_full" in metadata:
             info["refit_full"] = metadata["refit_full"]
@@ -793,6 +928,10 @@ def adapt_export(
         )
     result.seconds = time.perf_counter() - started
     return result
+
+
+def _recipe_record(recipe: PictureRecipe | None) -> dict[str, Any] | None:
+    return None if recipe is None else recipe.to_dict()
 
 
 def loaded_accuracy(loaded: LoadedExport, x_raw: np.ndarray, y: np.ndarray) -> float:
@@ -814,6 +953,8 @@ def format_result(result: AdaptResult) -> list[str]:
         f"{'original test split':<28}{result.before.test:>9.2%}{result.after.test:>9.2%}"
         f"   ({result.n_test} digits)",
     ]
+    if result.recipe is not None:
+        lines.append(f"your pictures drawn {result.recipe}")
     training = result.training
     if result.training == "fine-tuned":
         training += f", its change scaled by {result.factor:g}"
