@@ -207,12 +207,12 @@ def test_the_recipe_round_trips_through_its_dict():
         assert PictureRecipe.from_dict(json.loads(json.dumps(recipe.to_dict()))) == recipe
 
 
-def test_a_recipe_offers_thinner_strokes_and_narrower_boxes_to_choose_from():
+def test_a_recipe_offers_other_strokes_and_narrower_boxes_to_choose_from():
     recorded = PictureRecipe(None, 0.3, 0.04, (0.0, 0.1))
     variants = recipe_variants(recorded, (8, 8), 16.0)
     # The recorded recipe first (a tie keeps it), then every other ink and box.
-    assert variants[0] == recorded and len(variants) == len(set(variants)) == 9
-    assert sorted({v.ink_fraction for v in variants}) == pytest.approx([0.195, 0.24, 0.3])
+    assert variants[0] == recorded and len(variants) == len(set(variants)) == 12
+    assert sorted({v.ink_fraction for v in variants}) == pytest.approx([0.195, 0.24, 0.3, 0.375])
     assert {v.box for v in variants} == {None, (32, 28), (32, 24)}
     assert {(v.slant, v.class_slants) for v in variants} == {(0.04, (0.0, 0.1))}
     # Nothing to vary: the plain recipe, a recipe with a box of its own, grey images.

@@ -54,7 +54,7 @@ _SQUARE = np.ones((3, 3), dtype=bool)
 # The variants of a recorded recipe a person's own pictures choose among (recipe_variants):
 # strokes thickened to these shares of the training data's ink, and the digit drawn at the
 # bitmap's full height into a box of these shares of its width (None: the recipe's own box).
-VARIANT_INK_SCALES = (1.0, 0.8, 0.65)
+VARIANT_INK_SCALES = (1.0, 0.8, 0.65, 1.25)
 VARIANT_BOX_WIDTHS = (None, 0.875, 0.75)
 
 
@@ -239,7 +239,7 @@ def recipe_variants(
 
     A recipe matched to the training data (:func:`recipe_from_counts`) draws
     every writer's digits alike; a person whose pen is thinner, or whose digits
-    are wider, than that data's writers' may be read better with thinner strokes
+    are wider, than that data's writers' may be read better with thinner (or thicker) strokes
     (``VARIANT_INK_SCALES`` of the recorded ink) or a narrower box at full height
     (``VARIANT_BOX_WIDTHS`` of the bitmap's width). ``digits-zoo adapt`` keeps the
     variant that the export reads the person's labelled pictures best through
