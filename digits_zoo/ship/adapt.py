@@ -376,7 +376,7 @@ def export_training_data(metadata: dict[str, Any]) -> Dataset:
         dataset = with_test_in_training(dataset)
     recipe = picture_recipe(metadata)
     for earlier in metadata.get("adapted") or []:
-        # Pictures chosen a recipe of their own record it; earlier ones took the version's.
+        # Pictures that chose a recipe of their own record it; earlier ones took the version's.
         own = earlier.get("picture_recipe", recipe)
         if isinstance(own, dict):
             own = PictureRecipe.from_dict(own)
