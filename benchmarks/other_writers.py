@@ -384,7 +384,12 @@ def measure_export(
     recorded_recipe: bool = False,
 ) -> dict:
     """What one export reads as shipped, then its adaptation; prints as it goes."""
-    from digits_zoo.ship.adapt import export_training_data, exported_networks, loaded_accuracy
+    from digits_zoo.ship.adapt import (
+        describe_recipe,
+        export_training_data,
+        exported_networks,
+        loaded_accuracy,
+    )
     from digits_zoo.ship.load import load_export, resolve_export
     from zoo.pictures import recipe_from_counts
     from zoo.pictures import recipe_variants as variants_of
@@ -444,7 +449,7 @@ def measure_export(
             seconds.append(elapsed)
             print(
                 f"  k={k} seed {seed}: {accuracy:.4f} (factor {factor:g}, recipe "
-                f"{_recipe_words(choices[variant], recipe)}, {elapsed:.0f} s)",
+                f"{describe_recipe(choices[variant], recipe)}, {elapsed:.0f} s)",
                 flush=True,
             )
     adapt = None
@@ -473,18 +478,12 @@ def measure_export(
         "shipped": shipped,
         "adaptation": adaptation,
         "factors": factors,
-        "recipes_kept": {k: [_recipe_words(choices[v], recipe) for v in kept[k]] for k in kept},
+        "recipes_kept": {k: [describe_recipe(choices[v], recipe) for v in kept[k]] for k in kept},
         "training": training,
         "fit_seconds": float(np.mean(seconds)) if seconds else None,
         "adapt": adapt,
         "recipes": variants,
     }
-
-
-def _recipe_words(recipe, recorded) -> str:
-    from digits_zoo.ship.adapt import describe_recipe
-
-    return describe_recipe(recipe, recorded)
 
 
 def recipe_variants(export, dataset, images, labels, recorded, shipped: dict) -> list[dict]:

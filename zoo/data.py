@@ -39,7 +39,8 @@ import math
 import os
 import zipfile
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
@@ -411,24 +412,14 @@ def picture_folder_images(folder: str | Path) -> tuple[list[Any], np.ndarray]:
     order :func:`read_picture_folder` converts them (which checks them: read it first).
 
     Raises:
-        DataError: as :func:`read_picture_folder` for its layout; a file that is not a
-            readable picture.
+        DataError: as :func:`read_picture_folder`, for its layout and its files.
     """
-    from PIL import Image, UnidentifiedImageError
-
     folder = Path(folder)
     files = _picture_files(folder)
     images = []
     for path, _ in files:
-        try:
-            with Image.open(path) as image:
-                image.load()
-                images.append(image.copy())
-        except (OSError, UnidentifiedImageError, Image.DecompressionBombError, ValueError):
-            raise DataError(
-                f"{folder}: {str(path.relative_to(folder))!r} is not a readable picture; a "
-                "picture folder holds pictures only: remove or replace it"
-            ) from None
+        with _opened_picture(path, folder) as image:
+            images.append(image.copy())
     return images, np.array([label for _, label in files], "int64")
 
 
@@ -471,6 +462,14 @@ def _picture_files(folder: Path) -> list[tuple[Path, int]]:
 
 def _picture_row(path, folder, image_shape, pixel_max, recipe) -> np.ndarray:
     """One picture file converted to a pixel row, or a one-line error naming the file."""
+    with _opened_picture(path, folder) as image:
+        return image_to_pixels(image, image_shape, pixel_max, recipe)
+
+
+@contextmanager
+def _opened_picture(path: Path, folder: Path) -> Iterator[Any]:
+    """A picture file of a picture folder, opened and loaded; what goes wrong with it, or with
+    its conversion in the ``with`` block, becomes a one-line error naming the file."""
     from PIL import Image, UnidentifiedImageError
 
     where = path.relative_to(folder)
@@ -483,7 +482,7 @@ def _picture_row(path, folder, image_shape, pixel_max, recipe) -> np.ndarray:
     try:
         with Image.open(path) as image:
             image.load()
-            return image_to_pixels(image, image_shape, pixel_max, recipe)
+            yield image
     except ZooError as error:
         # A blank picture: the recipe finds no digit in it. (ZooError is a ValueError.)
         raise DataError(f"{folder}: {str(where)!r}: {error}; remove or replace it") from None

@@ -181,24 +181,27 @@ def read_choice(
     return RecipeChoice(list(recipes), rows, -np.log(own + 1e-12))
 
 
-def recipe_choice(loaded: LoadedExport, data: str | Path, y: np.ndarray) -> RecipeChoice | None:
+def recipe_choice(
+    loaded: LoadedExport, data: str | Path, x: np.ndarray, y: np.ndarray
+) -> RecipeChoice | None:
     """The person's pictures (a picture folder, ``data``) by each variant of the export's
     recipe, or ``None``: rows that are not pictures (a collected CSV, a dataset), or a recipe
-    with no variants. ``y``: their labels, as :func:`zoo.data.read_added_rows` read them."""
+    with no variants. ``x``, ``y``: their rows by the export's own recipe and their labels, as
+    :func:`zoo.data.read_added_rows` read them (the first variant's rows)."""
     recipes = recipe_variants(loaded.picture_recipe, loaded.image_shape, loaded.pixel_max)
     if len(recipes) < 2 or not is_picture_folder(data):
         return None
     images, labels = picture_folder_images(data)
     if not np.array_equal(labels, y):
         raise ZooError(f"{data} changed while it was read; adapt again")
-    rows = [
+    rows = [x] + [
         np.stack(
             [
                 image_to_pixels(image, loaded.image_shape, loaded.pixel_max, recipe)
                 for image in images
             ]
         )
-        for recipe in recipes
+        for recipe in recipes[1:]
     ]
     return read_choice(loaded, recipes, rows, y)
 
@@ -754,7 +757,7 @@ def adapt_export(
             f"{data} holds {len(y_person)} labelled digit; adapting needs at least 2 (a few "
             "per class is better: 5 per class already helps)"
         )
-    choice = recipe_choice(loaded, data, y_person)
+    choice = recipe_choice(loaded, data, x_person, y_person)
     method, held_out_sets = held_out_split(y_person, float(holdout), seed)
     start, why = (None, "--retrain") if retrain else exported_networks(previous, loaded, dataset)
     copies = copies_for(dataset.y_train, y_person, person_share(start is not None))
